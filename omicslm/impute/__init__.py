@@ -1,0 +1,1 @@
+"""Genotype imputation branch: ingest, split, baselines, evaluation (and the model)."""

@@ -1,0 +1,1 @@
+"""Shared input/output helpers: atomic writes, VCF writing, logging."""

@@ -1,0 +1,111 @@
+"""Write phased haplotypes and imputed dosages as bgzipped, tabix-indexed VCF.
+
+Every VCF this workflow hands to a peer tool (Beagle, minimac4) or to a person
+(imputed output) is written here, so all methods see byte-identical inputs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pysam
+
+from omicslm.io.atomic import atomic_path
+
+_GT_PHASED = np.array(["0|0", "0|1", "1|0", "1|1"])
+
+
+def _format_info(info: Mapping[str, np.ndarray] | None, i: int) -> str:
+    if not info:
+        return "."
+    parts = []
+    for key, values in info.items():
+        v = values[i]
+        parts.append(f"{key}={v:.4g}" if isinstance(v, (float, np.floating)) else f"{key}={v}")
+    return ";".join(parts)
+
+
+def write_vcf(
+    path: str | os.PathLike,
+    *,
+    contig: str,
+    positions: np.ndarray,
+    ref: Sequence[str],
+    alt: Sequence[str],
+    samples: Sequence[str],
+    haplotypes: np.ndarray | None = None,
+    dosages: np.ndarray | None = None,
+    genotype_probs: np.ndarray | None = None,
+    info: Mapping[str, np.ndarray] | None = None,
+    info_header: Sequence[str] = (),
+    source: str = "omicslm",
+) -> Path:
+    """Write a bgzipped VCF with a tabix index (``path`` + ``.tbi``), atomically.
+
+    Parameters
+    ----------
+    positions : ndarray, int, shape (n_variants,)
+        1-based positions, strictly increasing.
+    ref, alt : sequence of str, length n_variants
+    samples : sequence of str, length n_samples
+    haplotypes : ndarray, int8, shape (n_variants, n_samples, 2), optional
+        Phased alleles (0/1); written as ``GT`` with ``|``.
+    dosages : ndarray, float, shape (n_variants, n_samples), optional
+        Expected alt-allele count in [0, 2]; written as ``DS``.
+    genotype_probs : ndarray, float, shape (n_variants, n_samples, 3), optional
+        P(0/0), P(0/1), P(1/1); written as ``GP``.
+    info : mapping of INFO key -> ndarray shape (n_variants,), optional
+    info_header : extra ``##INFO=<...>`` lines describing ``info`` keys.
+    """
+    if haplotypes is None:
+        raise ValueError("write_vcf needs haplotypes (GT is required by every consumer)")
+    positions = np.asarray(positions)
+    n_var, n_samp = haplotypes.shape[:2]
+    if len(positions) != n_var or len(samples) != n_samp:
+        raise ValueError(
+            f"shape mismatch: {n_var} variants x {n_samp} samples in haplotypes, "
+            f"{len(positions)} positions, {len(samples)} sample names"
+        )
+    fmt = ["GT"]
+    header = [
+        "##fileformat=VCFv4.2",
+        f"##fileDate={datetime.date.today():%Y%m%d}",
+        f"##source={source}",
+        f"##contig=<ID={contig}>",
+        *info_header,
+        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
+    ]
+    if dosages is not None:
+        fmt.append("DS")
+        header.append('##FORMAT=<ID=DS,Number=A,Type=Float,Description="Estimated ALT dose [P(RA) + 2*P(AA)]">')
+    if genotype_probs is not None:
+        fmt.append("GP")
+        header.append('##FORMAT=<ID=GP,Number=G,Type=Float,Description="Estimated genotype probability">')
+    header.append("\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT", *samples]))
+    fmt_str = ":".join(fmt)
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with pysam.BGZFile(str(tmp), "wb") as out:
+            out.write(("\n".join(header) + "\n").encode())
+            codes = (haplotypes[..., 0].astype(np.int8) * 2 + haplotypes[..., 1]).astype(np.intp)
+            for i in range(n_var):
+                fields = _GT_PHASED[codes[i]]
+                if dosages is not None:
+                    fields = np.char.add(np.char.add(fields, ":"), np.char.mod("%.3f", dosages[i]))
+                if genotype_probs is not None:
+                    gp = genotype_probs[i]
+                    gps = np.char.add(
+                        np.char.add(np.char.add(np.char.mod("%.3f", gp[:, 0]), ","), np.char.mod("%.3f", gp[:, 1])),
+                        np.char.add(",", np.char.mod("%.3f", gp[:, 2])),
+                    )
+                    fields = np.char.add(np.char.add(fields, ":"), gps)
+                line = f"{contig}\t{positions[i]}\t.\t{ref[i]}\t{alt[i]}\t.\tPASS\t{_format_info(info, i)}\t{fmt_str}\t"
+                out.write((line + "\t".join(fields) + "\n").encode())
+        pysam.tabix_index(str(tmp), preset="vcf", force=True)
+        os.replace(str(tmp) + ".tbi", str(path) + ".tbi")
+    return path
