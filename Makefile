@@ -1,0 +1,32 @@
+# Two commands (see README): `make run` and `make test`. Both set everything up first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CORES  ?= all
+
+.PHONY: setup system-tools run test lint clean
+
+setup: $(VENV)/.installed system-tools
+
+# Pinned Python packages (requirements.lock is the full, frozen set; pyproject.toml pins the direct ones).
+$(VENV)/.installed: pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+# Debian packages: bcftools, tabix, beagle, minimac4, a headless JRE (no-op when present).
+system-tools:
+	bash scripts/install_system_tools.sh
+
+run: setup
+	$(BIN)/snakemake --cores $(CORES)
+
+test: setup
+	$(BIN)/python -m pytest -q -rs
+
+lint: setup
+	$(BIN)/snakemake --lint
+
+clean:
+	rm -rf results resources logs .snakemake report.html

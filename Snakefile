@@ -1,0 +1,25 @@
+# omicslm: raw genomic and text data -> trained transformers -> honest evaluation reports.
+# Usage: snakemake --cores all                      (default config.yaml: tiny, CPU, minutes)
+#        snakemake --cores 32 --configfile config/1kg_chr20.yaml results/impute_eval.tsv
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, schema="workflow/schemas/config.schema.yaml")
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/impute.smk"
+
+
+rule all:
+    input:
+        rules.impute_all.input,
+    default_target: True

@@ -1,0 +1,502 @@
+"""Peer imputation baselines: Beagle 5.4, minimac4 and the allele-frequency floor.
+
+Every method gets the same inputs (the panel VCF and the target VCF written by
+:func:`omicslm.io.vcf.write_vcf`) and must produce a bgzipped, tabix-indexed VCF
+with ``GT`` and ``DS`` at every panel site for every target sample, so the
+evaluation step can score all methods the same way.
+
+The external tools are run with :mod:`subprocess`; the exact command line is
+logged, a failure raises :class:`RuntimeError` carrying the tail of the tool's
+output, and every output is produced in a temporary directory beside the final
+path and renamed into place, so a failed or killed run leaves no artefact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import h5py
+import numpy as np
+import pandas as pd
+import pysam
+from tqdm import tqdm
+
+from omicslm.errors import InputError
+from omicslm.impute.layout import read_panel
+from omicslm.io.atomic import atomic_open, atomic_path
+from omicslm.io.vcf import write_vcf
+
+logger = logging.getLogger(__name__)
+
+#: Where Debian's ``beagle`` package puts the jar its ``/usr/bin/beagle`` wrapper runs;
+#: calling java on it directly lets us pass the heap size (-Xmx), which the wrapper cannot.
+BEAGLE_JAR = Path("/usr/share/beagle/beagle.jar")
+
+#: Beagle's own default seed (``seed=-99999``); kept so that leaving ``seed`` unset
+#: reproduces a plain ``beagle`` run.
+BEAGLE_DEFAULT_SEED = -99999
+
+#: The split-table header every step agrees on, and its allowed roles.
+SPLIT_COLUMNS = ("sample", "pop", "super_pop", "role")
+ROLES = ("reference", "validation", "test")
+#: Roles whose samples form the imputation panel handed to every method.
+PANEL_ROLES = ("reference", "validation")
+_SPLIT_HEADER = "\t".join(SPLIT_COLUMNS)
+
+#: FORMAT fields asked of minimac4: GT and DS are the contract, GP matches Beagle's gp=true.
+MINIMAC4_FORMAT = ("GT", "DS", "GP")
+
+#: Lines of tool output quoted in a RuntimeError: enough for the error and its context.
+_STDERR_TAIL_LINES = 30
+
+#: Variants per HDF5 read when counting panel alleles (bounds memory on big panels).
+_AF_CHUNK_VARIANTS = 10_000
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def _tmpdir_beside(path: Path) -> Iterator[Path]:
+    """A scratch directory in ``path``'s folder (same filesystem, so renames are atomic)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _tail(text: str, n: int = _STDERR_TAIL_LINES) -> str:
+    return "\n".join(text.strip().splitlines()[-n:])
+
+
+def _run(cmd: Sequence[str], *, tool: str, stdout=None, cwd: Path | None = None) -> float:
+    """Run ``cmd``, log it, and return its wall-clock seconds; raise with its output tail on failure.
+
+    ``stdout`` may be an open file to receive the tool's standard output (minimac4
+    writes its result there); otherwise stdout is captured along with stderr,
+    because Beagle prints its errors to stdout.
+    """
+    cmd = [str(c) for c in cmd]
+    logger.info("running %s: %s", tool, shlex.join(cmd))
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            cmd,
+            stdout=stdout if stdout is not None else subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            text=True,
+        )
+    except FileNotFoundError as exc:
+        raise RuntimeError(
+            f"{tool} is not installed ({exc.filename} not found); run scripts/install_system_tools.sh "
+            "or use the workflow with --sdm conda"
+        ) from exc
+    seconds = time.perf_counter() - start
+    output = "\n".join(s for s in (proc.stdout if stdout is None else "", proc.stderr) if s)
+    if proc.returncode != 0:
+        status = (f"was killed by signal {-proc.returncode}" if proc.returncode < 0
+                  else f"exited with status {proc.returncode}")
+        raise RuntimeError(
+            f"{tool} failed: it {status}: {shlex.join(cmd)}\n"
+            f"--- last lines of its output ---\n{_tail(output)}"
+        )
+    logger.info("%s finished in %.1f s", tool, seconds)
+    if output.strip():
+        logger.debug("%s output:\n%s", tool, _tail(output))
+    return seconds
+
+
+def _index_and_move(tmp_vcf: Path, out_vcf: Path) -> None:
+    """Tabix-index ``tmp_vcf`` and rename it (index first) onto ``out_vcf``.
+
+    The index goes first so that whenever the VCF exists its index does too.
+    """
+    pysam.tabix_index(str(tmp_vcf), preset="vcf", force=True)
+    os.replace(str(tmp_vcf) + ".tbi", str(out_vcf) + ".tbi")
+    os.replace(tmp_vcf, out_vcf)
+
+
+def _require_file(path: str | os.PathLike, what: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, f"{what} does not exist")
+    return path
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def read_split(split_tsv: str | os.PathLike) -> pd.DataFrame:
+    """Read and validate the sample split table.
+
+    Parameters
+    ----------
+    split_tsv : path
+        Tab-separated, header ``sample  pop  super_pop  role``; role is one of
+        ``reference``, ``validation``, ``test``.
+
+    Returns
+    -------
+    DataFrame with columns ``sample, pop, super_pop, role`` (all str), one row per sample.
+
+    Raises
+    ------
+    InputError
+        Wrong header, unknown role, empty or duplicated sample name.
+    """
+    try:
+        df = pd.read_csv(split_tsv, sep="\t", dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise InputError(split_tsv, f"file is empty; expected header {_SPLIT_HEADER!r}") from None
+    if tuple(df.columns) != SPLIT_COLUMNS:
+        header = "\t".join(map(str, df.columns))
+        raise InputError(split_tsv, f"header is {header!r}, expected {_SPLIT_HEADER!r}")
+    for i, row in enumerate(df.itertuples(index=False), start=2):  # line 1 is the header
+        if not row.sample:
+            raise InputError(split_tsv, "empty sample name", record=f"line {i}")
+        if row.role not in ROLES:
+            raise InputError(split_tsv, f"role {row.role!r} is not one of {', '.join(ROLES)}", record=row.sample)
+    dup = df["sample"][df["sample"].duplicated()]
+    if len(dup):
+        raise InputError(split_tsv, "sample listed more than once", record=dup.iloc[0])
+    return df
+
+
+def convert_genetic_map(in_map: str | os.PathLike, out_map: str | os.PathLike, *, contig: str) -> Path:
+    """Convert a ``pos chr cM`` map (SHAPEIT4/Eagle style) to PLINK format for Beagle and minimac4.
+
+    Parameters
+    ----------
+    in_map : path
+        Whitespace-separated columns ``pos chr cM``, one chromosome, positions
+        1-based and strictly increasing; gzip or plain; a header line (``pos chr cM``) is optional.
+    out_map : path
+        PLINK map ``chrom . cM pos``, written plain (gzip if the name ends in ``.gz``;
+        note minimac4 reads plain maps only).
+    contig : str
+        The VCF contig name written in the ``chrom`` column, so the tools match the
+        map to the VCF (e.g. a map saying ``20`` for a VCF saying ``chr20``).
+
+    Returns
+    -------
+    Path of ``out_map``.
+
+    Raises
+    ------
+    InputError
+        A malformed line (wrong column count, non-numeric position or cM, position
+        below 1 or not increasing, cM decreasing) or more than one chromosome; the message
+        names the file and the line number.
+    """
+    in_map, out_map = Path(in_map), Path(out_map)
+    opener = gzip.open if in_map.suffix == ".gz" else open
+    out_opener = gzip.open if out_map.suffix == ".gz" else open
+    n_written, prev_pos, prev_cm, chrom = 0, -1, -np.inf, None
+    with atomic_path(out_map) as tmp, opener(in_map, "rt") as fin, out_opener(tmp, "wt") as fout:
+        for lineno, line in enumerate(fin, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if lineno == 1 and fields[0].lower() in ("pos", "position", "#pos"):
+                continue  # optional header
+            where = f"line {lineno}"
+            if len(fields) != 3:
+                raise InputError(in_map, f"expected 3 columns 'pos chr cM', found {len(fields)}", record=where)
+            pos_s, chr_s, cm_s = fields
+            try:
+                pos = int(pos_s)
+                cm = float(cm_s)
+            except ValueError:
+                raise InputError(in_map, f"position {pos_s!r} or cM {cm_s!r} is not a number", record=where) from None
+            if chrom is None:
+                chrom = chr_s
+            elif chr_s != chrom:
+                raise InputError(in_map, f"map holds several chromosomes ({chrom}, {chr_s}); give one", record=where)
+            if pos < 1:
+                # VCF positions are 1-based; minimac4 4.1.2 also aborts on a map record at 0
+                raise InputError(in_map, f"position {pos} is below 1 (positions are 1-based)", record=where)
+            if pos <= prev_pos:
+                raise InputError(in_map, f"position {pos} is not after the previous {prev_pos}", record=where)
+            if not np.isfinite(cm) or cm < prev_cm:
+                raise InputError(in_map, f"cM {cm_s} is not finite or below the previous {prev_cm}", record=where)
+            prev_pos, prev_cm = pos, cm
+            # keep the cM text as given: reformatting floats would change the map for nothing
+            fout.write(f"{contig}\t.\t{cm_s}\t{pos}\n")
+            n_written += 1
+        if n_written < 2:
+            raise InputError(in_map, f"map has {n_written} records; at least 2 are needed to interpolate")
+    logger.info("wrote %d map records for contig %s to %s", n_written, contig, out_map)
+    return out_map
+
+
+# --------------------------------------------------------------------------- Beagle
+
+
+def run_beagle(
+    ref_vcf: str | os.PathLike,
+    target_vcf: str | os.PathLike,
+    out_vcf: str | os.PathLike,
+    *,
+    genetic_map: str | os.PathLike | None = None,
+    threads: int = 1,
+    mem_gb: int = 2,
+    ne: float | None = None,
+    seed: int = BEAGLE_DEFAULT_SEED,
+    log: str | os.PathLike | None = None,
+) -> float:
+    """Impute ``target_vcf`` from the phased panel ``ref_vcf`` with Beagle 5.4.
+
+    Parameters
+    ----------
+    ref_vcf : path
+        Phased panel VCF (bgzipped), all panel sites.
+    target_vcf : path
+        Phased target VCF at the typed (array) sites.
+    out_vcf : path
+        Output ``.vcf.gz`` with GT, DS, GP at every panel site; ``out_vcf.tbi`` is written too.
+    genetic_map : path, optional
+        PLINK map (see :func:`convert_genetic_map`); without it Beagle assumes 1 cM = 1 Mb.
+    threads : int
+        Beagle ``nthreads``.
+    mem_gb : int
+        Java heap (-Xmx) in GiB; used when the Debian jar is found, else the
+        ``beagle`` command runs with Java's default heap.
+    ne : float, optional
+        Effective population size (Beagle's default when None).
+    seed : int
+        Beagle's random seed.
+    log : path, optional
+        Where to copy Beagle's own ``.log`` file.
+
+    Returns
+    -------
+    float
+        Wall-clock seconds Beagle ran.
+
+    Raises
+    ------
+    RuntimeError
+        Beagle failed or wrote no VCF; the message quotes its output.
+    """
+    out_vcf = Path(out_vcf)
+    if BEAGLE_JAR.is_file():
+        cmd = ["java", f"-Xmx{mem_gb}g", "-jar", str(BEAGLE_JAR)]
+    else:
+        cmd = ["beagle"]
+    with _tmpdir_beside(out_vcf) as tmp:
+        prefix = tmp / "beagle"
+        cmd += [
+            f"ref={Path(ref_vcf).resolve()}",
+            f"gt={Path(target_vcf).resolve()}",
+            f"out={prefix}",
+            f"nthreads={threads}",
+            f"seed={seed}",
+            "impute=true",
+            "gp=true",
+        ]
+        if genetic_map is not None:
+            cmd.append(f"map={Path(genetic_map).resolve()}")
+        if ne is not None:
+            cmd.append(f"ne={ne:g}")
+        seconds = _run(cmd, tool="beagle", cwd=tmp)
+        result = Path(f"{prefix}.vcf.gz")
+        if not result.is_file():
+            beagle_log = Path(f"{prefix}.log")
+            text = beagle_log.read_text() if beagle_log.is_file() else ""
+            raise RuntimeError(f"beagle exited 0 but wrote no {result.name}; its log ends:\n{_tail(text)}")
+        if log is not None:
+            with atomic_open(log) as fh:
+                fh.write(Path(f"{prefix}.log").read_text())
+        _index_and_move(result, out_vcf)
+    return seconds
+
+
+# --------------------------------------------------------------------------- minimac4
+
+
+def compress_reference_minimac4(ref_vcf: str | os.PathLike, out_msav: str | os.PathLike, *, threads: int = 1) -> float:
+    """Compress a phased panel VCF into minimac4's ``.msav`` reference format.
+
+    Runs ``minimac4 --compress-reference ref.vcf.gz -o out.msav``.
+
+    Parameters
+    ----------
+    ref_vcf : path
+        Phased panel VCF (bgzipped, indexed).
+    out_msav : path
+        Output ``.msav``.
+    threads : int
+        minimac4 ``--threads``.
+
+    Returns
+    -------
+    float
+        Wall-clock seconds minimac4 ran.
+    """
+    out_msav = Path(out_msav)
+    with _tmpdir_beside(out_msav) as tmp:
+        result = tmp / "reference.msav"
+        cmd = ["minimac4", "--compress-reference", "--threads", threads, "-o", result, Path(ref_vcf).resolve()]
+        seconds = _run(cmd, tool="minimac4 --compress-reference")
+        if not result.is_file() or result.stat().st_size == 0:
+            raise RuntimeError(f"minimac4 --compress-reference wrote no {result.name} for {ref_vcf}")
+        os.replace(result, out_msav)
+    return seconds
+
+
+def run_minimac4(
+    ref_msav: str | os.PathLike,
+    target_vcf: str | os.PathLike,
+    out_vcf: str | os.PathLike,
+    *,
+    threads: int = 1,
+    genetic_map: str | os.PathLike | None = None,
+) -> float:
+    """Impute ``target_vcf`` from a compressed panel with minimac4 v4.1.2.
+
+    minimac4 writes every reference-panel site by default (``-a`` would add sites
+    found only in the target; we leave it off since target sites are a subset of
+    the panel). Output FORMAT fields are ``GT:DS:GP`` (:data:`MINIMAC4_FORMAT`).
+
+    Parameters
+    ----------
+    ref_msav : path
+        Panel from :func:`compress_reference_minimac4`.
+    target_vcf : path
+        Phased, indexed target VCF at the typed sites.
+    out_vcf : path
+        Output ``.vcf.gz`` (``out_vcf.tbi`` is written too).
+    threads : int
+        minimac4 ``--threads``.
+    genetic_map : path, optional
+        A *plain-text* PLINK map (``chrom . cM pos``) such as
+        :func:`convert_genetic_map` writes; minimac4 4.1.2 reads this "old" format
+        with a plain stream, so a gzipped map is refused. Without a map minimac4
+        estimates recombination from the reference panel itself.
+
+    Returns
+    -------
+    float
+        Wall-clock seconds minimac4 ran.
+
+    Raises
+    ------
+    InputError
+        ``genetic_map`` is gzipped.
+    RuntimeError
+        minimac4 failed; the message quotes its stderr.
+    """
+    out_vcf = Path(out_vcf)
+    cmd = ["minimac4", "--threads", threads, "--format", ",".join(MINIMAC4_FORMAT), "--output-format", "vcf.gz"]
+    if genetic_map is not None:
+        genetic_map = _require_file(genetic_map, "genetic map")
+        with open(genetic_map, "rb") as fh:
+            if fh.read(2) == b"\x1f\x8b":
+                raise InputError(genetic_map, "minimac4 reads plain-text maps only; gunzip it first")
+        cmd += ["--map", genetic_map.resolve()]
+    with _tmpdir_beside(out_vcf) as tmp:
+        result = tmp / "imputed.vcf.gz"
+        cmd += ["-o", result, Path(ref_msav).resolve(), Path(target_vcf).resolve()]
+        seconds = _run(cmd, tool="minimac4")
+        if not result.is_file():
+            raise RuntimeError(f"minimac4 exited 0 but wrote no {result.name}")
+        _index_and_move(result, out_vcf)
+    return seconds
+
+
+# --------------------------------------------------------------------------- AF floor
+
+
+def write_af_floor(h5: str | os.PathLike, split_tsv: str | os.PathLike, out_vcf: str | os.PathLike) -> float:
+    """Write the allele-frequency floor: every test sample gets the panel's expectation.
+
+    At each ingested site, with ``p`` the ALT frequency over the panel samples'
+    haplotypes (role reference or validation): ``DS = 2p``, ``GP`` is Hardy-Weinberg
+    ``((1-p)^2, 2p(1-p), p^2)`` and ``GT`` is the most probable genotype
+    (``0|0``, ``0|1`` or ``1|1``). Any method worth running must beat this.
+
+    Parameters
+    ----------
+    h5 : path
+        Ingested panel (:mod:`omicslm.impute.layout`).
+    split_tsv : path
+        Split table (:func:`read_split`).
+    out_vcf : path
+        Output ``.vcf.gz`` (+ ``.tbi``); samples are the test samples in HDF5 order.
+
+    Returns
+    -------
+    float
+        Wall-clock seconds the computation and writing took.
+
+    Raises
+    ------
+    InputError
+        A split sample is absent from the HDF5, or the split has no panel or no test samples.
+    """
+    start = time.perf_counter()
+    split = read_split(split_tsv)
+    panel = read_panel(h5, haplotypes=False)
+    index = {s: i for i, s in enumerate(panel.samples)}
+    missing = [s for s in split["sample"] if s not in index]
+    if missing:
+        raise InputError(split_tsv, f"sample is not in the ingested panel {h5}", record=missing[0])
+    roles = dict(zip(split["sample"], split["role"]))
+    is_panel = np.array([roles.get(s) in PANEL_ROLES for s in panel.samples])
+    is_test = np.array([roles.get(s) == "test" for s in panel.samples])
+    if not is_panel.any() or not is_test.any():
+        raise InputError(split_tsv, f"needs panel (reference/validation) and test samples; "
+                                    f"found {is_panel.sum()} panel and {is_test.sum()} test")
+
+    # Count ALT alleles in chunks of variants so a whole-genome panel never sits in memory.
+    alt_count = np.zeros(panel.n_variants, dtype=np.int64)
+    with h5py.File(h5, "r") as f:
+        hap = f["calldata/HAP"]
+        for lo in tqdm(range(0, panel.n_variants, _AF_CHUNK_VARIANTS), desc="panel AF", unit="chunk",
+                       disable=None):
+            hi = min(lo + _AF_CHUNK_VARIANTS, panel.n_variants)
+            alt_count[lo:hi] = hap[lo:hi][:, is_panel, :].sum(axis=(1, 2), dtype=np.int64)
+    p = alt_count / (2 * is_panel.sum())  # (n_variants,)
+
+    gp_site = np.stack([(1 - p) ** 2, 2 * p * (1 - p), p**2], axis=1)  # (n_variants, 3)
+    best = gp_site.argmax(axis=1)  # 0 = hom-ref, 1 = het, 2 = hom-alt
+    # genotype index -> phased alleles; a het is written 0|1 by convention (no phase information)
+    alleles = np.array([[0, 0], [0, 1], [1, 1]], dtype=np.int8)[best]  # (n_variants, 2)
+    n_test = int(is_test.sum())
+    write_vcf(
+        out_vcf,
+        contig=panel.contig,
+        positions=panel.pos,
+        ref=panel.ref,
+        alt=panel.alt,
+        samples=list(panel.samples[is_test]),
+        haplotypes=np.broadcast_to(alleles[:, None, :], (panel.n_variants, n_test, 2)),
+        dosages=np.broadcast_to((2 * p)[:, None], (panel.n_variants, n_test)),
+        genotype_probs=np.broadcast_to(gp_site[:, None, :], (panel.n_variants, n_test, 3)),
+        source="omicslm.impute.baselines.write_af_floor",
+    )
+    seconds = time.perf_counter() - start
+    logger.info("AF floor: %d sites x %d test samples in %.1f s -> %s", panel.n_variants, n_test, seconds, out_vcf)
+    return seconds
+
+
+def write_runtime(out_json: str | os.PathLike, *, method: str, seconds: float, threads: int) -> Path:
+    """Write a method's runtime record ``{"method", "seconds", "threads"}`` atomically."""
+    with atomic_open(out_json) as fh:
+        json.dump({"method": method, "seconds": float(seconds), "threads": int(threads)}, fh, indent=2)
+        fh.write("\n")
+    return Path(out_json)

@@ -1,0 +1,563 @@
+"""Score imputed genotypes against held-out truth, by minor-allele-frequency bin.
+
+The protocol is the one used by the Beagle, minimac and GLIMPSE papers, so numbers are
+comparable with the literature and between methods:
+
+* every method is scored on the same sites: all ingested sites that were *not* on the
+  genotyping array (array sites were handed to the methods; scoring them flatters all);
+* alleles are recoded to the panel-minor allele (sites with panel ALT frequency > 0.5 are
+  flipped, as ``GLIMPSE2_concordance`` does), so "non-reference" means "minor";
+* sites are binned by their MAF in the *reference panel* (what a method can know), and
+  panel-monomorphic sites get their own row instead of polluting the rarest bin;
+* the headline metric is the aggregate r² (squared Pearson correlation pooled over all
+  genotypes of a bin) with a 95% site-bootstrap interval.
+
+A method that fails to output a scored site or sample is an error, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from omicslm.errors import InputError
+from omicslm.impute.layout import read_panel
+from omicslm.io.atomic import atomic_open
+
+log = logging.getLogger(__name__)
+
+#: Label of the row holding the sites that are monomorphic in the reference panel.
+MONOMORPHIC = "monomorphic"
+#: Label of the row pooling every panel-polymorphic scored site.
+ALL = "all"
+#: Column order of a score table (``evaluate_method`` prepends ``method`` and appends ``seconds``).
+COLUMNS = [
+    "bin", "maf_lo", "maf_hi", "n_sites", "n_genotypes", "r2", "r2_lo", "r2_hi",
+    "concordance", "nonref_concordance", "iqs", "minor_f1", "mean_truth_maf",
+]
+#: Bootstrap interval: 2.5th and 97.5th percentiles (a 95% interval).
+_CI_PERCENTILES = (2.5, 97.5)
+#: Upper bound on (replicates x sites) gathered at once in the bootstrap, to cap memory
+#: (each element is 6 float64 sufficient statistics).
+_BOOT_BLOCK_ELEMENTS = 2_000_000
+#: cyvcf2 ``gt_types`` code for a missing genotype (with ``gts012=True``).
+_GT_UNKNOWN = 3
+#: Significant digits of floats in written tables (r² intervals are resolved to ~1e-3).
+_FLOAT_FORMAT = "%.8g"
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_imputed(
+    vcf: str | os.PathLike,
+    positions: np.ndarray,
+    samples: Sequence[str],
+    *,
+    ref: Sequence[str] | None = None,
+    alt: Sequence[str] | None = None,
+    contig: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read dosages and best-guess genotypes of an imputed VCF at the requested sites.
+
+    Works for any method's output: Beagle 5.4 (``GT:DS[:GP]``), minimac4 (``GT:DS`` or
+    ``GT:HDS``) and omicslm (``GT:DS:GP``).
+
+    Parameters
+    ----------
+    vcf : path
+        Bgzipped (or plain) VCF, biallelic records, one contig.
+    positions : ndarray, int, shape (n_positions,)
+        1-based positions to read, e.g. the truth's scored sites; defines the row order.
+    samples : sequence of str, length n_samples
+        Sample names to read; defines the column order. The VCF may list them in another
+        order and may hold extra samples.
+    ref, alt : sequence of str, length n_positions, optional
+        Expected alleles per position; a record whose REF/ALT differ is an error. When a
+        position holds several records (split multi-allelics), the matching one is used.
+    contig : str, optional
+        Only records on this contig are considered (default: any contig).
+
+    Returns
+    -------
+    dosage : ndarray, float32, shape (n_positions, n_samples)
+        Expected ALT-allele count: FORMAT ``DS``; else the sum of the two haplotype
+        dosages ``HDS``; else the GT allele count.
+    gt : ndarray, int8, shape (n_positions, n_samples)
+        ALT-allele count (0/1/2) of the best-guess genotype ``GT``.
+
+    Raises
+    ------
+    InputError
+        The VCF is unreadable; a requested sample or position is absent; a record's
+        REF/ALT differ from ``ref``/``alt``; a position is ambiguous (several records and
+        no alleles to choose); a genotype or dosage is missing or out of [0, 2].
+    """
+    import cyvcf2  # imported here so the pure-numpy scoring works without it
+
+    positions = np.asarray(positions, dtype=np.int64)
+    samples = [str(s) for s in samples]
+    if (ref is None) != (alt is None):
+        raise ValueError("give both ref and alt, or neither")
+    if len(set(positions.tolist())) != len(positions):
+        raise ValueError("requested positions must be unique")
+    row_of = {int(p): i for i, p in enumerate(positions)}
+    try:
+        reader = cyvcf2.VCF(str(vcf), gts012=True, lazy=True)
+    except (OSError, IOError) as exc:
+        raise InputError(vcf, f"cannot open imputed VCF ({exc})") from exc
+    have = set(reader.samples)
+    for s in samples:
+        if s not in have:
+            raise InputError(vcf, "requested sample is absent from the imputed VCF", record=s)
+    reader.close()
+    # Decoding only the samples we score is much faster on wide outputs; cyvcf2 keeps the
+    # file's sample order, so columns are permuted afterwards.
+    reader = cyvcf2.VCF(str(vcf), gts012=True, samples=samples, lazy=True)
+    file_col = {s: j for j, s in enumerate(reader.samples)}
+    perm = np.array([file_col[s] for s in samples], dtype=np.intp)
+
+    n_pos, n_samp = len(positions), len(samples)
+    dosage = np.full((n_pos, n_samp), np.nan, dtype=np.float32)
+    gt = np.full((n_pos, n_samp), -1, dtype=np.int8)
+    filled = np.zeros(n_pos, dtype=bool)
+    seen_alleles: dict[int, list[str]] = {}
+
+    for rec in tqdm(reader, desc=f"read {Path(vcf).name}", unit=" records", mininterval=5):
+        i = row_of.get(rec.POS)
+        if i is None or (contig is not None and rec.CHROM != contig):
+            continue
+        where = f"{rec.CHROM}:{rec.POS}"
+        alleles = f"{rec.REF}>{','.join(rec.ALT)}"
+        if ref is not None and (rec.REF != ref[i] or rec.ALT != [alt[i]]):
+            # A split multi-allelic may hold the matching record further on.
+            seen_alleles.setdefault(i, []).append(alleles)
+            continue
+        if filled[i]:
+            raise InputError(vcf, "several records at this position and no alleles given to choose one", where)
+        if len(rec.ALT) != 1:
+            raise InputError(vcf, f"record is not biallelic ({alleles})", where)
+        row_gt = rec.gt_types[perm]
+        if np.any(row_gt == _GT_UNKNOWN):
+            bad = samples[int(np.argmax(row_gt == _GT_UNKNOWN))]
+            raise InputError(vcf, f"missing genotype (GT) for sample {bad}", where)
+        gt[i] = row_gt
+        ds = rec.format("DS")
+        if ds is not None:
+            row_ds = ds[perm, 0]
+        else:
+            hds = rec.format("HDS")
+            # Two haplotype dosages per diploid sample; sum them to get the ALT dose.
+            row_ds = hds[perm, :2].sum(axis=1) if hds is not None else row_gt.astype(np.float32)
+        if not np.all(np.isfinite(row_ds)):
+            bad = samples[int(np.argmax(~np.isfinite(row_ds)))]
+            raise InputError(vcf, f"missing dosage for sample {bad}", where)
+        if np.any((row_ds < 0) | (row_ds > 2)):
+            bad = samples[int(np.argmax((row_ds < 0) | (row_ds > 2)))]
+            raise InputError(vcf, f"dosage outside [0, 2] for sample {bad}", where)
+        dosage[i] = row_ds
+        filled[i] = True
+    reader.close()
+
+    if not filled.all():
+        i = int(np.argmin(filled))
+        if i in seen_alleles:
+            problem = (f"REF/ALT mismatch: expected {ref[i]}>{alt[i]}, "
+                       f"imputed VCF has {' and '.join(seen_alleles[i])}")
+        else:
+            problem = (f"scored position is absent from the imputed VCF "
+                       f"({int((~filled).sum())} of {n_pos} requested positions missing)")
+        raise InputError(vcf, problem, record=f"{contig or 'pos'}:{positions[i]}")
+    return dosage, gt
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def _bin_label(lo: float, hi: float, closed: bool) -> str:
+    def fmt(x: float) -> str:
+        s = f"{x:.3f}"
+        return s if float(s) == x else f"{x:.6g}"  # keep finer edges (e.g. 0.0005) honest
+
+    return f"[{fmt(lo)},{fmt(hi)}{']' if closed else ')'}"
+
+
+def _pooled_r2(stats: np.ndarray) -> np.ndarray:
+    """Aggregate r² from summed sufficient statistics.
+
+    Parameters
+    ----------
+    stats : ndarray, float64, shape (..., 6)
+        Sums over genotypes of ``n, x, y, xx, yy, xy`` (x = dosage, y = truth).
+
+    Returns
+    -------
+    ndarray, float64, shape (...)
+        ``cov² / (var_x var_y)``; NaN where either variance is 0 (or no genotypes).
+    """
+    n, sx, sy, sxx, syy, sxy = np.moveaxis(stats, -1, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = n * sxy - sx * sy
+        vx = n * sxx - sx * sx
+        vy = n * syy - sy * sy
+        # Round-off can leave a tiny positive variance for constant data; treat
+        # anything at the level of float64 noise as zero.
+        tol_x = 1e-12 * np.maximum(n * sxx, 1.0)
+        tol_y = 1e-12 * np.maximum(n * syy, 1.0)
+        r2 = np.where((vx > tol_x) & (vy > tol_y), cov * cov / (vx * vy), np.nan)
+    return np.minimum(r2, 1.0)
+
+
+def _bootstrap_r2(stats: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Pooled r² of ``n_boot`` site-bootstrap replicates.
+
+    Parameters
+    ----------
+    stats : ndarray, float64, shape (n_sites, 6)
+        Per-site sufficient statistics (see :func:`_pooled_r2`).
+
+    Returns
+    -------
+    ndarray, float64, shape (n_boot,)
+    """
+    n_sites = len(stats)
+    out = np.empty(n_boot)
+    block = max(1, _BOOT_BLOCK_ELEMENTS // max(n_sites, 1))
+    for start in range(0, n_boot, block):
+        stop = min(n_boot, start + block)
+        idx = rng.integers(0, n_sites, size=(stop - start, n_sites))
+        out[start:stop] = _pooled_r2(stats[idx].sum(axis=1))
+    return out
+
+
+def _site_iqs(truth: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Per-site Imputation Quality Score (Cohen's kappa of best guess vs truth).
+
+    Parameters
+    ----------
+    truth, gt : ndarray, int8, shape (n_sites, n_samples), values 0/1/2
+
+    Returns
+    -------
+    ndarray, float64, shape (n_sites,)
+        NaN where chance agreement is 1 (both calls constant and equal: kappa undefined).
+    """
+    n_sites, n_samp = truth.shape
+    if n_sites == 0:
+        return np.empty(0)
+    # 3x3 contingency table per site via one bincount: code = site*9 + gt*3 + truth.
+    code = (np.arange(n_sites, dtype=np.int64)[:, None] * 9 + gt.astype(np.int64) * 3 + truth)
+    table = np.bincount(code.ravel(), minlength=n_sites * 9).reshape(n_sites, 3, 3)
+    n = np.int64(n_samp)
+    agree = np.trace(table, axis1=1, axis2=2)
+    # Integer chance term Σ_k row_k col_k, compared with n² exactly to find kappa's 0/0.
+    chance = (table.sum(axis=2) * table.sum(axis=1)).sum(axis=1)
+    po = agree / n
+    pc = chance / (n * n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(chance == n * n, np.nan, (po - pc) / (1.0 - pc))
+
+
+def _row(label, lo, hi, truth, dosage, gt, maf, stats, n_boot, rng) -> dict:
+    n_sites, n_samp = truth.shape
+    row = {"bin": label, "maf_lo": lo, "maf_hi": hi, "n_sites": n_sites, "n_genotypes": n_sites * n_samp}
+    if n_sites == 0 or n_samp == 0:
+        row.update({k: np.nan for k in COLUMNS if k not in row})
+        return row
+    row["r2"] = float(_pooled_r2(stats.sum(axis=0)))
+    if n_boot > 0:
+        boot = _bootstrap_r2(stats, n_boot, rng)
+        if np.all(np.isnan(boot)):
+            row["r2_lo"] = row["r2_hi"] = np.nan
+        else:
+            row["r2_lo"], row["r2_hi"] = (float(v) for v in np.nanpercentile(boot, _CI_PERCENTILES))
+    else:
+        row["r2_lo"] = row["r2_hi"] = np.nan
+    match = gt == truth
+    row["concordance"] = float(match.mean())
+    carrier = (truth > 0) | (gt > 0)
+    row["nonref_concordance"] = float(match[carrier].mean()) if carrier.any() else np.nan
+    iqs = _site_iqs(truth, gt)
+    row["iqs"] = float(np.nanmean(iqs)) if np.any(~np.isnan(iqs)) else np.nan
+    g, t = gt.astype(np.int64), truth.astype(np.int64)
+    tp = np.minimum(g, t).sum()
+    fp = np.maximum(g - t, 0).sum()
+    fn = np.maximum(t - g, 0).sum()
+    row["minor_f1"] = float(2 * tp / (2 * tp + fp + fn)) if (tp + fp + fn) > 0 else np.nan
+    row["mean_truth_maf"] = float(maf.mean())
+    return row
+
+
+def score(
+    truth: np.ndarray,
+    dosage: np.ndarray,
+    gt: np.ndarray,
+    panel_af: np.ndarray,
+    *,
+    bins: Sequence[float],
+    n_boot: int = 200,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Imputation accuracy by panel-MAF bin (pure numpy).
+
+    Parameters
+    ----------
+    truth : ndarray, int, shape (n_sites, n_samples)
+        True ALT-allele count (0/1/2).
+    dosage : ndarray, float, shape (n_sites, n_samples)
+        Imputed ALT dosage in [0, 2].
+    gt : ndarray, int, shape (n_sites, n_samples)
+        Imputed best-guess ALT-allele count (0/1/2).
+    panel_af : ndarray, float, shape (n_sites,)
+        ALT frequency in the reference panel.
+    bins : sequence of float, length n_bins + 1
+        Increasing MAF edges; bins are ``[e0,e1), ..., [e_{n-1}, e_n]`` (the last closed).
+    n_boot : int
+        Site-bootstrap replicates for the r² interval (0 = no interval).
+    seed : int
+        Bootstrap seed; each row draws from its own stream ``(seed, row index)``, so a row's
+        interval does not depend on the other rows.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per label, in order ``"monomorphic"``, the MAF bins, ``"all"`` (every
+        panel-polymorphic site), with columns :data:`COLUMNS`. Rows without sites are kept
+        (counts 0, metrics NaN) so tables of different methods line up.
+
+    Notes
+    -----
+    Minor-allele coding: at sites with ``panel_af > 0.5``, ``truth -> 2 - truth``,
+    ``dosage -> 2 - dosage``, ``gt -> 2 - gt``; ``MAF = min(af, 1 - af)``. Sites with
+    ``af`` 0 or 1 are the "monomorphic" row (``maf_lo = maf_hi = 0``).
+
+    With x = dosage and y = truth over the N = n_sites * n_samples genotypes of a row:
+
+    * ``r2`` (aggregate r²) = ``(NΣxy - ΣxΣy)² / ((NΣxx - (Σx)²)(NΣyy - (Σy)²))``,
+      pooled over all genotypes of the row; NaN if either variance is 0.
+    * ``r2_lo``, ``r2_hi``: 2.5 / 97.5 percentiles of r² over ``n_boot`` replicates that
+      resample the row's sites with replacement; computed from per-site sums
+      ``(n, Σx, Σy, Σxx, Σyy, Σxy)`` so a replicate is a weighted sum, not a re-read.
+      Replicates with an undefined r² are ignored.
+    * ``concordance`` = #(gt == truth) / N.
+    * ``nonref_concordance`` = #(gt == truth) / #(truth > 0 or gt > 0) (minor coding).
+    * ``iqs``: mean over sites of Cohen's kappa of the 3x3 table gt x truth
+      (Lin et al. 2010): ``(Po - Pc) / (1 - Pc)`` with ``Po`` = observed agreement and
+      ``Pc = Σ_k n_k. n_.k / n²``; sites with ``Pc = 1`` (undefined) are left out.
+    * ``minor_f1`` per allele copy: ``TP = Σ min(gt, truth)``, ``FP = Σ max(gt - truth, 0)``,
+      ``FN = Σ max(truth - gt, 0)``, ``F1 = 2TP / (2TP + FP + FN)``.
+    * ``mean_truth_maf`` = mean over the row's sites of the panel MAF (the bin's
+      location on the MAF axis).
+    """
+    truth = np.asarray(truth)
+    dosage = np.asarray(dosage, dtype=np.float64)
+    gt = np.asarray(gt)
+    panel_af = np.asarray(panel_af, dtype=np.float64)
+    edges = np.asarray(bins, dtype=np.float64)
+    if truth.ndim != 2 or dosage.shape != truth.shape or gt.shape != truth.shape:
+        raise ValueError(f"truth {truth.shape}, dosage {dosage.shape}, gt {gt.shape} must share one 2-D shape")
+    if panel_af.shape != (truth.shape[0],):
+        raise ValueError(f"panel_af has shape {panel_af.shape}, expected ({truth.shape[0]},)")
+    if len(edges) < 2 or np.any(np.diff(edges) <= 0) or edges[0] < 0 or edges[-1] > 0.5:
+        raise ValueError(f"bins must be >= 2 increasing MAF edges within [0, 0.5], got {list(edges)}")
+    for name, a in (("truth", truth), ("gt", gt)):
+        if a.size and (a.min() < 0 or a.max() > 2):
+            raise ValueError(f"{name} must hold allele counts 0/1/2")
+    if np.any((panel_af < 0) | (panel_af > 1)) or np.any(np.isnan(panel_af)):
+        raise ValueError("panel_af must lie in [0, 1]")
+
+    flip = panel_af > 0.5
+    truth = np.where(flip[:, None], 2 - truth, truth).astype(np.int8)
+    gt = np.where(flip[:, None], 2 - gt, gt).astype(np.int8)
+    dosage = np.where(flip[:, None], 2.0 - dosage, dosage)
+    maf = np.minimum(panel_af, 1.0 - panel_af)
+    mono = (panel_af == 0) | (panel_af == 1)
+
+    y = truth.astype(np.float64)
+    stats = np.stack([
+        np.full(len(y), truth.shape[1], dtype=np.float64),
+        dosage.sum(axis=1), y.sum(axis=1),
+        (dosage * dosage).sum(axis=1), (y * y).sum(axis=1), (dosage * y).sum(axis=1),
+    ], axis=1)
+
+    groups = [(MONOMORPHIC, 0.0, 0.0, mono)]
+    for k in range(len(edges) - 1):
+        lo, hi = edges[k], edges[k + 1]
+        last = k == len(edges) - 2
+        in_bin = ~mono & (maf >= lo) & ((maf <= hi) if last else (maf < hi))
+        groups.append((_bin_label(lo, hi, last), lo, hi, in_bin))
+    groups.append((ALL, 0.0, 0.5, ~mono))
+
+    rows = []
+    for r, (label, lo, hi, sel) in enumerate(groups):
+        rng = np.random.default_rng([seed, r])
+        rows.append(_row(label, float(lo), float(hi), truth[sel], dosage[sel], gt[sel], maf[sel],
+                         stats[sel], n_boot, rng))
+    binned = sum(row["n_sites"] for row in rows[1:-1])
+    if binned != rows[-1]["n_sites"]:
+        log.warning("%d polymorphic sites fall outside the MAF bins %s (they count in 'all' only)",
+                    rows[-1]["n_sites"] - binned, list(edges))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _write_table(df: pd.DataFrame, out_tsv: str | os.PathLike) -> None:
+    with atomic_open(out_tsv, "w", newline="") as fh:
+        df.to_csv(fh, sep="\t", index=False, float_format=_FLOAT_FORMAT, na_rep="NaN")
+
+
+def _read_tsv(path: str | os.PathLike, required: Sequence[str]) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(path, f"cannot read table ({exc})") from exc
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise InputError(path, f"missing column(s) {missing}; header is {list(df.columns)}")
+    return df
+
+
+def evaluate_method(
+    h5: str | os.PathLike,
+    split_tsv: str | os.PathLike,
+    array_sites_tsv: str | os.PathLike,
+    imputed_vcf: str | os.PathLike,
+    runtime_json: str | os.PathLike,
+    out_tsv: str | os.PathLike,
+    *,
+    method: str,
+    bins: Sequence[float],
+    n_boot: int,
+    seed: int,
+) -> pd.DataFrame:
+    """Score one method's imputed VCF against the held-out test haplotypes.
+
+    Parameters
+    ----------
+    h5 : path
+        Ingested panel (layout :mod:`omicslm.impute.layout`).
+    split_tsv : path
+        ``sample pop super_pop role``; the panel is roles ``reference`` + ``validation``,
+        the targets (truth) are role ``test``.
+    array_sites_tsv : path
+        ``pos idx`` of the sites given to the methods; they are not scored.
+    imputed_vcf : path
+        The method's output for the test samples.
+    runtime_json : path
+        ``{"method": str, "seconds": float, "threads": int}``.
+    out_tsv : path
+        Score table, written atomically: ``method`` + :data:`COLUMNS` + ``seconds``.
+    method : str
+        Name written in the ``method`` column.
+    bins, n_boot, seed
+        Passed to :func:`score`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table written to ``out_tsv``.
+    """
+    panel = read_panel(h5)
+    split = _read_tsv(split_tsv, ["sample", "role"])
+    roles = {"reference", "validation", "test"}
+    bad = split.loc[~split["role"].isin(roles)]
+    if len(bad):
+        raise InputError(split_tsv, f"role {bad['role'].iloc[0]!r} is not one of {sorted(roles)}",
+                         record=bad["sample"].iloc[0])
+    index_of = {s: i for i, s in enumerate(panel.samples)}
+    for s in split["sample"]:
+        if s not in index_of:
+            raise InputError(split_tsv, f"sample is not in the panel HDF5 {h5}", record=s)
+    test = split.loc[split["role"] == "test", "sample"].tolist()
+    ref_samples = split.loc[split["role"].isin(["reference", "validation"]), "sample"].tolist()
+    if not test or not ref_samples:
+        raise InputError(split_tsv, f"need test and reference/validation samples, got {len(test)} and {len(ref_samples)}")
+
+    array = _read_tsv(array_sites_tsv, ["pos", "idx"])
+    try:
+        a_pos = array["pos"].astype(np.int64).to_numpy()
+        a_idx = array["idx"].astype(np.int64).to_numpy()
+    except ValueError as exc:
+        raise InputError(array_sites_tsv, f"non-integer pos/idx ({exc})") from exc
+    out_of_range = (a_idx < 0) | (a_idx >= panel.n_variants)
+    if out_of_range.any():
+        raise InputError(array_sites_tsv, f"idx outside [0, {panel.n_variants})", record=f"pos {a_pos[out_of_range][0]}")
+    wrong = panel.pos[a_idx] != a_pos
+    if wrong.any():
+        k = int(np.argmax(wrong))
+        raise InputError(array_sites_tsv, f"pos does not match variants/POS[{a_idx[k]}] = {panel.pos[a_idx[k]]} in {h5}",
+                         record=f"pos {a_pos[k]}")
+
+    scored = np.ones(panel.n_variants, dtype=bool)
+    scored[a_idx] = False
+    sites = np.flatnonzero(scored)
+    log.info("%s: scoring %d of %d sites (%d on the array) in %d test samples; panel = %d samples",
+             method, len(sites), panel.n_variants, len(a_idx), len(test), len(ref_samples))
+
+    hap = panel.hap[sites]
+    test_idx = np.array([index_of[s] for s in test])
+    ref_idx = np.array([index_of[s] for s in ref_samples])
+    truth = hap[:, test_idx, :].sum(axis=2, dtype=np.int8)
+    panel_af = hap[:, ref_idx, :].mean(axis=(1, 2), dtype=np.float64)
+    del hap
+
+    dosage, gt = read_imputed(imputed_vcf, panel.pos[sites], test, ref=panel.ref[sites], alt=panel.alt[sites],
+                              contig=None)
+    table = score(truth, dosage, gt, panel_af, bins=bins, n_boot=n_boot, seed=seed)
+
+    try:
+        with open(runtime_json) as fh:
+            runtime = json.load(fh)
+        seconds = float(runtime["seconds"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(runtime_json, f"cannot read 'seconds' from runtime JSON ({exc!r})") from exc
+    if runtime.get("method", method) != method:
+        log.warning("%s: runtime JSON %s names method %r", method, runtime_json, runtime.get("method"))
+
+    table.insert(0, "method", method)
+    table["seconds"] = seconds
+    _write_table(table, out_tsv)
+    all_row = table.loc[table["bin"] == ALL].iloc[0]
+    log.info("%s: aggregate r2 %.4f [%.4f, %.4f] over %d sites, %.1f s", method, all_row["r2"],
+             all_row["r2_lo"], all_row["r2_hi"], all_row["n_sites"], seconds)
+    return table
+
+
+def combine_tables(tsvs: Sequence[str | os.PathLike], out_tsv: str | os.PathLike) -> pd.DataFrame:
+    """Concatenate per-method score tables (same columns) into one table, atomically.
+
+    Parameters
+    ----------
+    tsvs : sequence of path
+        Tables written by :func:`evaluate_method`.
+    out_tsv : path
+        Combined table, e.g. ``results/impute_eval.tsv``.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    if not tsvs:
+        raise ValueError("combine_tables needs at least one table")
+    frames = []
+    for path in tsvs:
+        df = pd.read_csv(path, sep="\t")
+        if frames and list(df.columns) != list(frames[0].columns):
+            raise InputError(path, f"columns {list(df.columns)} differ from {tsvs[0]}'s {list(frames[0].columns)}")
+        frames.append(df)
+    combined = pd.concat(frames, ignore_index=True)
+    dup = combined.duplicated(["method", "bin"]) if {"method", "bin"} <= set(combined.columns) else None
+    if dup is not None and dup.any():
+        raise InputError(out_tsv, "the same method/bin appears in two input tables",
+                         record=f"{combined.loc[dup, 'method'].iloc[0]} {combined.loc[dup, 'bin'].iloc[0]}")
+    _write_table(combined, out_tsv)
+    return combined

@@ -1,0 +1,180 @@
+"""Split samples into reference panel / validation / test and build the array inputs.
+
+* :func:`split_samples` draws test and validation samples within each population
+  (stratified, seeded). The *panel* that every method may use = reference +
+  validation samples; validation samples are held out only from model training.
+* :func:`select_array_sites` picks the "genotyping array": the positions of a chip
+  manifest, or a density rule (panel MAF >= ``min_maf``, at most one site per
+  ``spacing_bp``).
+* :func:`write_panel_vcf` / :func:`write_target_vcf` write the identical inputs all
+  methods receive: panel haplotypes at every site, test haplotypes at array sites.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import pandas as pd
+
+from omicslm.errors import InputError
+from omicslm.impute.layout import Panel, read_panel
+from omicslm.io.atomic import atomic_open
+from omicslm.io.vcf import write_vcf
+
+log = logging.getLogger(__name__)
+
+ROLES = ("reference", "validation", "test")
+PANEL_ROLES = ("reference", "validation")
+SPLIT_COLUMNS = ["sample", "pop", "super_pop", "role"]
+
+
+def split_samples(h5, out_tsv, *, test_fraction: float, validation_fraction: float, seed: int) -> pd.DataFrame:
+    """Assign every ingested sample a role, stratified by population.
+
+    In each population of ``n`` samples, ``round(n * test_fraction)`` (at least 1 when
+    ``n >= 3``) go to test and ``round(n * validation_fraction)`` to validation; the
+    rest are reference. Populations are visited in sorted order with one
+    ``numpy.random.default_rng(seed)``, so the split is reproducible.
+    """
+    if test_fraction + validation_fraction >= 1:
+        raise ValueError(f"test_fraction + validation_fraction = {test_fraction + validation_fraction} leaves no reference samples")
+    panel = read_panel(h5, haplotypes=False)
+    rng = np.random.default_rng(seed)
+    role = np.full(panel.n_samples, "reference", dtype=object)
+    for p_idx, _name in enumerate(panel.populations):
+        members = np.flatnonzero(panel.pop == p_idx)
+        n = len(members)
+        n_test = int(round(n * test_fraction))
+        if n >= 3:
+            n_test = max(n_test, 1)
+        n_val = int(round(n * validation_fraction))
+        if n_test + n_val >= n:
+            n_val = max(0, n - n_test - 1)
+        order = rng.permutation(members)
+        role[order[:n_test]] = "test"
+        role[order[n_test:n_test + n_val]] = "validation"
+    df = pd.DataFrame({
+        "sample": panel.samples,
+        "pop": panel.populations[panel.pop],
+        "super_pop": panel.super_pop,
+        "role": role,
+    })
+    if not (df.role == "test").any():
+        raise InputError(h5, f"no test samples: {panel.n_samples} samples are too few for test_fraction={test_fraction}")
+    with atomic_open(out_tsv) as fh:
+        df.to_csv(fh, sep="\t", index=False)
+    log.info("split %d samples: %s", len(df), df.groupby(["pop", "role"]).size().unstack(fill_value=0).to_dict("index"))
+    return df
+
+
+def read_split(split_tsv) -> pd.DataFrame:
+    """Read a split table; :class:`InputError` if its header or roles are wrong."""
+    df = pd.read_csv(split_tsv, sep="\t", dtype=str)
+    if list(df.columns) != SPLIT_COLUMNS:
+        raise InputError(split_tsv, f"header must be {SPLIT_COLUMNS}, found {list(df.columns)}")
+    bad = sorted(set(df.role) - set(ROLES))
+    if bad:
+        raise InputError(split_tsv, f"unknown role(s) {bad}; roles are {list(ROLES)}")
+    return df
+
+
+def role_indices(panel: Panel, split: pd.DataFrame, roles) -> np.ndarray:
+    """Indices into ``panel.samples`` of the split's samples whose role is in ``roles``."""
+    names = split.loc[split.role.isin(list(roles)), "sample"].to_numpy()
+    index = {s: i for i, s in enumerate(panel.samples)}
+    missing = [s for s in names if s not in index]
+    if missing:
+        raise InputError("split table", f"{len(missing)} sample(s) not in the HDF5 panel, e.g. {missing[0]}")
+    return np.array(sorted(index[s] for s in names), dtype=np.int64)
+
+
+def panel_alt_frequency(hap: np.ndarray, panel_idx: np.ndarray) -> np.ndarray:
+    """ALT frequency over the panel samples' haplotypes.
+
+    hap : int8 (n_variants, n_samples, 2); panel_idx : sample indices. Returns float64 (n_variants,).
+    """
+    sub = hap[:, panel_idx, :]
+    return sub.reshape(len(sub), -1).mean(axis=1, dtype=np.float64)
+
+
+def _read_manifest(path) -> np.ndarray:
+    df = pd.read_csv(path, sep=r"\s+|,", engine="python", header=None, dtype=str, comment="#")
+    if df.empty:
+        raise InputError(path, "array manifest is empty")
+    first = df.iloc[0].str.lower().tolist()
+    col = first.index("pos") if "pos" in first else 0
+    values = df.iloc[1:, col] if "pos" in first else df.iloc[:, col]
+    try:
+        return np.unique(values.astype(np.int64).to_numpy())
+    except ValueError as exc:
+        raise InputError(path, f"array manifest positions must be integers ({exc})") from None
+
+
+def select_array_sites(h5, split_tsv, out_tsv, *, manifest=None, min_maf: float, spacing_bp: int) -> pd.DataFrame:
+    """Choose the sites the test samples are "genotyped" at; writes ``pos\\tidx``.
+
+    With ``manifest`` (a file of positions), the array is those positions that are in
+    the ingested panel (manifest sites absent from it are counted and logged). Without,
+    the density rule keeps sites whose panel MAF >= ``min_maf``, thinned greedily left
+    to right to at most one per ``spacing_bp`` base pairs.
+    """
+    panel = read_panel(h5)
+    split = read_split(split_tsv)
+    af = panel_alt_frequency(panel.hap, role_indices(panel, split, PANEL_ROLES))
+    if manifest:
+        wanted = _read_manifest(manifest)
+        keep = np.isin(panel.pos, wanted)
+        n_absent = len(wanted) - int(keep.sum())
+        if n_absent:
+            log.warning("%d of %d manifest positions are not ingested panel sites and are skipped", n_absent, len(wanted))
+        idx = np.flatnonzero(keep)
+        source = f"manifest {manifest}"
+    else:
+        maf = np.minimum(af, 1 - af)
+        eligible = np.flatnonzero(maf >= min_maf)
+        chosen, last = [], None
+        for i in eligible:
+            if last is None or panel.pos[i] - last >= spacing_bp:
+                chosen.append(i)
+                last = panel.pos[i]
+        idx = np.array(chosen, dtype=np.int64)
+        source = f"density rule (panel MAF >= {min_maf}, one per {spacing_bp} bp)"
+    if len(idx) == 0:
+        raise InputError(manifest or h5, f"no array sites selected by {source}")
+    df = pd.DataFrame({"pos": panel.pos[idx], "idx": idx})
+    with atomic_open(out_tsv) as fh:
+        df.to_csv(fh, sep="\t", index=False)
+    log.info("array: %d of %d sites by %s; %d sites left to impute", len(idx), panel.n_variants, source, panel.n_variants - len(idx))
+    return df
+
+
+def read_array_sites(array_tsv) -> pd.DataFrame:
+    df = pd.read_csv(array_tsv, sep="\t")
+    if list(df.columns) != ["pos", "idx"]:
+        raise InputError(array_tsv, f"header must be ['pos', 'idx'], found {list(df.columns)}")
+    return df
+
+
+def write_panel_vcf(h5, split_tsv, out_vcf) -> int:
+    """Write the panel samples' phased haplotypes at every ingested site."""
+    panel = read_panel(h5)
+    idx = role_indices(panel, read_split(split_tsv), PANEL_ROLES)
+    write_vcf(out_vcf, contig=panel.contig, positions=panel.pos, ref=panel.ref, alt=panel.alt,
+              samples=panel.samples[idx], haplotypes=panel.hap[:, idx, :], source="omicslm reference panel")
+    log.info("panel VCF: %d samples x %d sites -> %s", len(idx), panel.n_variants, out_vcf)
+    return len(idx)
+
+
+def write_target_vcf(h5, split_tsv, array_tsv, out_vcf) -> int:
+    """Write the test samples' phased haplotypes at the array sites only."""
+    panel = read_panel(h5)
+    idx = role_indices(panel, read_split(split_tsv), ["test"])
+    sites = read_array_sites(array_tsv)["idx"].to_numpy()
+    if sites.max() >= panel.n_variants or not np.array_equal(panel.pos[sites], read_array_sites(array_tsv)["pos"].to_numpy()):
+        raise InputError(array_tsv, f"array sites do not match the panel in {h5}; rerun select_array_sites")
+    write_vcf(out_vcf, contig=panel.contig, positions=panel.pos[sites], ref=panel.ref[sites], alt=panel.alt[sites],
+              samples=panel.samples[idx], haplotypes=panel.hap[np.ix_(sites, idx)], source="omicslm array targets")
+    log.info("target VCF: %d samples x %d array sites -> %s", len(idx), len(sites), out_vcf)
+    return len(idx)

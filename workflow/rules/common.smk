@@ -1,0 +1,23 @@
+# Shared input functions and constants for all branches.
+
+IMPUTE = config["impute"]
+IMPUTE_DIR = "results/impute"
+
+
+def impute_raw_vcf(wildcards):
+    """The VCF to ingest: the simulated panel, or the user's file from config."""
+    if IMPUTE["data"]["source"] == "simulate":
+        return "resources/impute/simulated/panel.vcf.gz"
+    return IMPUTE["data"]["vcf"]
+
+
+def impute_raw_panel(wildcards):
+    """The 1000 Genomes-style population panel file matching impute_raw_vcf."""
+    if IMPUTE["data"]["source"] == "simulate":
+        return "resources/impute/simulated/panel.txt"
+    return IMPUTE["data"]["panel"]
+
+
+def impute_genetic_map(wildcards):
+    """Beagle's PLINK-format map when config gives a genetic map, else nothing."""
+    return f"{IMPUTE_DIR}/beagle/genetic_map.plink.map" if IMPUTE["data"]["genetic_map"] else []

@@ -1,0 +1,234 @@
+# Imputation branch: raw VCF -> HDF5 -> split/array -> peer tools -> evaluation table + plot.
+
+
+rule impute_all:
+    input:
+        "results/impute_eval.tsv",
+        "results/impute_r2_by_maf.png",
+        f"{IMPUTE_DIR}/windows.tsv",
+
+
+rule simulate_panel:
+    output:
+        vcf="resources/impute/simulated/panel.vcf.gz",
+        tbi="resources/impute/simulated/panel.vcf.gz.tbi",
+        panel="resources/impute/simulated/panel.txt",
+    params:
+        sim=IMPUTE["simulate"],
+    log:
+        "logs/impute/simulate_panel.log",
+    script:
+        "../../scripts/impute_simulate.py"
+
+
+rule vcf_to_h5:
+    input:
+        vcf=impute_raw_vcf,
+        panel=impute_raw_panel,
+    output:
+        h5=f"{IMPUTE_DIR}/panel.h5",
+    params:
+        min_maf=IMPUTE["ingest"]["min_maf"],
+        on_unphased=IMPUTE["ingest"]["on_unphased"],
+        chunk_size=IMPUTE["ingest"]["chunk_size"],
+        panel_subset=IMPUTE["ingest"].get("panel_subset", False),
+    log:
+        "logs/impute/vcf_to_h5.log",
+    script:
+        "../../scripts/impute_vcf_to_h5.py"
+
+
+rule windows:
+    input:
+        h5=rules.vcf_to_h5.output.h5,
+    output:
+        tsv=f"{IMPUTE_DIR}/windows.tsv",
+    params:
+        sites=IMPUTE["windows"]["sites"],
+        overlap=IMPUTE["windows"]["overlap"],
+    log:
+        "logs/impute/windows.log",
+    script:
+        "../../scripts/impute_windows.py"
+
+
+rule split_samples:
+    input:
+        h5=rules.vcf_to_h5.output.h5,
+    output:
+        tsv=f"{IMPUTE_DIR}/split.tsv",
+    params:
+        split=IMPUTE["split"],
+    log:
+        "logs/impute/split_samples.log",
+    script:
+        "../../scripts/impute_split.py"
+
+
+rule array_sites:
+    input:
+        h5=rules.vcf_to_h5.output.h5,
+        split=rules.split_samples.output.tsv,
+    output:
+        tsv=f"{IMPUTE_DIR}/array_sites.tsv",
+    params:
+        array=IMPUTE["array"],
+    log:
+        "logs/impute/array_sites.log",
+    script:
+        "../../scripts/impute_array_sites.py"
+
+
+rule panel_vcf:
+    input:
+        h5=rules.vcf_to_h5.output.h5,
+        split=rules.split_samples.output.tsv,
+    output:
+        vcf=f"{IMPUTE_DIR}/inputs/panel.vcf.gz",
+        tbi=f"{IMPUTE_DIR}/inputs/panel.vcf.gz.tbi",
+    log:
+        "logs/impute/panel_vcf.log",
+    script:
+        "../../scripts/impute_panel_vcf.py"
+
+
+rule target_vcf:
+    input:
+        h5=rules.vcf_to_h5.output.h5,
+        split=rules.split_samples.output.tsv,
+        array=rules.array_sites.output.tsv,
+    output:
+        vcf=f"{IMPUTE_DIR}/inputs/targets.vcf.gz",
+        tbi=f"{IMPUTE_DIR}/inputs/targets.vcf.gz.tbi",
+    log:
+        "logs/impute/target_vcf.log",
+    script:
+        "../../scripts/impute_target_vcf.py"
+
+
+rule beagle_map:
+    input:
+        gmap=lambda wc: IMPUTE["data"]["genetic_map"],
+        h5=rules.vcf_to_h5.output.h5,
+    output:
+        plink=f"{IMPUTE_DIR}/beagle/genetic_map.plink.map",
+    log:
+        "logs/impute/beagle_map.log",
+    script:
+        "../../scripts/impute_beagle_map.py"
+
+
+rule beagle:
+    input:
+        ref=rules.panel_vcf.output.vcf,
+        target=rules.target_vcf.output.vcf,
+        gmap=impute_genetic_map,
+    output:
+        vcf=f"{IMPUTE_DIR}/beagle/imputed.vcf.gz",
+        tbi=f"{IMPUTE_DIR}/beagle/imputed.vcf.gz.tbi",
+        runtime=f"{IMPUTE_DIR}/beagle/runtime.json",
+    params:
+        mem_gb=IMPUTE["baselines"].get("beagle_mem_gb", 2),
+        ne=IMPUTE["baselines"].get("beagle_ne"),
+        seed=IMPUTE["baselines"].get("seed", 1),
+    threads: IMPUTE["baselines"].get("threads", 2)
+    resources:
+        mem_mb=lambda wc: 1024 * (IMPUTE["baselines"].get("beagle_mem_gb", 2) + 1),
+    log:
+        "logs/impute/beagle.log",
+    benchmark:
+        f"{IMPUTE_DIR}/benchmarks/beagle.tsv"
+    script:
+        "../../scripts/impute_beagle.py"
+
+
+rule minimac4_compress:
+    input:
+        ref=rules.panel_vcf.output.vcf,
+    output:
+        msav=f"{IMPUTE_DIR}/minimac4/panel.msav",
+    threads: IMPUTE["baselines"].get("threads", 2)
+    log:
+        "logs/impute/minimac4_compress.log",
+    script:
+        "../../scripts/impute_minimac4_compress.py"
+
+
+rule minimac4:
+    input:
+        msav=rules.minimac4_compress.output.msav,
+        target=rules.target_vcf.output.vcf,
+    output:
+        vcf=f"{IMPUTE_DIR}/minimac4/imputed.vcf.gz",
+        tbi=f"{IMPUTE_DIR}/minimac4/imputed.vcf.gz.tbi",
+        runtime=f"{IMPUTE_DIR}/minimac4/runtime.json",
+    threads: IMPUTE["baselines"].get("threads", 2)
+    log:
+        "logs/impute/minimac4.log",
+    benchmark:
+        f"{IMPUTE_DIR}/benchmarks/minimac4.tsv"
+    script:
+        "../../scripts/impute_minimac4.py"
+
+
+rule af_floor:
+    input:
+        h5=rules.vcf_to_h5.output.h5,
+        split=rules.split_samples.output.tsv,
+    output:
+        vcf=f"{IMPUTE_DIR}/af_floor/imputed.vcf.gz",
+        tbi=f"{IMPUTE_DIR}/af_floor/imputed.vcf.gz.tbi",
+        runtime=f"{IMPUTE_DIR}/af_floor/runtime.json",
+    log:
+        "logs/impute/af_floor.log",
+    script:
+        "../../scripts/impute_af_floor.py"
+
+
+rule evaluate_imputation:
+    input:
+        h5=rules.vcf_to_h5.output.h5,
+        split=rules.split_samples.output.tsv,
+        array=rules.array_sites.output.tsv,
+        vcf=f"{IMPUTE_DIR}/{{method}}/imputed.vcf.gz",
+        runtime=f"{IMPUTE_DIR}/{{method}}/runtime.json",
+    output:
+        tsv=f"{IMPUTE_DIR}/eval/{{method}}.tsv",
+    params:
+        evaluate=IMPUTE["evaluate"],
+    wildcard_constraints:
+        method="[A-Za-z0-9_]+",
+    log:
+        "logs/impute/evaluate_{method}.log",
+    script:
+        "../../scripts/impute_evaluate.py"
+
+
+rule impute_eval:
+    input:
+        expand(f"{IMPUTE_DIR}/eval/{{method}}.tsv", method=IMPUTE["baselines"]["methods"]),
+    output:
+        report(
+            "results/impute_eval.tsv",
+            caption="../report/impute_eval.rst",
+            category="Imputation",
+        ),
+    log:
+        "logs/impute/impute_eval.log",
+    script:
+        "../../scripts/impute_combine.py"
+
+
+rule plot_impute_eval:
+    input:
+        tsv="results/impute_eval.tsv",
+    output:
+        report(
+            "results/impute_r2_by_maf.png",
+            caption="../report/impute_r2_by_maf.rst",
+            category="Imputation",
+        ),
+    log:
+        "logs/impute/plot_impute_eval.log",
+    script:
+        "../../scripts/impute_plot.py"
