@@ -194,7 +194,7 @@ def test_convert_genetic_map_plain_with_and_without_header(tmp_path):
         ("100\t20\t0.0\n200\t20\n", "expected 3 columns"),
         ("100\t20\t0.0\n2x0\t20\t0.1\n", "is not a number"),
         ("100\t20\t0.0\n90\t20\t0.1\n", "not after the previous"),
-        ("0\t20\t0.0\n0\t20\t0.1\n", "below 1"),
+        ("100\t20\t0.0\n0\t20\t0.1\n", "below 1"),
         ("100\t20\t0.5\n200\t20\t0.1\n", "below the previous"),
         ("100\t20\t0.0\n200\t21\t0.1\n", "several chromosomes"),
     ],
