@@ -1,0 +1,57 @@
+import subprocess
+import shutil
+
+import cyvcf2
+import numpy as np
+import pytest
+
+from omicslm.io.vcf import write_vcf
+
+
+def _example(tmp_path, **extra):
+    rng = np.random.default_rng(0)
+    hap = rng.integers(0, 2, (4, 3, 2)).astype(np.int8)
+    out = tmp_path / "x.vcf.gz"
+    write_vcf(out, contig="20", positions=np.array([100, 200, 300, 400]), ref=list("ACGT"), alt=list("GTAC"),
+              samples=["s1", "s2", "s3"], haplotypes=hap, **extra)
+    return out, hap
+
+
+def test_roundtrip_phased_gt_and_index(tmp_path):
+    out, hap = _example(tmp_path)
+    assert (tmp_path / "x.vcf.gz.tbi").exists()
+    vcf = cyvcf2.VCF(str(out))
+    assert vcf.samples == ["s1", "s2", "s3"]
+    got = []
+    for v in vcf("20:150-350"):  # region query proves the tabix index works
+        g = v.genotype.array()
+        assert g[:, 2].all(), "all genotypes must be phased"
+        got.append((v.POS, v.REF, v.ALT[0], g[:, :2]))
+    assert [g[0] for g in got] == [200, 300]
+    np.testing.assert_array_equal(got[0][3], hap[1])
+    assert (got[1][1], got[1][2]) == ("G", "A")
+
+
+def test_dosage_gp_info_written(tmp_path):
+    ds = np.array([[0.1, 1.5, 2.0]] * 4)
+    gp = np.tile(np.array([0.2, 0.3, 0.5]), (4, 3, 1))
+    out, _ = _example(tmp_path, dosages=ds, genotype_probs=gp, info={"AF": np.array([0.1, 0.2, 0.3, 0.4])},
+                      info_header=['##INFO=<ID=AF,Number=A,Type=Float,Description="ALT frequency">'])
+    v = next(iter(cyvcf2.VCF(str(out))))
+    np.testing.assert_allclose(v.format("DS")[:, 0], [0.1, 1.5, 2.0], atol=1e-3)
+    np.testing.assert_allclose(v.format("GP")[0], [0.2, 0.3, 0.5], atol=1e-3)
+    assert v.INFO["AF"] == pytest.approx(0.1)
+
+
+@pytest.mark.skipif(shutil.which("bcftools") is None, reason="bcftools not installed (make setup installs it)")
+def test_bcftools_reads_it(tmp_path):
+    out, _ = _example(tmp_path)
+    res = subprocess.run(["bcftools", "view", "-H", str(out)], capture_output=True, text=True, check=True)
+    assert len(res.stdout.splitlines()) == 4
+
+
+def test_shape_mismatch_is_an_error_and_writes_nothing(tmp_path):
+    with pytest.raises(ValueError, match="shape mismatch"):
+        write_vcf(tmp_path / "bad.vcf.gz", contig="1", positions=np.array([1, 2]), ref=["A"], alt=["C"],
+                  samples=["a"], haplotypes=np.zeros((1, 1, 2), np.int8))
+    assert list(tmp_path.iterdir()) == []
