@@ -17,6 +17,8 @@ rule simulate_panel:
         sim=IMPUTE["simulate"],
     log:
         "logs/impute/simulate_panel.log",
+    conda:
+        "../../envs/impute.yaml"
     script:
         "../../scripts/impute_simulate.py"
 
@@ -34,6 +36,8 @@ rule vcf_to_h5:
         panel_subset=IMPUTE["ingest"].get("panel_subset", False),
     log:
         "logs/impute/vcf_to_h5.log",
+    conda:
+        "../../envs/impute.yaml"
     script:
         "../../scripts/impute_vcf_to_h5.py"
 
@@ -48,6 +52,8 @@ rule windows:
         overlap=IMPUTE["windows"]["overlap"],
     log:
         "logs/impute/windows.log",
+    conda:
+        "../../envs/impute.yaml"
     script:
         "../../scripts/impute_windows.py"
 
@@ -61,6 +67,8 @@ rule split_samples:
         split=IMPUTE["split"],
     log:
         "logs/impute/split_samples.log",
+    conda:
+        "../../envs/impute.yaml"
     script:
         "../../scripts/impute_split.py"
 
@@ -75,6 +83,8 @@ rule array_sites:
         array=IMPUTE["array"],
     log:
         "logs/impute/array_sites.log",
+    conda:
+        "../../envs/impute.yaml"
     script:
         "../../scripts/impute_array_sites.py"
 
@@ -88,6 +98,8 @@ rule panel_vcf:
         tbi=f"{IMPUTE_DIR}/inputs/panel.vcf.gz.tbi",
     log:
         "logs/impute/panel_vcf.log",
+    conda:
+        "../../envs/impute.yaml"
     script:
         "../../scripts/impute_panel_vcf.py"
 
@@ -102,6 +114,8 @@ rule target_vcf:
         tbi=f"{IMPUTE_DIR}/inputs/targets.vcf.gz.tbi",
     log:
         "logs/impute/target_vcf.log",
+    conda:
+        "../../envs/impute.yaml"
     script:
         "../../scripts/impute_target_vcf.py"
 
@@ -114,6 +128,8 @@ rule beagle_map:
         plink=f"{IMPUTE_DIR}/beagle/genetic_map.plink.map",
     log:
         "logs/impute/beagle_map.log",
+    conda:
+        "../../envs/impute.yaml"
     script:
         "../../scripts/impute_beagle_map.py"
 
@@ -138,6 +154,8 @@ rule beagle:
         "logs/impute/beagle.log",
     benchmark:
         f"{IMPUTE_DIR}/benchmarks/beagle.tsv"
+    conda:
+        "../../envs/impute.yaml"
     script:
         "../../scripts/impute_beagle.py"
 
@@ -150,6 +168,8 @@ rule minimac4_compress:
     threads: IMPUTE["baselines"].get("threads", 2)
     log:
         "logs/impute/minimac4_compress.log",
+    conda:
+        "../../envs/impute.yaml"
     script:
         "../../scripts/impute_minimac4_compress.py"
 
@@ -167,6 +187,8 @@ rule minimac4:
         "logs/impute/minimac4.log",
     benchmark:
         f"{IMPUTE_DIR}/benchmarks/minimac4.tsv"
+    conda:
+        "../../envs/impute.yaml"
     script:
         "../../scripts/impute_minimac4.py"
 
@@ -181,6 +203,8 @@ rule af_floor:
         runtime=f"{IMPUTE_DIR}/af_floor/runtime.json",
     log:
         "logs/impute/af_floor.log",
+    conda:
+        "../../envs/impute.yaml"
     script:
         "../../scripts/impute_af_floor.py"
 
@@ -200,6 +224,8 @@ rule evaluate_imputation:
         method="[A-Za-z0-9_]+",
     log:
         "logs/impute/evaluate_{method}.log",
+    conda:
+        "../../envs/impute.yaml"
     script:
         "../../scripts/impute_evaluate.py"
 
@@ -215,6 +241,8 @@ rule impute_eval:
         ),
     log:
         "logs/impute/impute_eval.log",
+    conda:
+        "../../envs/impute.yaml"
     script:
         "../../scripts/impute_combine.py"
 
@@ -230,5 +258,7 @@ rule plot_impute_eval:
         ),
     log:
         "logs/impute/plot_impute_eval.log",
+    conda:
+        "../../envs/impute.yaml"
     script:
         "../../scripts/impute_plot.py"

@@ -1,0 +1,42 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = ROOT.parent / "shared" / "data"
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+
+
+def snakemake(workdir, *args, configs=(), check=True, timeout=1200):
+    """Run the real Snakemake CLI on this repo's Snakefile in ``workdir``."""
+    cmd = [str(SNAKEMAKE), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(ROOT / "config.yaml"), *map(str, configs), "--cores", "2", *args]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and res.returncode != 0:
+        raise AssertionError(f"snakemake failed ({res.returncode}): {' '.join(cmd)}\n{res.stdout[-4000:]}\n{res.stderr[-6000:]}")
+    return res
+
+
+def write_config(path, data):
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def planned_jobs(res) -> dict[str, int]:
+    """Parse the 'Job stats' table of a dry run into {rule: count}."""
+    out = res.stdout + res.stderr
+    jobs = {}
+    lines = out.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("Job stats:"):
+            for row in lines[i + 3:]:
+                parts = row.split()
+                if len(parts) != 2 or not parts[1].isdigit() or parts[0] == "total":
+                    break
+                jobs[parts[0]] = int(parts[1])
+            break
+    return jobs

@@ -1,0 +1,89 @@
+"""Run Snakemake itself on the tiny default config: DAG, full run, no-op rerun, stale-only reruns.
+
+The tests in this module share one working directory and run in file order.
+"""
+
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+
+from tests.workflow.conftest import ROOT, SNAKEMAKE, planned_jobs, snakemake, write_config
+
+pytestmark = pytest.mark.workflow
+
+IMPUTE_RULES = {"simulate_panel", "vcf_to_h5", "windows", "split_samples", "array_sites", "panel_vcf", "target_vcf",
+                "beagle", "minimac4_compress", "minimac4", "af_floor", "evaluate_imputation", "impute_eval",
+                "plot_impute_eval", "all"}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("wf")
+
+
+def test_lint_is_clean():
+    res = subprocess.run([str(SNAKEMAKE), "--lint", "--snakefile", str(ROOT / "Snakefile")], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert res.returncode == 0 and "Congratulations" in res.stdout + res.stderr, res.stdout + res.stderr
+
+
+def test_dry_run_lists_the_whole_dag(workdir):
+    jobs = planned_jobs(snakemake(workdir, "-n"))
+    assert set(jobs) == IMPUTE_RULES
+    assert jobs["evaluate_imputation"] == 3  # beagle, minimac4, af_floor
+
+
+def test_full_run_produces_the_report_table(workdir):
+    snakemake(workdir)
+    table = pd.read_csv(workdir / "results/impute_eval.tsv", sep="\t")
+    assert set(table.method) == {"beagle", "minimac4", "af_floor"}
+    bins = ["[0.000,0.005)", "[0.005,0.010)", "[0.010,0.050)", "[0.050,0.500]", "all"]
+    assert set(bins[2:]) <= set(table.bin)
+    allrow = table[table.bin == "all"].set_index("method")
+    # real peers on a simulated panel impute far better than the allele-frequency floor
+    assert allrow.loc["beagle", "r2"] > 0.8 and allrow.loc["minimac4", "r2"] > 0.8
+    assert allrow.loc["af_floor", "r2"] < 0.2
+    assert (allrow.seconds > 0).all()
+    assert (workdir / "results/impute_r2_by_maf.png").stat().st_size > 10_000
+    for method in ("beagle", "minimac4", "af_floor"):
+        vcf = workdir / f"results/impute/{method}/imputed.vcf.gz"
+        res = subprocess.run(["bcftools", "view", "-H", str(vcf)], capture_output=True, text=True, check=True)
+        assert res.stdout.count("\n") > 100
+    log = (workdir / "logs/impute/vcf_to_h5.log").read_text()
+    assert "multiallelic" in log
+
+
+def test_second_run_does_nothing(workdir):
+    res = snakemake(workdir, "-n")
+    assert "Nothing to be done" in res.stdout + res.stderr
+
+
+def test_changing_bins_reruns_only_the_evaluation(workdir):
+    cfg = write_config(workdir / "bins.yaml", {"impute": {"evaluate": {"maf_bins": [0.0, 0.02, 0.1, 0.5]}}})
+    jobs = planned_jobs(snakemake(workdir, "-n", configs=[cfg]))
+    assert set(jobs) == {"evaluate_imputation", "impute_eval", "plot_impute_eval", "all"}
+    snakemake(workdir, configs=[cfg])
+    table = pd.read_csv(workdir / "results/impute_eval.tsv", sep="\t")
+    assert "[0.100,0.500]" in set(table.bin)
+
+
+def test_changing_min_maf_reruns_from_ingest_on(workdir):
+    cfg = write_config(workdir / "maf.yaml", {"impute": {"ingest": {"min_maf": 0.02}}})
+    jobs = planned_jobs(snakemake(workdir, "-n", configs=[cfg]))
+    assert "simulate_panel" not in jobs
+    assert {"vcf_to_h5", "split_samples", "beagle", "minimac4", "evaluate_imputation"} <= set(jobs)
+
+
+def test_bad_vcf_fails_clearly_and_leaves_no_artefact(tmp_path):
+    bad = tmp_path / "bad.vcf.gz"
+    bad.write_text("this is not a gzip file\n")
+    panel = tmp_path / "panel.txt"
+    panel.write_text("sample\tpop\tsuper_pop\tgender\nA\tP\tS\tmale\n")
+    cfg = write_config(tmp_path / "bad.yaml", {"impute": {"data": {"source": "vcf", "vcf": str(bad), "panel": str(panel)}}})
+    res = snakemake(tmp_path, "results/impute/panel.h5", configs=[cfg], check=False)
+    assert res.returncode != 0
+    log = (tmp_path / "logs/impute/vcf_to_h5.log").read_text()
+    assert str(bad) in log and "gzip" in log.lower()
+    assert not (tmp_path / "results/impute/panel.h5").exists()
