@@ -21,3 +21,15 @@ def impute_raw_panel(wildcards):
 def impute_genetic_map(wildcards):
     """Beagle's PLINK-format map when config gives a genetic map, else nothing."""
     return f"{IMPUTE_DIR}/beagle/genetic_map.plink.map" if IMPUTE["data"]["genetic_map"] else []
+
+
+def impute_methods():
+    """Every method scored in results/impute_eval.tsv: the peers, then the model variants."""
+    methods = list(IMPUTE["baselines"]["methods"])
+    model = IMPUTE.get("model") or {}
+    if model.get("enabled", True):
+        methods += list(model.get("variants") or [])
+    return methods
+
+
+IMPUTE_METHODS = impute_methods()

@@ -232,7 +232,7 @@ rule evaluate_imputation:
 
 rule impute_eval:
     input:
-        expand(f"{IMPUTE_DIR}/eval/{{method}}.tsv", method=IMPUTE["baselines"]["methods"]),
+        expand(f"{IMPUTE_DIR}/eval/{{method}}.tsv", method=IMPUTE_METHODS),
     output:
         report(
             "results/impute_eval.tsv",
