@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from omicslm.errors import InputError
 from omicslm.impute.layout import read_panel
+from omicslm.impute.split import PANEL_ROLES, read_split
 from omicslm.io.atomic import atomic_open, atomic_path
 from omicslm.io.vcf import write_vcf
 
@@ -46,13 +47,6 @@ BEAGLE_JAR = Path("/usr/share/beagle/beagle.jar")
 #: Beagle's own default seed (``seed=-99999``); kept so that leaving ``seed`` unset
 #: reproduces a plain ``beagle`` run.
 BEAGLE_DEFAULT_SEED = -99999
-
-#: The split-table header every step agrees on, and its allowed roles.
-SPLIT_COLUMNS = ("sample", "pop", "super_pop", "role")
-ROLES = ("reference", "validation", "test")
-#: Roles whose samples form the imputation panel handed to every method.
-PANEL_ROLES = ("reference", "validation")
-_SPLIT_HEADER = "\t".join(SPLIT_COLUMNS)
 
 #: FORMAT fields asked of minimac4: GT and DS are the contract, GP matches Beagle's gp=true.
 MINIMAC4_FORMAT = ("GT", "DS", "GP")
@@ -82,12 +76,11 @@ def _tail(text: str, n: int = _STDERR_TAIL_LINES) -> str:
     return "\n".join(text.strip().splitlines()[-n:])
 
 
-def _run(cmd: Sequence[str], *, tool: str, stdout=None, cwd: Path | None = None) -> float:
+def _run(cmd: Sequence[str], *, tool: str, cwd: Path | None = None) -> float:
     """Run ``cmd``, log it, and return its wall-clock seconds; raise with its output tail on failure.
 
-    ``stdout`` may be an open file to receive the tool's standard output (minimac4
-    writes its result there); otherwise stdout is captured along with stderr,
-    because Beagle prints its errors to stdout.
+    stdout is captured along with stderr because Beagle prints its errors to stdout;
+    every tool here writes its results to files, never to stdout.
     """
     cmd = [str(c) for c in cmd]
     logger.info("running %s: %s", tool, shlex.join(cmd))
@@ -95,7 +88,7 @@ def _run(cmd: Sequence[str], *, tool: str, stdout=None, cwd: Path | None = None)
     try:
         proc = subprocess.run(
             cmd,
-            stdout=stdout if stdout is not None else subprocess.PIPE,
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=cwd,
             text=True,
@@ -106,7 +99,7 @@ def _run(cmd: Sequence[str], *, tool: str, stdout=None, cwd: Path | None = None)
             "or use the workflow with --sdm conda"
         ) from exc
     seconds = time.perf_counter() - start
-    output = "\n".join(s for s in (proc.stdout if stdout is None else "", proc.stderr) if s)
+    output = "\n".join(s for s in (proc.stdout, proc.stderr) if s)
     if proc.returncode != 0:
         status = (f"was killed by signal {-proc.returncode}" if proc.returncode < 0
                   else f"exited with status {proc.returncode}")
@@ -138,42 +131,6 @@ def _require_file(path: str | os.PathLike, what: str) -> Path:
 
 
 # --------------------------------------------------------------------------- inputs
-
-
-def read_split(split_tsv: str | os.PathLike) -> pd.DataFrame:
-    """Read and validate the sample split table.
-
-    Parameters
-    ----------
-    split_tsv : path
-        Tab-separated, header ``sample  pop  super_pop  role``; role is one of
-        ``reference``, ``validation``, ``test``.
-
-    Returns
-    -------
-    DataFrame with columns ``sample, pop, super_pop, role`` (all str), one row per sample.
-
-    Raises
-    ------
-    InputError
-        Wrong header, unknown role, empty or duplicated sample name.
-    """
-    try:
-        df = pd.read_csv(split_tsv, sep="\t", dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise InputError(split_tsv, f"file is empty; expected header {_SPLIT_HEADER!r}") from None
-    if tuple(df.columns) != SPLIT_COLUMNS:
-        header = "\t".join(map(str, df.columns))
-        raise InputError(split_tsv, f"header is {header!r}, expected {_SPLIT_HEADER!r}")
-    for i, row in enumerate(df.itertuples(index=False), start=2):  # line 1 is the header
-        if not row.sample:
-            raise InputError(split_tsv, "empty sample name", record=f"line {i}")
-        if row.role not in ROLES:
-            raise InputError(split_tsv, f"role {row.role!r} is not one of {', '.join(ROLES)}", record=row.sample)
-    dup = df["sample"][df["sample"].duplicated()]
-    if len(dup):
-        raise InputError(split_tsv, "sample listed more than once", record=dup.iloc[0])
-    return df
 
 
 def convert_genetic_map(in_map: str | os.PathLike, out_map: str | os.PathLike, *, contig: str) -> Path:
@@ -437,6 +394,7 @@ def write_af_floor(h5: str | os.PathLike, split_tsv: str | os.PathLike, out_vcf:
         Split table (:func:`read_split`).
     out_vcf : path
         Output ``.vcf.gz`` (+ ``.tbi``); samples are the test samples in HDF5 order.
+        HDF5 samples absent from the split are neither panel nor target.
 
     Returns
     -------

@@ -61,7 +61,7 @@ def plot_r2_by_maf(table_tsv: str | os.PathLike, out_png: str | os.PathLike) -> 
     ax.set_ylim(0.0, 1.05)
     ax.set_title("Imputation accuracy by MAF bin (95% site-bootstrap intervals)")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left")  # r² rises with MAF, so the upper left is usually free
     fig.tight_layout()
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, format="png", dpi=_DPI)

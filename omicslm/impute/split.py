@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 ROLES = ("reference", "validation", "test")
 PANEL_ROLES = ("reference", "validation")
 SPLIT_COLUMNS = ["sample", "pop", "super_pop", "role"]
+_SPLIT_HEADER = "\t".join(SPLIT_COLUMNS)
 
 
 def split_samples(h5, out_tsv, *, test_fraction: float, validation_fraction: float, seed: int) -> pd.DataFrame:
@@ -69,14 +70,46 @@ def split_samples(h5, out_tsv, *, test_fraction: float, validation_fraction: flo
     return df
 
 
-def read_split(split_tsv) -> pd.DataFrame:
-    """Read a split table; :class:`InputError` if its header or roles are wrong."""
-    df = pd.read_csv(split_tsv, sep="\t", dtype=str)
-    if list(df.columns) != SPLIT_COLUMNS:
-        raise InputError(split_tsv, f"header must be {SPLIT_COLUMNS}, found {list(df.columns)}")
-    bad = sorted(set(df.role) - set(ROLES))
-    if bad:
-        raise InputError(split_tsv, f"unknown role(s) {bad}; roles are {list(ROLES)}")
+def read_split(split_tsv: str | os.PathLike) -> pd.DataFrame:
+    """Read and validate the sample split table.
+
+    Parameters
+    ----------
+    split_tsv : path
+        Tab-separated, header ``sample  pop  super_pop  role``; role is one of
+        ``reference``, ``validation``, ``test``.
+
+    Returns
+    -------
+    DataFrame with columns ``sample, pop, super_pop, role`` (all str), one row per sample.
+
+    Raises
+    ------
+    InputError
+        Wrong header, unknown role, empty or duplicated sample name.
+    """
+    with open(split_tsv, newline="") as fh:
+        # (line number, fields), blank lines skipped but counted so messages point at the right line
+        lines = [(n, line.rstrip("\r\n").split("\t")) for n, line in enumerate(fh, start=1) if line.strip()]
+    if not lines:
+        raise InputError(split_tsv, f"file is empty; expected header {_SPLIT_HEADER!r}")
+    header = "\t".join(lines[0][1])
+    if header != _SPLIT_HEADER:
+        raise InputError(split_tsv, f"header is {header!r}, expected {_SPLIT_HEADER!r}", record="line 1")
+    rows = [row for _, row in lines[1:]]
+    for lineno, row in lines[1:]:
+        if len(row) != len(SPLIT_COLUMNS):
+            raise InputError(split_tsv, f"expected {len(SPLIT_COLUMNS)} tab-separated fields, found {len(row)}",
+                             record=f"line {lineno}")
+        sample, _, _, role = row
+        if not sample:
+            raise InputError(split_tsv, "empty sample name", record=f"line {lineno}")
+        if role not in ROLES:
+            raise InputError(split_tsv, f"role {role!r} is not one of {', '.join(ROLES)}", record=sample)
+    df = pd.DataFrame(rows, columns=SPLIT_COLUMNS, dtype=str)
+    dup = df["sample"][df["sample"].duplicated()]
+    if len(dup):
+        raise InputError(split_tsv, "sample listed more than once", record=dup.iloc[0])
     return df
 
 

@@ -18,13 +18,13 @@ from omicslm.impute import baselines
 from omicslm.impute.baselines import (
     compress_reference_minimac4,
     convert_genetic_map,
-    read_split,
     run_beagle,
     run_minimac4,
     write_af_floor,
     write_runtime,
 )
 from omicslm.impute.layout import FORMAT_VERSION, TYPE_NAMES
+from omicslm.impute.split import read_split
 from omicslm.io.vcf import write_vcf
 
 CONTIG = "20"
@@ -32,7 +32,8 @@ N_PANEL, N_TARGET = 50, 10
 TYPED_EVERY = 5  # every 5th site is on the "array"
 MIN_R2 = 0.5  # a real imputation of common untyped sites clears this easily; the AF floor scores 0
 COMMON_MAF = 0.05
-SHARED_MAP = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "impute" / "1kg_phase3_chr20_eur" / "chr20.b37.gmap.gz"
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SHARED_MAP = SHARED_DATA / "impute" / "1kg_phase3_chr20_eur" / "chr20.b37.gmap.gz"
 
 needs_beagle = pytest.mark.skipif(
     shutil.which("java") is None or (shutil.which("beagle") is None and not baselines.BEAGLE_JAR.is_file()),
@@ -174,7 +175,8 @@ def test_minimac4_failure_raises_with_stderr_and_leaves_nothing(sim, tmp_path):
 @needs_minimac4
 def test_minimac4_refuses_gzipped_map(sim, tmp_path):
     with pytest.raises(InputError, match="plain-text maps only"):
-        run_minimac4(tmp_path / "x.msav", sim["target_vcf"], tmp_path / "o.vcf.gz", genetic_map=sim["dir"] / "map.gmap.gz")
+        run_minimac4(tmp_path / "x.msav", sim["target_vcf"], tmp_path / "o.vcf.gz",
+                     genetic_map=sim["dir"] / "map.gmap.gz")
 
 
 # --------------------------------------------------------------------------- genetic map
@@ -297,6 +299,7 @@ def test_af_floor_rejects_sample_missing_from_panel(tmp_path):
         ("sample\tpop\tsuper_pop\trole\na\tP\tS\ttraining\n", "role 'training'", "a"),
         ("sample\tpop\tsuper_pop\trole\na\tP\tS\ttest\na\tP\tS\treference\n", "more than once", "a"),
         ("", "file is empty", None),
+        ("sample\tpop\tsuper_pop\trole\n\na\tP\tS\ttest\textra\n", "expected 4 tab-separated fields", "line 3"),
     ],
 )
 def test_read_split_validates(tmp_path, text, problem, record):

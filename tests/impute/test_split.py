@@ -48,7 +48,7 @@ def test_split_rejects_fractions_leaving_no_reference(panel_h5, tmp_path):
 def test_read_split_names_bad_roles(tmp_path):
     p = tmp_path / "split.tsv"
     p.write_text("sample\tpop\tsuper_pop\trole\nS1\tA\tX\ttrain\n")
-    with pytest.raises(InputError, match=r"split.tsv: unknown role\(s\) \['train'\]"):
+    with pytest.raises(InputError, match=r"split.tsv, record S1: role 'train' is not one of"):
         read_split(p)
 
 
