@@ -19,8 +19,8 @@ def impute_raw_panel(wildcards):
 
 
 def impute_genetic_map(wildcards):
-    """Beagle's PLINK-format map when config gives a genetic map, else nothing."""
-    return f"{IMPUTE_DIR}/beagle/genetic_map.plink.map" if IMPUTE["data"]["genetic_map"] else []
+    """PLINK-format map (Beagle and minimac4) when config gives a genetic map, else nothing."""
+    return f"{IMPUTE_DIR}/inputs/genetic_map.plink.map" if IMPUTE["data"]["genetic_map"] else []
 
 
 def impute_methods():

@@ -120,18 +120,18 @@ rule target_vcf:
         "../../scripts/impute_target_vcf.py"
 
 
-rule beagle_map:
+rule genetic_map:
     input:
         gmap=lambda wc: IMPUTE["data"]["genetic_map"],
         h5=rules.vcf_to_h5.output.h5,
     output:
-        plink=f"{IMPUTE_DIR}/beagle/genetic_map.plink.map",
+        plink=f"{IMPUTE_DIR}/inputs/genetic_map.plink.map",
     log:
-        "logs/impute/beagle_map.log",
+        "logs/impute/genetic_map.log",
     conda:
         "../../envs/impute.yaml"
     script:
-        "../../scripts/impute_beagle_map.py"
+        "../../scripts/impute_genetic_map.py"
 
 
 rule beagle:
@@ -178,6 +178,7 @@ rule minimac4:
     input:
         msav=rules.minimac4_compress.output.msav,
         target=rules.target_vcf.output.vcf,
+        gmap=impute_genetic_map,
     output:
         vcf=f"{IMPUTE_DIR}/minimac4/imputed.vcf.gz",
         tbi=f"{IMPUTE_DIR}/minimac4/imputed.vcf.gz.tbi",
