@@ -65,7 +65,8 @@ _AF_CHUNK_VARIANTS = 10_000
 def _tmpdir_beside(path: Path) -> Iterator[Path]:
     """A scratch directory in ``path``'s folder (same filesystem, so renames are atomic)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    # absolute: tools run with cwd=tmp must not resolve a relative prefix a second time
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)).resolve()
     try:
         yield tmp
     finally:

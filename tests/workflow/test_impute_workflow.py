@@ -42,9 +42,10 @@ def test_full_run_produces_the_report_table(workdir):
     bins = ["[0.000,0.005)", "[0.005,0.010)", "[0.010,0.050)", "[0.050,0.500]", "all"]
     assert set(bins[2:]) <= set(table.bin)
     allrow = table[table.bin == "all"].set_index("method")
-    # real peers on a simulated panel impute far better than the allele-frequency floor
+    # real peers on a simulated panel impute far better than the allele-frequency floor (whose pooled
+    # r2 is not 0: across sites, 2*AF tracks the mean dosage)
     assert allrow.loc["beagle", "r2"] > 0.8 and allrow.loc["minimac4", "r2"] > 0.8
-    assert allrow.loc["af_floor", "r2"] < 0.2
+    assert allrow.loc["af_floor", "r2"] < allrow.loc["beagle", "r2"] - 0.4
     assert (allrow.seconds > 0).all()
     assert (workdir / "results/impute_r2_by_maf.png").stat().st_size > 10_000
     for method in ("beagle", "minimac4", "af_floor"):
