@@ -1,0 +1,86 @@
+"""Device choice, mixed precision and seeding shared by every model branch.
+
+One place decides what "auto" means, when bf16 autocast is on and how the random
+generators are seeded, so every branch trains the same way on a laptop CPU and on a
+CUDA GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import warnings
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def pick_device(prefer: str = "auto") -> torch.device:
+    """Return the device to train on.
+
+    Parameters
+    ----------
+    prefer : str
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or an
+        indexed CUDA device such as ``"cuda:1"``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, or ``"cuda"`` on a machine without a usable GPU (asking
+        for a GPU and silently getting a CPU would turn a 1 h job into a 3 day one).
+    """
+    name = str(prefer).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {prefer!r} requested but torch {torch.__version__} sees no CUDA GPU; "
+                             f"use device: auto or cpu")
+        return torch.device(name)
+    raise ValueError(f"unknown device {prefer!r}; expected one of {', '.join(DEVICE_CHOICES)} (or cuda:N)")
+
+
+def autocast(device: torch.device, enabled: bool):
+    """Context manager: bf16 autocast on CUDA when ``enabled``, otherwise a no-op.
+
+    bf16 keeps the fp32 exponent range, so unlike fp16 it needs no loss scaling
+    (no ``GradScaler``). On CPU autocast is slower than fp32 for small models, so it
+    is never used there.
+    """
+    device = torch.device(device)
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def set_seed(seed: int, deterministic: bool = True) -> None:
+    """Seed python, numpy and torch (all CUDA devices) generators.
+
+    On a CPU-only machine and ``deterministic``, torch is asked for deterministic
+    kernels (``warn_only=True``: an op without one warns instead of failing), so a
+    resumed run reproduces an uninterrupted one bit for bit. On CUDA, speed wins:
+    TF32 matmuls/convolutions are enabled (about 8x the fp32 throughput on Ampere+,
+    with a 10-bit mantissa that is ample for training) and cuDNN autotuning is left
+    off only when ``deterministic``.
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    if torch.cuda.is_available():
+        with warnings.catch_warnings():
+            # newer torch suggests the fp32_precision API; the legacy flags still work
+            warnings.simplefilter("ignore")
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.deterministic = deterministic
+        torch.backends.cudnn.benchmark = not deterministic
+    elif deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)

@@ -1,0 +1,434 @@
+"""The training loop every model branch uses: AdamW, warmup + decay, early stopping, resume.
+
+:func:`fit` owns the optimizer, schedule, mixed precision, checkpoints and logs; a
+branch supplies only its model and three callables:
+
+* ``train_batches(epoch)`` -> iterable of raw batches. It must yield the SAME batches
+  in the same order whenever it is called with the same epoch (e.g. shuffle with
+  ``torch.Generator().manual_seed(seed + epoch)``, never with the global generator),
+  because a resumed run re-creates the epoch and skips the batches already done.
+* ``loss_fn(model, batch, epoch)`` -> ``(loss, logs)``: receives the raw batch and
+  moves it itself (:func:`to_device` helps); ``loss`` is a scalar tensor, ``logs``
+  a dict of floats shown in TensorBoard.
+* ``validate(model, epoch)`` -> dict of metrics including
+  ``cfg.early_stopping_metric``; called in eval mode under ``torch.no_grad()``.
+
+Layout of ``out_dir``::
+
+    last/          checkpoint every ``checkpoint_every_steps`` optimizer steps and at each epoch end
+    best/          weights of the best epoch so far (early-stopping metric)
+    tensorboard/   train loss / lr / grad norm every ``log_every_steps``, every val metric per epoch
+    history.tsv    one row per epoch: epoch, train_loss, val metrics, lr, seconds
+
+Epochs are 0-based in the callables, ``history.tsv`` and the returned state; the log
+line counts from 1 ("epoch 1/10"), like Keras.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+from tqdm import tqdm
+
+from omicslm.errors import InputError
+from omicslm.io.atomic import atomic_open
+from omicslm.train.checkpoint import checkpoint_exists, load_checkpoint, read_checkpoint_config, save_checkpoint
+from omicslm.train.device import autocast, pick_device, set_seed
+from omicslm.train.schedule import SCHEDULES, lr_lambda
+
+log = logging.getLogger(__name__)
+
+MODES = ("min", "max")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings; every model branch reads these from its config section."""
+
+    max_epochs: int = 10                  # upper bound; early stopping usually ends sooner
+    lr: float = 1e-3                      # peak AdamW learning rate, reached after warmup
+    weight_decay: float = 0.01            # decoupled decay on matrices only (not biases / norms)
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 100               # optimizer steps of linear warmup from 0
+    schedule: str = "cosine"              # constant | linear | cosine decay after warmup
+    min_lr_ratio: float = 0.0             # final lr as a fraction of lr
+    grad_accum: int = 1                   # batches per optimizer step (larger effective batch)
+    max_grad_norm: float | None = 1.0     # global-norm clipping against loss spikes; None = off
+    amp: bool = True                      # bf16 autocast on CUDA only; ignored on CPU
+    early_stopping_metric: str = "val_loss"
+    early_stopping_mode: str = "min"      # min | max
+    patience: int = 3                     # epochs without improvement before stopping
+    checkpoint_every_steps: int = 50      # also at every epoch end
+    log_every_steps: int = 10
+    seed: int = 0
+    device: str = "auto"                  # auto | cpu | cuda
+
+    def __post_init__(self):
+        self.betas = tuple(float(b) for b in self.betas)
+        problems = []
+        if self.schedule not in SCHEDULES:
+            problems.append(f"schedule {self.schedule!r} not in {SCHEDULES}")
+        if self.early_stopping_mode not in MODES:
+            problems.append(f"early_stopping_mode {self.early_stopping_mode!r} not in {MODES}")
+        if len(self.betas) != 2:
+            problems.append(f"betas must have 2 values, got {self.betas}")
+        for name in ("max_epochs", "grad_accum", "patience", "checkpoint_every_steps", "log_every_steps"):
+            if int(getattr(self, name)) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup_steps < 0:
+            problems.append(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            problems.append(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
+            problems.append(f"max_grad_norm must be > 0 or None, got {self.max_grad_norm}")
+        if problems:
+            raise ValueError("invalid TrainConfig: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """Build from a config mapping; unknown keys raise ``ValueError`` naming them (catches typos)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**d)
+
+
+def to_device(batch: Any, device: torch.device | str, non_blocking: bool = True) -> Any:
+    """Move every tensor in a (nested) dict / list / tuple / namedtuple to ``device``; other values pass through."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=non_blocking)
+    if isinstance(batch, dict):
+        return type(batch)((k, to_device(v, device, non_blocking)) for k, v in batch.items())
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(to_device(v, device, non_blocking) for v in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device, non_blocking) for v in batch)
+    return batch
+
+
+def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    # decay only matrices (weights of linear / embedding layers): decaying biases and norm
+    # gains just pulls them to 0 without regularising anything (nanoGPT, BERT practice)
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": group, "weight_decay": wd}
+              for group, wd in ((decay, cfg.weight_decay), (no_decay, 0.0)) if group]
+    kwargs = {"fused": True} if device.type == "cuda" else {}
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, **kwargs)
+
+
+def _jsonable(obj: Any) -> Any:
+    """The config as it reads back from JSON (tuples -> lists), so a saved and a live one compare equal."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _check_run_config(last_dir: Path, run_config: dict) -> None:
+    saved = read_checkpoint_config(last_dir)
+    if saved == run_config:
+        return
+    keys = sorted(k for k in set(saved) | set(run_config) if saved.get(k, "<absent>") != run_config.get(k, "<absent>"))
+    raise InputError(last_dir / "config.json",
+                     f"the checkpoint in {last_dir} was made with another config (top-level keys that differ: "
+                     f"{', '.join(keys)}); remove {last_dir.parent} to restart training with the new config, "
+                     f"or restore the old config to resume")
+
+
+def _batches_per_epoch(train_batches: Callable[[int], Iterable[Any]], steps_per_epoch: int | None) -> int:
+    if steps_per_epoch is not None:
+        if steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+        return int(steps_per_epoch)
+    try:
+        return len(train_batches(0))
+    except TypeError:
+        raise ValueError("train_batches(0) has no len(); pass steps_per_epoch (batches per epoch) "
+                         "so the lr schedule knows its length") from None
+
+
+def _improved(value: float, best: float | None, mode: str) -> bool:
+    if value is None or math.isnan(value):
+        return False
+    if best is None:
+        return True
+    return value < best if mode == "min" else value > best
+
+
+def _write_history(path: Path, history: list[dict]) -> None:
+    columns: list[str] = []
+    for row in history:
+        columns += [k for k in row if k not in columns]
+    with atomic_open(path) as fh:
+        fh.write("\t".join(columns) + "\n")
+        for row in history:
+            fh.write("\t".join(_fmt_cell(row.get(c)) for c in columns) + "\n")
+
+
+def _fmt_cell(value: Any) -> str:
+    if value is None:
+        return "NA"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _new_state(cfg: TrainConfig) -> dict:
+    return {
+        "epoch": 0,               # epoch in progress (0-based); == max_epochs when all ran
+        "step_in_epoch": 0,       # optimizer steps done in that epoch
+        "global_step": 0,         # optimizer steps done overall
+        "epoch_loss_sum": 0.0,    # running train-loss sum / count of the epoch in progress
+        "epoch_loss_count": 0,
+        "epoch_seconds": 0.0,     # wall time already spent on the epoch in progress
+        "best_metric": None,
+        "best_epoch": None,
+        "bad_epochs": 0,          # epochs since the last improvement (patience counter)
+        "epochs_run": 0,
+        "stopped_early": False,
+        "done": False,
+        "metric": cfg.early_stopping_metric,
+        "mode": cfg.early_stopping_mode,
+        "history": [],
+        "train_config": _jsonable(dataclasses.asdict(cfg)),
+    }
+
+
+def fit(model: torch.nn.Module,
+        train_batches: Callable[[int], Iterable[Any]],
+        loss_fn: Callable[[torch.nn.Module, Any, int], tuple[torch.Tensor, dict[str, float]]],
+        validate: Callable[[torch.nn.Module, int], dict[str, float]],
+        cfg: TrainConfig,
+        out_dir: str | Path,
+        *, run_config: dict,
+        steps_per_epoch: int | None = None,
+        on_epoch_end: Callable[[int, dict], None] | None = None,
+        restore_best: bool = True,
+        ) -> dict:
+    """Train ``model`` with early stopping, resuming from ``out_dir/last`` when it exists.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Moved to ``pick_device(cfg.device)`` and trained in place.
+    train_batches : callable
+        ``epoch -> iterable of batches``, deterministic per epoch (see module docstring).
+    loss_fn : callable
+        ``(model, raw batch, epoch) -> (scalar loss tensor, dict of float logs)``; runs
+        under bf16 autocast on CUDA when ``cfg.amp``.
+    validate : callable
+        ``(model, epoch) -> dict of float metrics`` including ``cfg.early_stopping_metric``.
+    cfg : TrainConfig
+    out_dir : path
+        Receives ``last/``, ``best/``, ``tensorboard/`` and ``history.tsv``.
+    run_config : dict
+        Resolved config saved as every checkpoint's ``config.json``; resuming with a
+        different one raises ``InputError``.
+    steps_per_epoch : int, optional
+        Batches ``train_batches(epoch)`` yields per epoch, for the schedule length
+        (default ``len(train_batches(0))``). Optimizer steps per epoch =
+        ``ceil(steps_per_epoch / grad_accum)``; a last partial accumulation group still steps.
+    on_epoch_end : callable, optional
+        ``(epoch, history row) -> None`` after each epoch's checkpoint is written.
+    restore_best : bool
+        Load ``best/`` weights into ``model`` before returning, so the caller predicts
+        with the best epoch rather than the last.
+
+    Returns
+    -------
+    dict
+        The final trainer state: ``best_metric``, ``best_epoch``, ``epochs_run``,
+        ``stopped_early``, ``history`` (list of per-epoch rows), ``global_step``, ...
+    """
+    out_dir = Path(out_dir)
+    last_dir, best_dir = out_dir / "last", out_dir / "best"
+    run_config = _jsonable(run_config)
+    device = pick_device(cfg.device)
+    set_seed(cfg.seed)
+
+    resuming = checkpoint_exists(last_dir)
+    if resuming:
+        _check_run_config(last_dir, run_config)
+
+    model.to(device)
+    optimizer = _make_optimizer(model, cfg, device)
+    n_batches = _batches_per_epoch(train_batches, steps_per_epoch)
+    steps_per_epoch_opt = math.ceil(n_batches / cfg.grad_accum)
+    total_steps = steps_per_epoch_opt * cfg.max_epochs
+    if cfg.warmup_steps >= total_steps:
+        log.warning("warmup_steps %d >= total optimizer steps %d: the lr never reaches its peak %g",
+                    cfg.warmup_steps, total_steps, cfg.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(
+        lr_lambda, warmup_steps=cfg.warmup_steps, total_steps=total_steps, schedule=cfg.schedule,
+        min_lr_ratio=cfg.min_lr_ratio))
+
+    if resuming:
+        state = load_checkpoint(last_dir, model=model, optimizer=optimizer, scheduler=scheduler, map_location=device)
+        if state.get("done"):
+            log.info("%s: training already finished (%d epochs, best %s %s at epoch %s); nothing to do",
+                     out_dir, state["epochs_run"], state["metric"], state["best_metric"], state["best_epoch"])
+            if restore_best and checkpoint_exists(best_dir):
+                load_checkpoint(best_dir, model=model, restore_rng=False)
+            return state
+        log.info("resuming %s at epoch %d, step %d of the epoch (global step %d)",
+                 last_dir, state["epoch"] + 1, state["step_in_epoch"], state["global_step"])
+    else:
+        state = _new_state(cfg)
+        log.info("training on %s: %d epochs x %d optimizer steps (%d batches, grad_accum %d), %d parameters",
+                 device, cfg.max_epochs, steps_per_epoch_opt, n_batches, cfg.grad_accum,
+                 sum(p.numel() for p in model.parameters()))
+
+    from torch.utils.tensorboard import SummaryWriter  # imports tensorboard (slow); only when training
+    # purge_step hides events a killed run logged after its last checkpoint, so curves do not double back
+    writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=state["global_step"] if resuming else None)
+    try:
+        _train(model, train_batches, loss_fn, validate, cfg, state, optimizer, scheduler, device, writer,
+               out_dir, run_config, n_batches, on_epoch_end)
+    finally:
+        writer.close()
+    if restore_best and checkpoint_exists(best_dir):
+        load_checkpoint(best_dir, model=model, restore_rng=False)
+    return state
+
+
+def _train(model, train_batches, loss_fn, validate, cfg: TrainConfig, state: dict, optimizer, scheduler,
+           device: torch.device, writer, out_dir: Path, run_config: dict, n_batches: int, on_epoch_end) -> None:
+    """Run epochs ``state['epoch']`` .. ``max_epochs - 1``, updating ``state`` in place."""
+    last_dir, best_dir = out_dir / "last", out_dir / "best"
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def save_last() -> None:
+        save_checkpoint(last_dir, model=model, optimizer=optimizer, scheduler=scheduler, state=state,
+                        config=run_config)
+
+    for epoch in range(state["epoch"], cfg.max_epochs):
+        model.train()
+        started = time.perf_counter() - state["epoch_seconds"]
+        batches = train_batches(epoch)
+        skip = state["step_in_epoch"] * cfg.grad_accum
+        it = iter(batches)
+        if skip:
+            # consume (not just count) the done batches so the iterator's own state advances identically
+            for _ in itertools.islice(it, skip):
+                pass
+        try:
+            total = len(batches)
+        except TypeError:
+            total = n_batches
+        bar = tqdm(total=total, initial=skip, desc=f"epoch {epoch + 1}/{cfg.max_epochs}", file=sys.stderr,
+                   unit="batch", leave=False, dynamic_ncols=True)
+        window_loss, window_n, window_logs = 0.0, 0, {}
+        group_loss, group_n = None, 0
+        optimizer.zero_grad(set_to_none=True)
+
+        def step() -> None:
+            nonlocal group_loss, group_n, window_loss, window_n
+            grad_norm = None
+            if cfg.max_grad_norm is not None:
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            # one host sync per optimizer step: the loss sum of the group's batches
+            loss_sum = float(group_loss)
+            if not math.isfinite(loss_sum):
+                raise FloatingPointError(f"non-finite training loss {loss_sum} at epoch {epoch + 1}, global step "
+                                         f"{state['global_step'] + 1}; lower lr or check the inputs")
+            state["epoch_loss_sum"] += loss_sum
+            state["epoch_loss_count"] += group_n
+            window_loss += loss_sum
+            window_n += group_n
+            group_loss, group_n = None, 0
+            state["global_step"] += 1
+            state["step_in_epoch"] += 1
+            gs = state["global_step"]
+            if gs % cfg.log_every_steps == 0:
+                mean = window_loss / window_n
+                writer.add_scalar("train/loss", mean, gs)
+                writer.add_scalar("train/lr", scheduler.get_last_lr()[0], gs)
+                if grad_norm is not None:
+                    writer.add_scalar("train/grad_norm", float(grad_norm), gs)
+                for k, v in window_logs.items():
+                    writer.add_scalar(f"train/{k}", v[0] / v[1], gs)
+                bar.set_postfix(loss=f"{mean:.4g}", lr=f"{scheduler.get_last_lr()[0]:.3g}")
+                window_loss, window_n = 0.0, 0
+                window_logs.clear()
+            if gs % cfg.checkpoint_every_steps == 0:
+                state["epoch_seconds"] = time.perf_counter() - started
+                save_last()
+
+        n_in_group = 0
+        for batch in it:
+            with autocast(device, cfg.amp):
+                loss, logs = loss_fn(model, batch, epoch)
+            (loss / cfg.grad_accum).backward()
+            detached = loss.detach().float()
+            group_loss = detached if group_loss is None else group_loss + detached
+            group_n += 1
+            for k, v in (logs or {}).items():
+                s, n = window_logs.get(k, (0.0, 0))
+                window_logs[k] = (s + float(v), n + 1)
+            n_in_group += 1
+            bar.update(1)
+            if n_in_group == cfg.grad_accum:
+                step()
+                n_in_group = 0
+        if n_in_group:
+            step()
+        bar.close()
+        if state["epoch_loss_count"] == 0:
+            raise ValueError(f"train_batches({epoch}) yielded no batches")
+
+        model.eval()
+        with torch.no_grad():
+            metrics = dict(validate(model, epoch))
+        model.train()
+        train_loss = state["epoch_loss_sum"] / state["epoch_loss_count"]
+        metrics_all = {"train_loss": train_loss, **metrics}
+        name = cfg.early_stopping_metric
+        if name not in metrics_all:
+            raise KeyError(f"validate() returned {sorted(metrics)} but early_stopping_metric is {name!r}")
+        value = float(metrics_all[name])
+        improved = _improved(value, state["best_metric"], cfg.early_stopping_mode)
+        seconds = time.perf_counter() - started
+        row = {"epoch": epoch, "train_loss": train_loss, **{k: float(v) for k, v in metrics.items()},
+               "lr": scheduler.get_last_lr()[0], "seconds": round(seconds, 3)}
+        state["history"].append(row)
+        state["epochs_run"] = epoch + 1
+        if improved:
+            state["best_metric"], state["best_epoch"], state["bad_epochs"] = value, epoch, 0
+        else:
+            state["bad_epochs"] += 1
+        stop = state["bad_epochs"] >= cfg.patience
+        state.update(epoch=epoch + 1, step_in_epoch=0, epoch_loss_sum=0.0, epoch_loss_count=0, epoch_seconds=0.0,
+                     stopped_early=stop and epoch + 1 < cfg.max_epochs)
+        state["done"] = stop or epoch + 1 >= cfg.max_epochs
+        if improved:
+            save_checkpoint(best_dir, model=model, state=state, config=run_config)
+        save_last()
+        _write_history(out_dir / "history.tsv", state["history"])
+
+        gs = state["global_step"]
+        for k, v in metrics_all.items():
+            writer.add_scalar(f"epoch/{k}", float(v), gs)
+        writer.add_scalar("epoch", epoch, gs)
+        writer.flush()
+        shown = " ".join(f"{k} {float(v):.4g}" for k, v in metrics_all.items())
+        log.info("epoch %d/%d %s%s %.1f s", epoch + 1, cfg.max_epochs, shown, " (best)" if improved else "", seconds)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row)
+        if stop:
+            log.info("early stopping: %s has not improved for %d epochs; best %.4g at epoch %d",
+                     name, cfg.patience, state["best_metric"], state["best_epoch"] + 1)
+            break
