@@ -3,7 +3,7 @@ import os
 
 # Jobs import the omicslm package from this checkout, also inside --sdm conda environments
 # (which hold only its dependencies) and on cluster nodes that inherit the environment.
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p)
+os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p))
 
 IMPUTE = config["impute"]
 IMPUTE_DIR = "results/impute"
