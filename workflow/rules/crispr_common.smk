@@ -1,0 +1,28 @@
+# Constants and input functions of the CRISPR branch (kept apart from its rules, as --lint asks).
+
+CRISPR = config["crispr"]
+CRISPR_DIR = "results/crispr"
+CRISPR_METHODS = list(CRISPR["models"]["methods"])
+CRISPR_ENCODER_CKPT = CRISPR["encoder"]["checkpoint"]
+CRISPR_THREADS = CRISPR["models"].get("threads", 2)
+CRISPR_RESOURCES = CRISPR["models"].get("resources") or {}
+
+
+def crispr_table(wildcards):
+    """The raw efficiency table: the fetched Doench 2016 csv, or the user's CRISPRon-style workbook."""
+    if CRISPR["data"]["source"] == "azimuth":
+        return "resources/crispr/FC_plus_RES_withPredictions.csv"
+    return CRISPR["data"]["workbook"]["path"]
+
+
+def crispr_encoder(wildcards):
+    """The encoder directory: the user's local checkpoint, else the one pretrained by crispr_pretrain."""
+    return CRISPR_ENCODER_CKPT or f"{CRISPR_DIR}/encoder"
+
+
+def crispr_encoder_name():
+    """How results/crispr_eval.tsv names the encoder."""
+    if CRISPR_ENCODER_CKPT:
+        return f"checkpoint:{CRISPR_ENCODER_CKPT}"
+    p = CRISPR["encoder"]["pretrain"]
+    return f"pretrained-here:mlm-{p['layers']}x{p['hidden']}"
