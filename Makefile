@@ -20,7 +20,7 @@ system-tools:
 	bash scripts/install_system_tools.sh
 
 run: setup
-	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --cores $(CORES) impute_all
 
 test: setup
 	$(BIN)/python -m pytest -q -rs

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.workflow
 
 IMPUTE_RULES = {"simulate_panel", "vcf_to_h5", "windows", "split_samples", "array_sites", "panel_vcf", "target_vcf",
                 "beagle", "minimac4_compress", "minimac4", "af_floor", "evaluate_imputation", "impute_eval",
-                "plot_impute_eval", "all"}
+                "plot_impute_eval", "impute_all"}
+TARGET = "impute_all"  # the imputation branch only; other branches have their own workflow tests
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +31,13 @@ def test_lint_is_clean():
 
 
 def test_dry_run_lists_the_whole_dag(workdir):
-    jobs = planned_jobs(snakemake(workdir, "-n"))
+    jobs = planned_jobs(snakemake(workdir, TARGET, "-n"))
     assert set(jobs) == IMPUTE_RULES
     assert jobs["evaluate_imputation"] == 3  # beagle, minimac4, af_floor
 
 
 def test_full_run_produces_the_report_table(workdir):
-    snakemake(workdir)
+    snakemake(workdir, TARGET)
     table = pd.read_csv(workdir / "results/impute_eval.tsv", sep="\t")
     assert set(table.method) == {"beagle", "minimac4", "af_floor"}
     bins = ["[0.000,0.005)", "[0.005,0.010)", "[0.010,0.050)", "[0.050,0.500]", "all"]
@@ -57,22 +58,22 @@ def test_full_run_produces_the_report_table(workdir):
 
 
 def test_second_run_does_nothing(workdir):
-    res = snakemake(workdir, "-n")
+    res = snakemake(workdir, TARGET, "-n")
     assert "Nothing to be done" in res.stdout + res.stderr
 
 
 def test_changing_bins_reruns_only_the_evaluation(workdir):
     cfg = write_config(workdir / "bins.yaml", {"impute": {"evaluate": {"maf_bins": [0.0, 0.02, 0.1, 0.5]}}})
-    jobs = planned_jobs(snakemake(workdir, "-n", configs=[cfg]))
-    assert set(jobs) == {"evaluate_imputation", "impute_eval", "plot_impute_eval", "all"}
-    snakemake(workdir, configs=[cfg])
+    jobs = planned_jobs(snakemake(workdir, TARGET, "-n", configs=[cfg]))
+    assert set(jobs) == {"evaluate_imputation", "impute_eval", "plot_impute_eval", "impute_all"}
+    snakemake(workdir, TARGET, configs=[cfg])
     table = pd.read_csv(workdir / "results/impute_eval.tsv", sep="\t")
     assert "[0.100,0.500]" in set(table.bin)
 
 
 def test_changing_min_maf_reruns_from_ingest_on(workdir):
     cfg = write_config(workdir / "maf.yaml", {"impute": {"ingest": {"min_maf": 0.02}}})
-    jobs = planned_jobs(snakemake(workdir, "-n", configs=[cfg]))
+    jobs = planned_jobs(snakemake(workdir, TARGET, "-n", configs=[cfg]))
     assert "simulate_panel" not in jobs
     assert {"vcf_to_h5", "split_samples", "beagle", "minimac4", "evaluate_imputation"} <= set(jobs)
 
