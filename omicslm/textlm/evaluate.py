@@ -1,0 +1,176 @@
+"""Evaluate a trained LM: validation perplexity vs a unigram baseline and the untrained model, plus probes.
+
+All three perplexities are scored on the SAME targets, so they compare directly:
+
+* causal LM: every token of a validation block but the first (each predicted from its prefix);
+* masked LM: ``mlm_probability`` of the tokens, chosen with a seeded generator and replaced by
+  ``<mask>`` (no 80/10/10 noise at evaluation), each predicted from the rest of its block.
+
+Unigram baseline: token frequencies of the train split, add-``alpha`` smoothed over the model
+vocabulary. Untrained: the same architecture, freshly initialised with the training seed.
+Probes: a sampled continuation of ``prompt`` (top-k / top-p, as the user's generation) for the
+causal LM, the top-n fillers of each fill-mask text for the masked LM.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from omicslm.errors import InputError
+from omicslm.io.atomic import atomic_open
+from omicslm.textlm.chunking import iter_id_batches
+from omicslm.textlm.tokenizer import load_tokenizer
+from omicslm.textlm.train import build_model
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["model", "objective", "parameters", "block_size", "eval_blocks", "eval_targets", "perplexity",
+           "untrained_perplexity", "unigram_perplexity", "steps", "train_seconds", "probe", "output"]
+MASK_PLACEHOLDER = "<mask>"
+
+
+def unigram_logprobs(train_ds, vocab_size: int, *, alpha: float = 1.0, batch_rows: int = 1000) -> np.ndarray:
+    """log p(token) of add-``alpha`` smoothed train-split frequencies, shape (vocab_size,), streamed."""
+    counts = np.zeros(vocab_size, dtype=np.float64)
+    for ids in iter_id_batches(train_ds, batch_rows=batch_rows):
+        counts += np.bincount(ids, minlength=vocab_size)[:vocab_size]
+    counts += alpha
+    return np.log(counts) - np.log(counts.sum())
+
+
+def mlm_targets(blocks: np.ndarray, *, probability: float, seed: int) -> np.ndarray:
+    """Boolean mask of the tokens to predict, shape (n_blocks, block_size); at least one per block."""
+    rng = np.random.default_rng(seed)
+    mask = rng.random(blocks.shape) < probability
+    none = ~mask.any(axis=1)
+    mask[np.flatnonzero(none), rng.integers(0, blocks.shape[1], none.sum())] = True
+    return mask
+
+
+def model_nll(model, blocks: np.ndarray, *, objective: str, targets: np.ndarray | None = None,
+              mask_token_id: int | None = None, batch_size: int = 8) -> float:
+    """Summed negative log-likelihood (nats) of the targets of ``blocks``, shape (n_blocks, block_size)."""
+    import torch
+
+    model.eval()
+    device = next(model.parameters()).device
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(blocks), batch_size):
+            ids = torch.as_tensor(blocks[start:start + batch_size], dtype=torch.long, device=device)
+            if objective == "clm":
+                logp = torch.log_softmax(model(input_ids=ids).logits[:, :-1].float(), dim=-1)
+                total -= logp.gather(-1, ids[:, 1:, None]).sum().item()
+            else:
+                tmask = torch.as_tensor(targets[start:start + batch_size], device=device)
+                logits = model(input_ids=ids.masked_fill(tmask, mask_token_id)).logits[tmask].float()
+                total -= torch.log_softmax(logits, dim=-1).gather(-1, ids[tmask][:, None]).sum().item()
+    return total
+
+
+def generate_sample(model, tok, prompt: str, *, max_new_tokens: int, top_k: int, top_p: float, seed: int) -> str:
+    """A sampled continuation of ``prompt`` (top-k then nucleus filtering), decoded; prompt included."""
+    import torch
+
+    torch.manual_seed(seed)
+    enc = tok(prompt, return_tensors="pt")
+    out = model.generate(**enc, do_sample=True, top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens,
+                         pad_token_id=tok.pad_token_id)
+    return tok.decode(out[0], skip_special_tokens=True)
+
+
+def fill_mask(model, tok, text: str, *, top_n: int) -> list[str]:
+    """The ``top_n`` most likely fillers of the first ``<mask>`` in ``text``, best first."""
+    import torch
+
+    if MASK_PLACEHOLDER not in text:
+        raise InputError("textlm.evaluate.fill_mask", f"probe has no {MASK_PLACEHOLDER}", record=repr(text))
+    enc = tok(text.replace(MASK_PLACEHOLDER, tok.mask_token), return_tensors="pt")
+    pos = (enc["input_ids"][0] == tok.mask_token_id).nonzero()[0, 0]
+    with torch.no_grad():
+        logits = model(**enc).logits[0, pos]
+    words = [tok.decode([i]) for i in logits.topk(top_n).indices.tolist()]
+    return [w.strip() or repr(w) for w in words]  # a bare newline or space shows as '\n' / ' '
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def evaluate_lm(chunks_dir: str | os.PathLike, model_dir: str | os.PathLike, out_tsv: str | os.PathLike, *,
+                objective: str, name: str, train_summary: str | os.PathLike | None = None,
+                max_blocks: int | None = None, batch_size: int = 8, prompt: str = "", max_new_tokens: int = 40,
+                top_k: int = 10, top_p: float = 0.95, fill_mask_texts=(), top_n: int = 5,
+                unigram_alpha: float = 1.0, mlm_probability: float = 0.15, seed: int = 0, threads: int = 1) -> dict:
+    """Score one trained model on the validation blocks and write a one-row TSV (columns :data:`COLUMNS`).
+
+    Returns
+    -------
+    dict
+        The row written.
+    """
+    import datasets
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+    torch.set_num_threads(max(1, threads))
+    tok = load_tokenizer(model_dir)
+    cls = AutoModelForCausalLM if objective == "clm" else AutoModelForMaskedLM
+    model = cls.from_pretrained(str(model_dir), local_files_only=True)
+    chunks = datasets.load_from_disk(str(chunks_dir))
+    val = chunks["validation"]
+    if max_blocks is not None:
+        val = val.select(range(min(len(val), max_blocks)))
+    blocks = np.asarray(val.with_format("numpy")["input_ids"], dtype=np.int64)
+    vocab = model.config.vocab_size
+    targets, mask_id = None, None
+    if objective == "clm":
+        target_ids = blocks[:, 1:]
+    else:
+        targets = mlm_targets(blocks, probability=mlm_probability, seed=seed)
+        target_ids, mask_id = blocks[targets], tok.mask_token_id
+    n = target_ids.size
+    uni = -unigram_logprobs(chunks["train"], vocab, alpha=unigram_alpha)[target_ids].sum()
+    kw = dict(objective=objective, targets=targets, mask_token_id=mask_id, batch_size=batch_size)
+    trained = model_nll(model, blocks, **kw)
+    untrained = model_nll(build_model(objective, model.config, seed=seed), blocks, **kw)
+    if objective == "clm":
+        probe = prompt
+        output = generate_sample(model, tok, prompt, max_new_tokens=max_new_tokens, top_k=top_k, top_p=top_p,
+                                 seed=seed)
+    else:
+        probe = " | ".join(fill_mask_texts)
+        output = " | ".join(" / ".join(fill_mask(model, tok, t, top_n=top_n)) for t in fill_mask_texts)
+    summary = json.loads(Path(train_summary).read_text()) if train_summary else {}
+    row = {"model": name, "objective": objective, "parameters": sum(p.numel() for p in model.parameters()),
+           "block_size": blocks.shape[1], "eval_blocks": len(blocks), "eval_targets": n,
+           "perplexity": math.exp(trained / n), "untrained_perplexity": math.exp(untrained / n),
+           "unigram_perplexity": math.exp(uni / n), "steps": summary.get("steps"),
+           "train_seconds": summary.get("seconds"), "probe": _one_line(probe), "output": _one_line(output)}
+    log.info("%s: perplexity %.1f (untrained %.1f, unigram %.1f) on %d targets; %s -> %s", name, row["perplexity"],
+             row["untrained_perplexity"], row["unigram_perplexity"], n, row["probe"], row["output"])
+    write_rows([row], out_tsv)
+    return row
+
+
+def write_rows(rows: list[dict], path: str | os.PathLike) -> None:
+    """Write evaluation rows as a TSV with the :data:`COLUMNS` header."""
+    import pandas as pd
+
+    with atomic_open(path) as fh:
+        pd.DataFrame(rows, columns=COLUMNS).to_csv(fh, sep="\t", index=False, float_format="%.4g")
+
+
+def combine_eval(tsvs, out_tsv: str | os.PathLike) -> None:
+    """Concatenate per-model evaluation TSVs into ``results/textlm_eval.tsv``."""
+    import pandas as pd
+
+    table = pd.concat([pd.read_csv(t, sep="\t") for t in tsvs], ignore_index=True)
+    with atomic_open(out_tsv) as fh:
+        table[COLUMNS].to_csv(fh, sep="\t", index=False, float_format="%.4g")

@@ -1,0 +1,175 @@
+"""Pretrain GPT-2 (causal LM) or RoBERTa (masked LM) on the chunked corpus with Hugging Face ``Trainer``.
+
+``Trainer`` rather than :mod:`omicslm.train.loop`: the user's recipe is a ``TrainingArguments``
+set (per-device batch, gradient accumulation, step-based eval/log/save with
+``save_total_limit``, cosine + warmup, TensorBoard), so the config's ``train`` block passes to
+``TrainingArguments`` key for key, and the shared loop is epoch/early-stopping based. Trainer
+gives resume (``resume_from_checkpoint`` = the last ``checkpoint-N`` in ``work_dir``), bf16 on
+CUDA and TensorBoard logs (``work_dir/tensorboard``).
+
+Outputs: ``out_dir/model/`` (``save_pretrained`` weights + config + tokenizer, atomic),
+``out_dir/history.tsv`` (Trainer's log history: step, loss, eval_loss, learning_rate, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from omicslm.errors import InputError
+from omicslm.io.atomic import atomic_open
+from omicslm.textlm.io import atomic_dir
+from omicslm.textlm.tokenizer import load_tokenizer
+
+log = logging.getLogger(__name__)
+
+OBJECTIVES = ("clm", "mlm")
+# RoBERTa numbers positions pad_token_id + 1 ... (roberta-base: 514 positions for 512 tokens, pad id 1)
+ROBERTA_POSITION_OFFSET = 2
+
+
+def model_config(objective: str, tok, *, block_size: int, overrides: dict | None = None, source: str = "model"):
+    """The ``GPT2Config`` / ``RobertaConfig`` of ``overrides`` (tiny or full), fitted to ``tok`` and ``block_size``.
+
+    ``vocab_size`` defaults to the tokenizer's size and the position table to ``block_size``;
+    values given in ``overrides`` that cannot hold the tokenizer or a block raise InputError.
+    """
+    from transformers import GPT2Config, RobertaConfig
+
+    overrides = dict(overrides or {})
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    vocab = overrides.setdefault("vocab_size", len(tok))
+    if vocab < len(tok):
+        raise InputError(source, f"model vocabulary ({vocab} ids) is smaller than the tokenizer's ({len(tok)} ids)",
+                         record="vocab_size")
+    ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
+    if objective == "clm":
+        positions = overrides.setdefault("n_positions", block_size)
+        if positions < block_size:
+            raise InputError(source, f"n_positions {positions} < block_size {block_size}", record="n_positions")
+        return GPT2Config(**{**ids, **overrides})
+    need = block_size + tok.pad_token_id + 1
+    positions = overrides.setdefault("max_position_embeddings", max(need, block_size + ROBERTA_POSITION_OFFSET))
+    if positions < need:
+        raise InputError(source, f"max_position_embeddings {positions} < block_size {block_size} + pad id "
+                                 f"{tok.pad_token_id} + 1 (RoBERTa numbers positions after the pad id)",
+                         record="max_position_embeddings")
+    return RobertaConfig(**{**ids, **overrides})
+
+
+def build_model(objective: str, config, *, seed: int):
+    """A freshly initialised ``GPT2LMHeadModel`` or ``RobertaForMaskedLM`` (seeded)."""
+    import torch
+    from transformers import GPT2LMHeadModel, RobertaForMaskedLM
+
+    torch.manual_seed(seed)
+    return (GPT2LMHeadModel if objective == "clm" else RobertaForMaskedLM)(config)
+
+
+def check_ids_fit(ds, vocab_size: int, source) -> None:
+    """InputError when the chunked data holds ids the model vocabulary lacks (tokenizer mismatch)."""
+    import pyarrow.compute as pc
+
+    top = pc.max(pc.list_flatten(ds.data.column("input_ids"))).as_py()
+    if top is not None and top >= vocab_size:
+        raise InputError(source, f"token id {top} >= model vocabulary {vocab_size}: the chunks were made "
+                                 "with another tokenizer")
+
+
+def train_lm(chunks_dir: str | os.PathLike, tokenizer_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
+             work_dir: str | os.PathLike, objective: str, model: dict | None = None, training: dict,
+             mlm_probability: float = 0.15, max_eval_blocks: int | None = None, threads: int = 1,
+             name: str = "model") -> dict:
+    """Train one language model from scratch (or resume it) and save it.
+
+    Parameters
+    ----------
+    chunks_dir : path
+        ``DatasetDict`` with ``train``/``validation`` ``input_ids`` blocks, shape (n_blocks, block_size).
+    tokenizer_dir : path
+        The tokenizer the chunks were made with (saved beside the model).
+    out_dir : path
+        Receives ``model/`` and ``history.tsv``.
+    work_dir : path
+        Trainer's ``output_dir``: ``checkpoint-N/`` folders (resumed from) and ``tensorboard/``.
+    objective : {"clm", "mlm"}
+    model : dict
+        ``GPT2Config`` / ``RobertaConfig`` keyword overrides (tiny default, GPT-2 124M in full).
+    training : dict
+        ``TrainingArguments`` keywords (batch sizes, lr, schedule, warmup, steps, ...); ``seed`` included.
+    mlm_probability : float
+        Fraction of tokens masked for the MLM (0.15, as BERT/RoBERTa).
+    max_eval_blocks : int, optional
+        Validation blocks used for the periodic eval loss (None = all).
+    threads : int
+        CPU threads for torch.
+
+    Returns
+    -------
+    dict
+        ``{"name", "objective", "parameters", "steps", "train_loss", "seconds", "resumed_from"}``.
+    """
+    import datasets
+    import torch
+    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+    from transformers.trainer_utils import get_last_checkpoint
+
+    torch.set_num_threads(max(1, threads))
+    tok = load_tokenizer(tokenizer_dir)
+    chunks = datasets.load_from_disk(str(chunks_dir))
+    train, val = chunks["train"], chunks["validation"]
+    if max_eval_blocks is not None:
+        val = val.select(range(min(len(val), max_eval_blocks)))
+    block_size = len(train[0]["input_ids"])
+    config = model_config(objective, tok, block_size=block_size, overrides=model, source=f"textlm.models.{name}")
+    check_ids_fit(train, config.vocab_size, chunks_dir)
+    check_ids_fit(val, config.vocab_size, chunks_dir)
+    training = dict(training)
+    seed = training.setdefault("seed", 0)
+    lm = build_model(objective, config, seed=seed)
+    n_params = sum(p.numel() for p in lm.parameters())
+    cuda = torch.cuda.is_available()
+    work_dir = Path(work_dir)
+    # one TensorBoard folder for the whole run, also across resumes (Trainer's default is runs/<date>)
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(work_dir / "tensorboard")
+    args = TrainingArguments(
+        output_dir=str(work_dir), report_to=["tensorboard"], eval_strategy="steps", save_strategy="steps",
+        bf16=cuda and torch.cuda.is_bf16_supported(), use_cpu=not cuda, dataloader_num_workers=0,
+        disable_tqdm=False, **training)
+    collator = DataCollatorForLanguageModeling(tok, mlm=objective == "mlm", mlm_probability=mlm_probability,
+                                               seed=seed)
+    trainer = Trainer(model=lm, args=args, train_dataset=train, eval_dataset=val, data_collator=collator)
+    last = get_last_checkpoint(str(work_dir)) if work_dir.is_dir() else None
+    log.info("%s: %s, %.2fM parameters, %d train / %d eval blocks of %d, %s%s", name, type(lm).__name__,
+             n_params / 1e6, len(train), len(val), block_size, "cuda bf16" if args.bf16 else "cpu",
+             f", resuming from {last}" if last else "")
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=last)
+    seconds = time.perf_counter() - start
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir / "model") as stage:
+        trainer.save_model(str(stage))
+        tok.save_pretrained(str(stage))
+    write_history(trainer.state.log_history, out_dir / "history.tsv")
+    summary = {"name": name, "objective": objective, "parameters": n_params, "steps": trainer.state.global_step,
+               "train_loss": float(result.training_loss), "seconds": seconds, "resumed_from": last}
+    with atomic_open(out_dir / "train_summary.json") as fh:
+        json.dump(summary, fh, indent=1)
+    log.info("%s: %d steps, train loss %.3f, %.0f s", name, summary["steps"], summary["train_loss"], seconds)
+    return summary
+
+
+def write_history(log_history: list[dict], path: str | os.PathLike) -> None:
+    """Write Trainer's ``log_history`` as a TSV: one row per logged step, columns step, loss, eval_loss, ..."""
+    import pandas as pd
+
+    rows = [{k: v for k, v in entry.items() if isinstance(v, (int, float))} for entry in log_history]
+    table = pd.DataFrame(rows)
+    if "step" in table:
+        table = table.sort_values("step", kind="stable")
+    with atomic_open(path) as fh:
+        table.to_csv(fh, sep="\t", index=False)

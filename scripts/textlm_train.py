@@ -1,0 +1,14 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "a")  # append: a resumed run keeps the killed run's log above it
+from pathlib import Path
+
+from omicslm.io.logs import setup_logging
+from omicslm.textlm.train import train_lm
+
+setup_logging()
+i, p = snakemake.input, snakemake.params
+train_lm(i.chunks, i.tokenizer, Path(snakemake.output.model).parent, work_dir=p.work_dir,
+         objective=p.spec["objective"], model=p.spec.get("config"), training=p.training,
+         mlm_probability=p.mlm_probability, max_eval_blocks=p.max_eval_blocks, threads=snakemake.threads,
+         name=snakemake.wildcards.tlm_model)

