@@ -20,7 +20,7 @@ system-tools:
 	bash scripts/install_system_tools.sh
 
 run: setup
-	$(BIN)/snakemake --cores $(CORES) impute_all
+	$(BIN)/snakemake --cores $(CORES) impute_all impute_model_all
 
 test: setup
 	$(BIN)/python -m pytest -q -rs

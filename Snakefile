@@ -17,6 +17,7 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/impute.smk"
+include: "workflow/rules/impute_model.smk"
 include: "workflow/rules/crispr.smk"
 include: "workflow/rules/textlm_common.smk"
 include: "workflow/rules/textlm.smk"
@@ -25,6 +26,7 @@ include: "workflow/rules/textlm.smk"
 rule all:
     input:
         rules.impute_all.input,
+        rules.impute_model_all.input,
         rules.crispr_all.input,
         rules.textlm_all.input,
     default_target: True

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.workflow
 
 IMPUTE_RULES = {"simulate_panel", "vcf_to_h5", "windows", "split_samples", "array_sites", "panel_vcf", "target_vcf",
                 "beagle", "minimac4_compress", "minimac4", "af_floor", "evaluate_imputation", "impute_eval",
-                "plot_impute_eval", "impute_all"}
+                "plot_impute_eval", "impute_all", "train_ragbert", "impute_ragbert"}
 TARGET = "impute_all"  # the imputation branch only; other branches have their own workflow tests
 
 

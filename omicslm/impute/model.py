@@ -1,0 +1,249 @@
+"""The retrieval-augmented BERT imputation model: encoder, rare-variant fusion, heads, losses.
+
+* Encoder: a Hugging Face :class:`transformers.BertModel` fed with ``inputs_embeds`` =
+  allele-token + variant-type + population embeddings + a projection of the site features
+  (BERT adds its own learned position-in-window embedding).
+* Retrieved panel haplotypes (B, K, L) are encoded by the same encoder, in chunks of
+  ``ref_chunk`` rows, under gradient checkpointing when training (activations of K
+  references would otherwise dominate memory). ``ref_grad: false`` encodes them without
+  gradient instead (the tiny CPU default: ~4x cheaper steps).
+* :class:`RareVariantFusion`: a global x population AF interaction gives per-site adapter
+  weights on the retrieved features, attention pooling with a learned query (or mean
+  pooling, ablation) over the K references, an MLP on [own, pooled], scaled by the inverse
+  MAF (clamped at ``max_inv_maf``: rare sites lean harder on retrieval), added to the own
+  representation with ``residual_scale``.
+* Heads: allele logits per haplotype site; genotype class (0/1/2) per sample site from
+  both haplotypes of a pair (rows 2i, 2i+1, see :mod:`omicslm.impute.windows_data`).
+* Losses on masked positions only: focal loss (``gamma = 0`` is cross-entropy) on alleles
+  and genotypes, and a reconstruction MSE between the predicted ALT probability and the
+  true allele (a Brier term: it rewards calibrated dosages, which r² measures).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+from transformers import BertConfig, BertModel
+
+from omicslm.impute.windows_data import IGNORE, N_SITE_FEATURES, N_TOKENS, TOKEN_PAD
+
+
+@dataclass
+class ModelConfig:
+    """Architecture; stored in every checkpoint so a checkpoint rebuilds its model alone."""
+
+    window_sites: int          # row length L (sites per window)
+    n_types: int               # variant-type vocabulary (layout TYPE_NAMES)
+    n_pops: int                # populations in the panel
+    hidden: int = 64           # BERT hidden size
+    layers: int = 2            # transformer layers
+    heads: int = 2             # attention heads
+    intermediate: int = 256    # feed-forward size
+    dropout: float = 0.1       # hidden and attention dropout
+    retrieval: bool = True     # False = plain BERT (ablation)
+    pooling: str = "attention"  # "attention" (learned query) or "mean" (ablation) over K references
+    k: int = 3                 # retrieved haplotypes per query
+    max_inv_maf: float = 10.0  # clamp of the inverse-MAF fusion scale
+    residual_scale: float = 0.1  # weight of the fused retrieval signal in the residual
+    ref_chunk: int = 256       # reference rows encoded per chunk
+    ref_grad: bool = True      # backpropagate through the reference encoding (False: encode refs without grad)
+    ref_checkpointing: bool = True  # gradient checkpointing of reference encoding when training with ref_grad
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown model config key(s) {unknown}; known: {sorted(names)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class RareVariantFusion(nn.Module):
+    """Fuse K retrieved haplotype representations into the query's, weighted by allele frequency.
+
+    Parameters
+    ----------
+    hidden : int
+    pooling : "attention" | "mean"
+    max_inv_maf, residual_scale : float
+    """
+
+    def __init__(self, hidden: int, *, pooling: str, max_inv_maf: float, residual_scale: float):
+        super().__init__()
+        if pooling not in ("attention", "mean"):
+            raise ValueError(f"pooling must be 'attention' or 'mean', got {pooling!r}")
+        self.pooling = pooling
+        self.max_inv_maf = max_inv_maf
+        self.residual_scale = residual_scale
+        # (global AF, population AF, their product) -> per-channel gate on retrieved features.
+        self.af_adapter = nn.Sequential(nn.Linear(3, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+        self.query = nn.Parameter(torch.zeros(hidden))
+        self.query_proj = nn.Linear(hidden, hidden)
+        self.key_proj = nn.Linear(hidden, hidden)
+        self.fuse = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+        self.norm = nn.LayerNorm(hidden)
+
+    def forward(self, own: torch.Tensor, refs: torch.Tensor, af: torch.Tensor, maf: torch.Tensor) -> torch.Tensor:
+        """
+        Parameters
+        ----------
+        own : (B, L, H) query representation
+        refs : (B, K, L, H) retrieved representations
+        af : (B, L, 2) global and population ALT frequency
+        maf : (B, L) panel minor-allele frequency
+
+        Returns
+        -------
+        (B, L, H)
+        """
+        g, p = af[..., 0:1], af[..., 1:2]
+        gate = torch.sigmoid(self.af_adapter(torch.cat([g, p, g * p], dim=-1)))  # (B, L, H)
+        refs = refs * gate.unsqueeze(1)
+        if self.pooling == "attention":
+            # A learned query, shifted by the site's own context, scores each reference per site.
+            q = self.query + self.query_proj(own)  # (B, L, H)
+            scores = (self.key_proj(refs) * q.unsqueeze(1)).sum(-1) / math.sqrt(own.shape[-1])  # (B, K, L)
+            weights = torch.softmax(scores, dim=1).unsqueeze(-1)
+            pooled = (weights * refs).sum(dim=1)
+        else:
+            pooled = refs.mean(dim=1)
+        fused = self.fuse(torch.cat([own, pooled], dim=-1))
+        inv_maf = 1.0 / maf.clamp(min=1.0 / self.max_inv_maf)  # == min(1/maf, max_inv_maf)
+        return self.norm(own + self.residual_scale * inv_maf.unsqueeze(-1) * fused)
+
+
+class RagBert(nn.Module):
+    """BERT over haplotype windows with optional retrieval fusion.
+
+    ``forward(batch)`` takes the dict of :meth:`omicslm.impute.windows_data.WindowData.batch`
+    and returns ``allele_logits`` (B, L, 2), ``genotype_logits`` (B/2, L, 3) and
+    ``hidden`` (B, L, H).
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        h = cfg.hidden
+        self.token_emb = nn.Embedding(N_TOKENS, h, padding_idx=TOKEN_PAD)
+        self.type_emb = nn.Embedding(cfg.n_types, h)
+        self.pop_emb = nn.Embedding(cfg.n_pops, h)
+        self.feature_proj = nn.Linear(N_SITE_FEATURES, h)
+        self.encoder = BertModel(BertConfig(
+            vocab_size=N_TOKENS, hidden_size=h, num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads,
+            intermediate_size=cfg.intermediate, hidden_dropout_prob=cfg.dropout,
+            attention_probs_dropout_prob=cfg.dropout, max_position_embeddings=cfg.window_sites,
+            type_vocab_size=1,
+        ), add_pooling_layer=False)
+        self.fusion = (RareVariantFusion(h, pooling=cfg.pooling, max_inv_maf=cfg.max_inv_maf,
+                                         residual_scale=cfg.residual_scale) if cfg.retrieval else None)
+        self.allele_head = nn.Linear(h, 2)
+        self.genotype_head = nn.Sequential(nn.Linear(2 * h, h), nn.GELU(), nn.Linear(h, 3))
+
+    def encode(self, tokens, features, vtype, pop, attention_mask) -> torch.Tensor:
+        """(N, L) inputs -> (N, L, H) contextual representations."""
+        x = (self.token_emb(tokens) + self.type_emb(vtype) + self.pop_emb(pop).unsqueeze(1)
+             + self.feature_proj(features))
+        return self.encoder(inputs_embeds=x, attention_mask=attention_mask).last_hidden_state
+
+    def encode_refs(self, batch) -> torch.Tensor:
+        """Encode the (B, K, L) retrieved haplotypes with the same encoder -> (B, K, L, H)."""
+        tok = batch["ref_tokens"]
+        b, k, length = tok.shape
+        tok = tok.reshape(b * k, length)
+        feat = batch["ref_features"].reshape(b * k, length, -1)
+        vtype = batch["vtype"].repeat_interleave(k, dim=0)
+        pop = batch["ref_pop"].reshape(b * k)
+        mask = batch["attention_mask"].repeat_interleave(k, dim=0)
+        chunks = []
+        step = max(1, self.cfg.ref_chunk)
+        grad = self.cfg.ref_grad and torch.is_grad_enabled()
+        for i in range(0, b * k, step):
+            args = (tok[i:i + step], feat[i:i + step], vtype[i:i + step], pop[i:i + step], mask[i:i + step])
+            if not grad:
+                # Stop-gradient: the shared encoder still learns through the query path, at
+                # about a quarter of the backward cost (K references per query).
+                with torch.no_grad():
+                    chunks.append(self.encode(*args))
+            elif self.training and self.cfg.ref_checkpointing:
+                chunks.append(checkpoint(self.encode, *args, use_reentrant=False))
+            else:
+                chunks.append(self.encode(*args))
+        return torch.cat(chunks).reshape(b, k, length, -1)
+
+    def forward(self, batch) -> dict:
+        own = self.encode(batch["tokens"], batch["features"], batch["vtype"], batch["pop"], batch["attention_mask"])
+        if self.fusion is not None:
+            if "ref_tokens" not in batch:
+                raise ValueError("this model uses retrieval but the batch has no retrieved haplotypes")
+            own = self.fusion(own, self.encode_refs(batch), batch["af"], batch["maf"])
+        out = {"hidden": own, "allele_logits": self.allele_head(own)}
+        if own.shape[0] % 2 == 0:
+            h0, h1 = own[0::2], own[1::2]
+            # Symmetric in the two haplotypes: a genotype does not depend on their order.
+            out["genotype_logits"] = self.genotype_head(torch.cat([h0 + h1, h0 * h1], dim=-1))
+        return out
+
+
+def focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Mean focal loss over positions whose label is not IGNORE; ``gamma = 0`` is cross-entropy.
+
+    Parameters
+    ----------
+    logits : (..., C) float
+    labels : (...) int64, IGNORE where no loss
+    gamma : float
+        Focusing exponent: the per-position CE is multiplied by ``(1 - p_true) ** gamma``.
+
+    Returns
+    -------
+    scalar tensor (0 when nothing is labelled)
+    """
+    keep = labels != IGNORE
+    if not keep.any():
+        return logits.sum() * 0.0
+    logp = F.log_softmax(logits[keep].float(), dim=-1)
+    logp_true = logp.gather(-1, labels[keep].unsqueeze(-1)).squeeze(-1)
+    ce = -logp_true
+    if gamma:
+        ce = ce * (1.0 - logp_true.exp()).clamp(min=0.0) ** gamma
+    return ce.mean()
+
+
+@dataclass
+class LossWeights:
+    """Weights of the three loss terms and the focal exponent."""
+
+    allele: float = 1.0
+    genotype: float = 0.5
+    reconstruction: float = 0.5
+    focal_gamma: float = 0.0
+
+
+def model_loss(out: dict, labels: torch.Tensor, w: LossWeights) -> tuple[torch.Tensor, dict]:
+    """Weighted loss on masked positions; returns (loss, {term: float}).
+
+    ``labels`` int64 (B, L) alleles with IGNORE at shown/pad positions. The genotype target
+    of a pair is the sum of its two allele labels where both are masked.
+    """
+    logits = out["allele_logits"]
+    allele = focal_loss(logits, labels, w.focal_gamma)
+    keep = labels != IGNORE
+    p_alt = torch.softmax(logits.float(), dim=-1)[..., 1]
+    recon = ((p_alt - labels.clamp(min=0).float()) ** 2)[keep].mean() if keep.any() else logits.sum() * 0.0
+    loss = w.allele * allele + w.reconstruction * recon
+    logs = {"allele_loss": float(allele.detach()), "recon_mse": float(recon.detach())}
+    if "genotype_logits" in out and w.genotype:
+        l0, l1 = labels[0::2], labels[1::2]
+        geno = torch.where((l0 != IGNORE) & (l1 != IGNORE), l0 + l1, torch.full_like(l0, IGNORE))
+        gl = focal_loss(out["genotype_logits"], geno, w.focal_gamma)
+        loss = loss + w.genotype * gl
+        logs["genotype_loss"] = float(gl.detach())
+    return loss, logs

@@ -1,0 +1,517 @@
+"""Train the retrieval-augmented BERT imputer and impute target samples with it.
+
+Data roles (``split.tsv``) keep the test samples out of everything the model sees:
+
+==============  ==================================  ==========================  ======================
+step            queries (masked like the targets)   retrieval panel             site features (AF...)
+==============  ==================================  ==========================  ======================
+training        reference haplotypes                reference (minus self and   reference samples
+                                                    partner)
+validation      validation haplotypes               reference                   reference samples
+inference       test haplotypes (target VCF)        reference + validation      reference + validation
+==============  ==================================  ==========================  ======================
+
+Queries show the model only their genotyping-array sites (training adds a curriculum of
+extra shown sites in early epochs). A site covered by several windows gets the mean of
+their ALT probabilities. The imputed VCF is built from the per-haplotype ALT
+probabilities (phased GT, DS = p1 + p2, GP from p1 and p2); the genotype-class head is an
+auxiliary training signal only, so GT, DS and GP always agree with each other.
+
+Every checkpoint stores the resolved config and a panel fingerprint (contig, number and
+hash of site positions, sample count); imputing with a checkpoint made on another panel
+is an :class:`~omicslm.errors.InputError`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from omicslm.errors import InputError
+from omicslm.impute.evaluate import score
+from omicslm.impute.layout import TYPE_NAMES, Panel, read_panel
+from omicslm.impute.model import LossWeights, ModelConfig, RagBert, model_loss
+from omicslm.impute.retrieval import retrieve_windows, window_query_sites
+from omicslm.impute.split import read_array_sites, read_split, role_indices
+from omicslm.impute.windows_data import TrainEpochs, WindowData, panel_site_stats, read_windows
+from omicslm.io.atomic import atomic_open, atomic_path
+from omicslm.io.vcf import write_vcf
+from omicslm.train.checkpoint import load_checkpoint, read_checkpoint_config
+from omicslm.train.device import autocast, pick_device, set_seed
+from omicslm.train.loop import TrainConfig, fit, to_device
+
+log = logging.getLogger(__name__)
+
+#: Model-config keys of the ``impute.model`` block (the rest configure data, retrieval and training).
+_ARCH_KEYS = ("hidden", "layers", "heads", "intermediate", "dropout", "retrieval", "pooling", "k",
+              "max_inv_maf", "residual_scale", "ref_chunk", "ref_grad", "ref_checkpointing")
+#: Keys of the block that are not options of one model (selection and scheduling only).
+_NON_MODEL_KEYS = ("enabled", "variants", "resources", "threads")
+
+
+# --------------------------------------------------------------------------- config
+
+
+def resolve_variant(model_block: dict, variant: str) -> dict:
+    """The ``impute.model`` block with ``variants[variant]``'s overrides applied.
+
+    Overrides replace top-level keys; a mapping override (e.g. ``loss: {focal_gamma: 2}``)
+    updates that mapping key by key. Selection keys (``enabled``, ``variants``,
+    ``resources``, ``threads``) are dropped: they do not change the model.
+    """
+    variants = model_block.get("variants") or {}
+    if variant not in variants:
+        raise ValueError(f"unknown model variant {variant!r}; config impute.model.variants has {sorted(variants)}")
+    resolved = {k: copy.deepcopy(v) for k, v in model_block.items() if k not in _NON_MODEL_KEYS}
+    for key, value in (variants[variant] or {}).items():
+        if isinstance(value, dict) and isinstance(resolved.get(key), dict):
+            resolved[key].update(value)
+        else:
+            resolved[key] = copy.deepcopy(value)
+    return resolved
+
+
+def panel_fingerprint(panel: Panel) -> dict:
+    """What identifies the panel a model was trained on: contig, sites, sample count."""
+    return {
+        "contig": panel.contig,
+        "n_sites": int(panel.n_variants),
+        "positions_sha1": hashlib.sha1(np.ascontiguousarray(panel.pos, dtype=np.int64).tobytes()).hexdigest(),
+        "n_samples": int(panel.n_samples),
+        "populations": [str(p) for p in panel.populations],
+    }
+
+
+def _model_config(cfg: dict, window_sites: int, n_pops: int) -> ModelConfig:
+    arch = {k: cfg[k] for k in _ARCH_KEYS if k in cfg}
+    return ModelConfig.from_dict({**arch, "window_sites": int(window_sites), "n_types": len(TYPE_NAMES),
+                                  "n_pops": int(n_pops)})
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _haps(hap: np.ndarray, sample_idx: np.ndarray) -> np.ndarray:
+    """(n_variants, n_samples, 2) -> (n_variants, 2 * len(sample_idx)), column 2i+h."""
+    return np.ascontiguousarray(hap[:, sample_idx, :].reshape(hap.shape[0], -1))
+
+
+def _window_data(panel: Panel, windows: np.ndarray, observed: np.ndarray, *, query_idx: np.ndarray,
+                 query_hap: np.ndarray, labels: bool, panel_idx: np.ndarray, cfg: dict, exclude_self: bool,
+                 seed: int, threads: int, window_sites: int) -> WindowData:
+    """Features from ``panel_idx`` samples; retrieval of query haplotypes against them."""
+    stats = panel_site_stats(panel.hap, panel.pop, panel_idx, len(panel.populations))
+    panel_hap = _haps(panel.hap, panel_idx)
+    panel_pop = np.repeat(panel.pop[panel_idx].astype(np.int64), 2)
+    neighbours = None
+    if cfg.get("retrieval", True):
+        sites = window_query_sites(windows, np.flatnonzero(observed), flank_sites=cfg["query_flank_sites"])
+        exclude = None
+        if exclude_self:
+            # Queries are the panel's own haplotypes: column j must not retrieve j or its partner j^1.
+            ids = np.arange(panel_hap.shape[1])
+            exclude = np.stack([ids, ids ^ 1], axis=1)
+        r = cfg["retrieval_index"]
+        try:
+            neighbours = retrieve_windows(panel_hap, query_hap, sites, k=cfg["k"], exclude=exclude,
+                                          ivf_min_haplotypes=r["ivf_min_haplotypes"], nlist=r["nlist"],
+                                          nprobe=r["nprobe"], seed=seed, threads=threads)
+        except ValueError as exc:
+            raise InputError("config impute.model.k", str(exc)) from None
+    return WindowData(windows=windows, window_sites=window_sites,
+                      positions=panel.pos, vtype=panel.vtype, stats=stats, observed=observed,
+                      query_hap=query_hap, query_pop=panel.pop[query_idx], panel_hap=panel_hap,
+                      panel_pop=panel_pop, neighbours=neighbours, labels=labels)
+
+
+@torch.no_grad()
+def predict_alt_prob(model: RagBert, data: WindowData, *, batch_size: int, device: torch.device,
+                     amp: bool = True, desc: str = "impute") -> np.ndarray:
+    """ALT probability of every query haplotype at every site, averaged over covering windows.
+
+    Returns
+    -------
+    ndarray, float32, shape (n_variants, n_query_haplotypes)
+    """
+    was_training = model.training
+    model.eval()
+    n_var, n_hap = data.query_hap.shape
+    total = np.zeros((n_var, n_hap), dtype=np.float64)
+    count = np.zeros(n_var, dtype=np.int64)
+    for s, e in data.windows:
+        count[s:e] += 1
+    pairs = data.items()
+    n_batches = (len(pairs) + max(1, batch_size // 2) - 1) // max(1, batch_size // 2)
+    for batch in tqdm(data.iter_batches(pairs, batch_size), total=n_batches, desc=desc, unit="batch",
+                      mininterval=5, leave=False):
+        sites = batch["sites"].numpy()
+        hap = batch["hap"].numpy()
+        with autocast(device, amp):
+            out = model(to_device(batch, device))
+        p = torch.softmax(out["allele_logits"].float(), dim=-1)[..., 1].cpu().numpy()
+        ok = sites >= 0
+        rows = np.broadcast_to(hap[:, None], sites.shape)
+        np.add.at(total, (sites[ok], rows[ok]), p[ok])
+    model.train(was_training)
+    return (total / count[:, None]).astype(np.float32)
+
+
+def validation_metrics(p_alt: np.ndarray, truth_hap: np.ndarray, observed: np.ndarray, panel_af: np.ndarray,
+                       *, maf_bins, eps: float) -> dict:
+    """Validation metrics at the non-observed sites.
+
+    Parameters
+    ----------
+    p_alt, truth_hap : (n_variants, 2 * n_samples) predicted ALT probability, true allele
+    observed : (n_variants,) bool, array sites (not scored)
+    panel_af : (n_variants,) ALT frequency of the training panel (minor-allele coding, bins)
+    maf_bins : MAF bin edges as in ``impute.evaluate.maf_bins``
+    eps : probability clip for the log loss
+
+    Returns
+    -------
+    dict: ``val_loss`` (mean binary cross-entropy per allele), ``val_precision``,
+    ``val_recall``, ``val_minor_f1`` (minor allele, per allele copy, best guess),
+    ``val_r2_all`` and ``val_r2_<lo>_<hi>`` per MAF bin (aggregate dosage r²).
+    """
+    sel = ~observed
+    p, y = p_alt[sel].astype(np.float64), truth_hap[sel].astype(np.float64)
+    af = panel_af[sel]
+    pc = np.clip(p, eps, 1 - eps)
+    metrics = {"val_loss": float(-(y * np.log(pc) + (1 - y) * np.log(1 - pc)).mean())}
+    flip = (af > 0.5)[:, None]
+    pred_minor = np.where(flip, p < 0.5, p >= 0.5)
+    true_minor = np.where(flip, y == 0, y == 1)
+    tp = float((pred_minor & true_minor).sum())
+    fp = float((pred_minor & ~true_minor).sum())
+    fn = float((~pred_minor & true_minor).sum())
+    metrics["val_precision"] = tp / (tp + fp) if tp + fp else 0.0
+    metrics["val_recall"] = tp / (tp + fn) if tp + fn else 0.0
+    metrics["val_minor_f1"] = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+    n = p.shape[1] // 2
+    dosage = p.reshape(len(p), n, 2).sum(axis=2)
+    truth = y.reshape(len(y), n, 2).sum(axis=2).astype(np.int8)
+    gt = (p >= 0.5).reshape(len(p), n, 2).sum(axis=2).astype(np.int8)
+    table = score(truth, dosage, gt, af, bins=maf_bins, n_boot=0)
+    for _, row in table.iterrows():
+        if row["bin"] == "monomorphic":
+            continue
+        name = "all" if row["bin"] == "all" else f"{row['maf_lo']:g}_{row['maf_hi']:g}"
+        metrics[f"val_r2_{name}"] = float(row["r2"]) if np.isfinite(row["r2"]) else float("nan")
+    return metrics
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _copy_dir_atomic(src: Path, dst: Path) -> None:
+    """Replace ``dst`` with a copy of ``src`` (copy beside it, then rename)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.parent / f".{dst.name}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    old = dst.parent / f".{dst.name}.old{os.getpid()}"
+    if dst.exists():
+        os.replace(dst, old)
+    os.replace(tmp, dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, variant: str, model_block: dict,
+                  maf_bins, threads: int = 1, loss_hook=None) -> dict:
+    """Train one model variant; resumes from ``work_dir/last`` when a previous run was killed.
+
+    Parameters
+    ----------
+    h5, split_tsv, array_tsv, windows_tsv : path
+        Ingested panel, sample roles, array sites (``pos idx``), windows (``start_idx end_idx``).
+    out_dir : path
+        Receives ``best/`` (checkpoint: ``model.safetensors`` + ``config.json``),
+        ``history.tsv`` and ``train_runtime.json`` once training is finished.
+    work_dir : path
+        The training loop's directory (``last/`` resumable checkpoint, ``best/``,
+        ``tensorboard/``). Keep it outside the workflow's declared outputs, so a failed job
+        does not delete it.
+    variant : str
+        Key of ``model_block['variants']`` whose overrides apply.
+    model_block : dict
+        The ``impute.model`` config block.
+    maf_bins : sequence of float
+        MAF bin edges for the validation r² (``impute.evaluate.maf_bins``).
+    threads : int
+        Torch and FAISS CPU threads.
+    loss_hook : callable, optional
+        Called as ``loss_hook(epoch)`` before every training batch (tests use it to
+        interrupt a run).
+
+    Returns
+    -------
+    dict
+        The training loop's final state (``best_metric``, ``best_epoch``, ``history``...).
+    """
+    started = time.perf_counter()
+    torch.set_num_threads(max(1, int(threads)))
+    cfg = resolve_variant(model_block, variant)
+    tcfg = TrainConfig.from_dict(cfg["train"])
+    panel = read_panel(h5)
+    split = read_split(split_tsv)
+    ref_idx = role_indices(panel, split, ["reference"])
+    val_idx = role_indices(panel, split, ["validation"])
+    if len(val_idx) == 0:
+        raise InputError(split_tsv, "no validation samples: model training validates every epoch "
+                                    "(set impute.split.validation_fraction > 0)")
+    array = read_array_sites(array_tsv)
+    a_idx = array["idx"].to_numpy(dtype=np.int64)
+    if a_idx.max() >= panel.n_variants or not np.array_equal(panel.pos[a_idx], array["pos"].to_numpy()):
+        raise InputError(array_tsv, f"array sites do not match the panel sites of {h5}")
+    observed = np.zeros(panel.n_variants, dtype=bool)
+    observed[a_idx] = True
+    windows = read_windows(windows_tsv, panel.n_variants)
+    mcfg = _model_config(cfg, (windows[:, 1] - windows[:, 0]).max(), len(panel.populations))
+    weights = LossWeights(**cfg["loss"])
+    set_seed(tcfg.seed)
+
+    log.info("%s: %d reference / %d validation samples, %d sites (%d on the array), %d windows",
+             variant, len(ref_idx), len(val_idx), panel.n_variants, int(observed.sum()), len(windows))
+    train_data = _window_data(panel, windows, observed, query_idx=ref_idx, query_hap=_haps(panel.hap, ref_idx),
+                              labels=True, panel_idx=ref_idx, cfg=cfg, exclude_self=True, seed=tcfg.seed,
+                              threads=threads, window_sites=mcfg.window_sites)
+    val_hap = _haps(panel.hap, val_idx)
+    val_data = _window_data(panel, windows, observed, query_idx=val_idx, query_hap=val_hap, labels=False,
+                            panel_idx=ref_idx, cfg=cfg, exclude_self=False, seed=tcfg.seed + 1, threads=threads,
+                            window_sites=mcfg.window_sites)
+    epochs = TrainEpochs(train_data, batch_size=cfg["batch_size"], pairs_per_epoch=cfg.get("pairs_per_epoch"),
+                         seed=tcfg.seed, reveal_start=cfg["reveal_start"], curriculum_epochs=cfg["curriculum_epochs"])
+    device = pick_device(tcfg.device)
+    model = RagBert(mcfg)
+
+    def loss_fn(m, batch, epoch):
+        if loss_hook is not None:
+            loss_hook(epoch)
+        batch = to_device(batch, device)
+        return model_loss(m(batch), batch["labels"], weights)
+
+    def validate(m, epoch):
+        p = predict_alt_prob(m, val_data, batch_size=cfg["batch_size"], device=device, amp=tcfg.amp, desc="validate")
+        return validation_metrics(p, val_hap, observed, train_data.stats.af, maf_bins=maf_bins,
+                                  eps=cfg["prob_eps"])
+
+    run_config = {
+        "variant": variant, "model": mcfg.to_dict(), "options": cfg, "panel": panel_fingerprint(panel),
+        "array_sha1": hashlib.sha1(np.ascontiguousarray(panel.pos[a_idx], dtype=np.int64).tobytes()).hexdigest(),
+    }
+    work_dir, out_dir = Path(work_dir), Path(out_dir)
+    state = fit(model, epochs, loss_fn, validate, tcfg, work_dir, run_config=run_config,
+                steps_per_epoch=epochs.steps_per_epoch())
+    if not (work_dir / "best").is_dir():
+        raise RuntimeError(f"training of {variant} finished without a best checkpoint in {work_dir}")
+    _copy_dir_atomic(work_dir / "best", out_dir / "best")
+    with atomic_path(out_dir / "history.tsv") as tmp:
+        shutil.copyfile(work_dir / "history.tsv", tmp)
+    # Training time over all (possibly resumed) runs: the loop's per-epoch wall times.
+    train_seconds = float(sum(float(r.get("seconds", 0.0)) for r in state["history"]))
+    with atomic_open(out_dir / "train_runtime.json") as fh:
+        json.dump({"method": variant, "train_seconds": train_seconds, "this_run_seconds": time.perf_counter() - started,
+                   "threads": int(threads), "device": str(device), "best_epoch": state["best_epoch"],
+                   "best_metric": state["best_metric"], "metric": tcfg.early_stopping_metric}, fh, indent=2)
+        fh.write("\n")
+    log.info("%s: best %s %.4f at epoch %s; %.0f s training", variant, tcfg.early_stopping_metric,
+             state["best_metric"], state["best_epoch"], train_seconds)
+    return state
+
+
+# --------------------------------------------------------------------------- inference
+
+
+def read_targets(targets_vcf, panel: Panel) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Phased target haplotypes at their (array) sites, mapped onto the panel's sites.
+
+    Returns
+    -------
+    site_idx : ndarray, int64, shape (n_target_sites,) panel site index of each record
+    hap : ndarray, int8, shape (n_target_sites, n_samples, 2)
+    samples : list of str
+
+    Raises
+    ------
+    InputError
+        A record is not a panel site (position or alleles differ), a genotype is missing,
+        unphased or not biallelic, or the VCF is unreadable.
+    """
+    import cyvcf2
+
+    try:
+        reader = cyvcf2.VCF(str(targets_vcf))
+    except (OSError, IOError) as exc:
+        raise InputError(targets_vcf, f"cannot open target VCF ({exc})") from exc
+    samples = list(reader.samples)
+    site_idx, rows = [], []
+    for rec in reader:
+        where = f"{rec.CHROM}:{rec.POS}"
+        i = int(np.searchsorted(panel.pos, rec.POS))
+        if i >= panel.n_variants or panel.pos[i] != rec.POS:
+            raise InputError(targets_vcf, "target site is not a site of the reference panel", where)
+        if rec.REF != panel.ref[i] or rec.ALT != [panel.alt[i]]:
+            raise InputError(targets_vcf, f"alleles {rec.REF}>{','.join(rec.ALT)} differ from the panel's "
+                                          f"{panel.ref[i]}>{panel.alt[i]}", where)
+        g = rec.genotype.array()  # (n_samples, 3): allele, allele, phased
+        if (g[:, :2] < 0).any() or (g[:, :2] > 1).any():
+            raise InputError(targets_vcf, "missing or non-biallelic genotype", where)
+        if not g[:, 2].all():
+            bad = samples[int(np.argmin(g[:, 2]))]
+            raise InputError(targets_vcf, f"unphased genotype of sample {bad} (the model needs phased targets)", where)
+        site_idx.append(i)
+        rows.append(g[:, :2].astype(np.int8))
+    reader.close()
+    if not rows:
+        raise InputError(targets_vcf, "target VCF has no records")
+    site_idx = np.array(site_idx, dtype=np.int64)
+    if np.any(np.diff(site_idx) <= 0):
+        raise InputError(targets_vcf, "records are not sorted by position or a position repeats")
+    return site_idx, np.stack(rows), samples
+
+
+def load_model(checkpoint_dir, panel: Panel) -> tuple[RagBert, dict]:
+    """Rebuild a model from its checkpoint; InputError when it was trained on another panel."""
+    checkpoint_dir = Path(checkpoint_dir)
+    config = read_checkpoint_config(checkpoint_dir)
+    for key in ("model", "panel", "options"):
+        if key not in config:
+            raise InputError(checkpoint_dir / "config.json", f"not a ragbert checkpoint (no {key!r} in its config)")
+    want, have = config["panel"], panel_fingerprint(panel)
+    diff = [k for k in sorted(set(want) | set(have)) if want.get(k) != have.get(k)]
+    if diff:
+        shown = ", ".join(f"{k}: checkpoint {want.get(k)!r} vs panel {have.get(k)!r}" for k in diff if k != "populations")
+        raise InputError(checkpoint_dir / "config.json", f"checkpoint was trained on another panel ({shown or diff}); "
+                                                         f"retrain the model on this panel")
+    try:
+        model = RagBert(ModelConfig.from_dict(config["model"]))
+    except (TypeError, ValueError) as exc:
+        raise InputError(checkpoint_dir / "config.json", f"invalid model config ({exc})") from None
+    load_checkpoint(checkpoint_dir, model=model, restore_rng=False)
+    return model, config
+
+
+def genotype_outputs(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Best-guess haplotypes, dosage, genotype probabilities and INFO from haplotype ALT probabilities.
+
+    Parameters
+    ----------
+    p : ndarray, float, shape (n_variants, n_samples, 2)
+
+    Returns
+    -------
+    hap : int8 (n_variants, n_samples, 2) per-haplotype argmax (phased GT)
+    ds : float32 (n_variants, n_samples) ``p1 + p2``
+    gp : float32 (n_variants, n_samples, 3) ``(1-p1)(1-p2), p1(1-p2) + p2(1-p1), p1 p2``
+    info : {"AF": mean ALT dosage / 2, "R2": var(DS) / (2 AF (1 - AF)) clipped to [0, 1]
+        (minimac's Rsq estimate: 1 when dosages are as spread as true genotypes would be;
+        0 at sites imputed monomorphic)}
+    """
+    p = np.clip(p.astype(np.float64), 0.0, 1.0)
+    p1, p2 = p[..., 0], p[..., 1]
+    ds = p1 + p2
+    gp = np.stack([(1 - p1) * (1 - p2), p1 * (1 - p2) + p2 * (1 - p1), p1 * p2], axis=-1)
+    af = ds.mean(axis=1) / 2
+    expected = 2 * af * (1 - af)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r2 = np.where(expected > 0, ds.var(axis=1) / expected, 0.0)
+    hap = (p >= 0.5).astype(np.int8)
+    return hap, ds.astype(np.float32), gp.astype(np.float32), {"AF": af.astype(np.float32),
+                                                                "R2": np.clip(r2, 0, 1).astype(np.float32)}
+
+
+def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_vcf, runtime_json, *, method: str,
+                   batch_size: int, threads: int = 1, device: str = "auto", train_runtime_json=None) -> float:
+    """Impute the target samples with a trained checkpoint; write the imputed VCF and runtime.
+
+    Parameters
+    ----------
+    h5 : path
+        Ingested panel; the retrieval panel and site features use roles reference + validation.
+    split_tsv : path
+    targets_vcf : path
+        Phased target haplotypes at the array sites (the same file the peers get).
+    windows_tsv : path
+    checkpoint_dir : path
+        ``best/`` of :func:`train_ragbert`.
+    out_vcf : path
+        Bgzipped, indexed VCF of every panel site x target sample: GT (phased), DS, GP;
+        INFO AF, R2 and TYPED (1 at array sites, which carry their observed genotypes).
+    runtime_json : path
+        ``{"method", "seconds" (inference), "threads", "device", "train_seconds"}``.
+    method : str
+    batch_size : int
+        Haplotype rows per forward pass.
+    threads : int
+    device : str
+        ``auto`` | ``cpu`` | ``cuda``.
+    train_runtime_json : path, optional
+        ``train_runtime.json`` of the training run, for ``train_seconds``.
+
+    Returns
+    -------
+    float
+        Inference seconds.
+    """
+    started = time.perf_counter()
+    torch.set_num_threads(max(1, int(threads)))
+    dev = pick_device(device)
+    panel = read_panel(h5)
+    split = read_split(split_tsv)
+    panel_idx = role_indices(panel, split, ["reference", "validation"])
+    model, config = load_model(checkpoint_dir, panel)
+    model.to(dev)
+    cfg = config["options"]
+    site_idx, target_hap, samples = read_targets(targets_vcf, panel)
+    observed = np.zeros(panel.n_variants, dtype=bool)
+    observed[site_idx] = True
+    index_of = {s: i for i, s in enumerate(panel.samples)}
+    missing = [s for s in samples if s not in index_of]
+    if missing:
+        raise InputError(targets_vcf, "target sample is not in the panel HDF5 (population unknown)", missing[0])
+    query_idx = np.array([index_of[s] for s in samples], dtype=np.int64)
+    leaked = set(query_idx.tolist()) & set(panel_idx.tolist())
+    if leaked:
+        raise InputError(targets_vcf, "target sample is also a reference-panel sample in the split",
+                         panel.samples[min(leaked)])
+    windows = read_windows(windows_tsv, panel.n_variants)
+    if (windows[:, 1] - windows[:, 0]).max() > model.cfg.window_sites:
+        raise InputError(windows_tsv, f"windows are longer than the model's {model.cfg.window_sites} sites")
+    query_hap = np.zeros((panel.n_variants, 2 * len(samples)), dtype=np.int8)
+    query_hap[site_idx] = target_hap.reshape(len(site_idx), -1)
+    data = _window_data(panel, windows, observed, query_idx=query_idx, query_hap=query_hap, labels=False,
+                        panel_idx=panel_idx, cfg=cfg, exclude_self=False, seed=int(cfg["train"]["seed"]),
+                        threads=threads, window_sites=model.cfg.window_sites)
+    p = predict_alt_prob(model, data, batch_size=batch_size, device=dev, amp=bool(cfg["train"].get("amp", True)))
+    p = p.reshape(panel.n_variants, len(samples), 2)
+    p[site_idx] = target_hap  # array sites carry their observed alleles
+    hap, ds, gp, info = genotype_outputs(p)
+    info["TYPED"] = observed.astype(np.int8)
+    write_vcf(out_vcf, contig=panel.contig, positions=panel.pos, ref=panel.ref, alt=panel.alt, samples=samples,
+              haplotypes=hap, dosages=ds, genotype_probs=gp, info=info, source=f"omicslm {method}",
+              info_header=[
+                  '##INFO=<ID=AF,Number=A,Type=Float,Description="Mean imputed ALT allele frequency">',
+                  '##INFO=<ID=R2,Number=1,Type=Float,Description="Estimated imputation r2: var(DS)/(2AF(1-AF))">',
+                  '##INFO=<ID=TYPED,Number=1,Type=Integer,Description="1 = array site (observed genotypes)">',
+              ])
+    seconds = time.perf_counter() - started
+    runtime = {"method": method, "seconds": seconds, "threads": int(threads), "device": str(dev)}
+    if train_runtime_json is not None:
+        with open(train_runtime_json) as fh:
+            runtime["train_seconds"] = float(json.load(fh)["train_seconds"])
+    with atomic_open(runtime_json) as fh:
+        json.dump(runtime, fh, indent=2)
+        fh.write("\n")
+    log.info("%s: imputed %d samples x %d sites in %.1f s on %s", method, len(samples), panel.n_variants, seconds, dev)
+    return seconds

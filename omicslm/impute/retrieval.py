@@ -1,0 +1,187 @@
+"""Retrieve, per window, the K panel haplotypes most similar to a query at the observed sites.
+
+One FAISS index per window over the panel haplotypes' alleles at the window's *query
+sites* (float32 0/1 vectors, L2 distance = number of mismatching alleles). The query
+sites of a window are the genotyping-array sites inside it, widened by ``flank_sites``
+sites on both sides: ~10 array sites alone leave many panel haplotypes tied at distance
+0, and the flanks break those ties with nearby linkage. A window with no array site even
+after widening uses the query sites of the nearest window that has some (documented
+fallback; such windows only arise with very sparse arrays).
+
+Index type is chosen by size: exact :class:`faiss.IndexFlatL2` below
+``ivf_min_haplotypes`` panel haplotypes, else :class:`faiss.IndexIVFFlat` with ``nlist``
+lists trained on the panel vectors (``nprobe`` lists searched). Ties are broken at random
+(a seeded permutation of the panel per window) instead of by panel order, so low sample
+indices are not favoured.
+
+While training, the panel and the queries are the same haplotypes: a query must never
+retrieve itself or its *partner* (the other haplotype of the same sample) — either would
+hand the model the answer. ``exclude`` lists those ids; the search asks for
+``K + n_exclude`` neighbours and drops them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faiss
+import numpy as np
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+
+def window_query_sites(windows: np.ndarray, observed_idx: np.ndarray, *, flank_sites: int) -> list[np.ndarray]:
+    """Site indices each window's retrieval compares haplotypes on.
+
+    Parameters
+    ----------
+    windows : ndarray, int, shape (n_windows, 2)
+        ``[start, end)`` site indices.
+    observed_idx : ndarray, int, shape (n_observed,)
+        Sorted indices of the array (observed) sites.
+    flank_sites : int
+        Sites added on both sides of the window before picking its array sites.
+
+    Returns
+    -------
+    list of ndarray, int64, one per window
+    """
+    observed_idx = np.sort(np.asarray(observed_idx, dtype=np.int64))
+    if len(observed_idx) == 0:
+        raise ValueError("retrieval needs at least one observed (array) site")
+    out: list[np.ndarray | None] = []
+    for s, e in windows:
+        lo = np.searchsorted(observed_idx, s - flank_sites)
+        hi = np.searchsorted(observed_idx, e + flank_sites)
+        out.append(observed_idx[lo:hi] if hi > lo else None)
+    have = np.array([o is not None for o in out])
+    if not have.all():
+        centres = windows.mean(axis=1)
+        donors = np.flatnonzero(have)
+        for w in np.flatnonzero(~have):
+            nearest = donors[np.argmin(np.abs(centres[donors] - centres[w]))]
+            out[w] = out[nearest]
+        log.info("%d window(s) without array sites retrieve on their nearest window's sites", int((~have).sum()))
+    return out  # type: ignore[return-value]
+
+
+def build_index(vectors: np.ndarray, *, ivf_min_haplotypes: int, nlist: int, nprobe: int) -> faiss.Index:
+    """An L2 index over ``vectors`` float32 (n, d): exact when n < ``ivf_min_haplotypes``, else IVF."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, d = vectors.shape
+    if n < ivf_min_haplotypes:
+        index = faiss.IndexFlatL2(d)
+    else:
+        # k-means needs several points per list; fewer lists than that would warn and degrade.
+        lists = max(1, min(nlist, n // 39))
+        if lists < nlist:
+            log.warning("IVF: %d panel haplotypes support only %d lists (config nlist %d)", n, lists, nlist)
+        quantizer = faiss.IndexFlatL2(d)
+        index = faiss.IndexIVFFlat(quantizer, d, lists, faiss.METRIC_L2)
+        index.train(vectors)
+        index.nprobe = min(nprobe, lists)
+    index.add(vectors)
+    return index
+
+
+def search(index: faiss.Index, queries: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
+    """The ``k`` nearest indexed vectors of every query, never one listed in ``exclude``.
+
+    Parameters
+    ----------
+    index : faiss.Index holding ``n`` vectors
+    queries : ndarray, float32, shape (n_queries, d)
+    k : int
+    exclude : ndarray, int, shape (n_queries, m), optional
+        Ids (rows of the index) each query must not get back.
+
+    Returns
+    -------
+    ndarray, int64, shape (n_queries, k), nearest first.
+
+    Raises
+    ------
+    ValueError
+        ``k`` exceeds the number of indexed vectors left after exclusion.
+    """
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    m = 0 if exclude is None else exclude.shape[1]
+    if k < 1 or k > index.ntotal - m:
+        raise ValueError(f"K={k} nearest haplotypes requested but the panel has {index.ntotal} haplotypes"
+                         + (f" ({index.ntotal - m} after excluding the query and its partner)" if m else "")
+                         + "; lower impute.model.k")
+    want = min(k + m, index.ntotal)
+    _, ids = index.search(queries, want)
+    if (ids < 0).any() and isinstance(index, faiss.IndexIVF):
+        # IVF probed too few lists to fill the result: search those queries exhaustively.
+        rows = np.flatnonzero((ids < 0).any(axis=1))
+        saved = index.nprobe
+        index.nprobe = index.nlist
+        _, ids[rows] = index.search(queries[rows], want)
+        index.nprobe = saved
+    if m:
+        keep = (ids >= 0) & ~(ids[:, :, None] == exclude[:, None, :]).any(axis=2)
+    else:
+        keep = ids >= 0
+    # Stable order of the kept ids, nearest first: sort on "not kept" then take k.
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+    out = np.take_along_axis(ids, order, axis=1)
+    if not np.take_along_axis(keep, order, axis=1).all():
+        raise RuntimeError("FAISS returned fewer neighbours than requested")
+    return out.astype(np.int64)
+
+
+def retrieve_windows(
+    panel_hap: np.ndarray,
+    query_hap: np.ndarray,
+    query_sites: list[np.ndarray],
+    *,
+    k: int,
+    exclude: np.ndarray | None = None,
+    ivf_min_haplotypes: int,
+    nlist: int,
+    nprobe: int,
+    seed: int,
+    threads: int = 1,
+) -> np.ndarray:
+    """K nearest panel haplotypes of every query haplotype in every window.
+
+    Parameters
+    ----------
+    panel_hap : ndarray, int8, shape (n_variants, n_panel)
+        Panel haplotypes (columns).
+    query_hap : ndarray, int8, shape (n_variants, n_queries)
+        Query haplotypes; only their ``query_sites`` are read.
+    query_sites : list of ndarray, one per window
+        From :func:`window_query_sites`.
+    k : int
+    exclude : ndarray, int, shape (n_queries, m), optional
+        Panel columns each query must not retrieve (itself and its partner in training).
+    ivf_min_haplotypes, nlist, nprobe : int
+        Index choice, see :func:`build_index`.
+    seed : int
+        Seed of the per-window tie-breaking permutation.
+    threads : int
+        FAISS OpenMP threads.
+
+    Returns
+    -------
+    ndarray, int32, shape (n_windows, n_queries, k)
+        Panel column indices, nearest first.
+    """
+    faiss.omp_set_num_threads(max(1, int(threads)))
+    n_panel = panel_hap.shape[1]
+    out = np.empty((len(query_sites), query_hap.shape[1], k), dtype=np.int32)
+    rng = np.random.default_rng(seed)
+    kind = "exact" if n_panel < ivf_min_haplotypes else "IVF"
+    for w, sites in enumerate(tqdm(query_sites, desc=f"retrieval ({kind}, K={k})", unit=" windows", mininterval=5)):
+        perm = rng.permutation(n_panel)
+        inverse = np.empty_like(perm)
+        inverse[perm] = np.arange(n_panel)
+        vectors = panel_hap[sites][:, perm].T.astype(np.float32)
+        index = build_index(vectors, ivf_min_haplotypes=ivf_min_haplotypes, nlist=nlist, nprobe=nprobe)
+        ex = None if exclude is None else inverse[exclude]
+        ids = search(index, query_hap[sites].T.astype(np.float32), k, ex)
+        out[w] = perm[ids]
+    return out

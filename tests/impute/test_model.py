@@ -1,0 +1,153 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from omicslm.impute.model import LossWeights, ModelConfig, RagBert, RareVariantFusion, focal_loss, model_loss
+from omicslm.impute.windows_data import (IGNORE, TOKEN_MASK, TOKEN_PAD, TrainEpochs, WindowData, curriculum_reveal,
+                                         panel_site_stats)
+
+N_VAR, N_SAMP, L, K = 40, 6, 16, 2
+
+
+def _data(neighbours=True, seed=0):
+    rng = np.random.default_rng(seed)
+    hap = (rng.random((N_VAR, N_SAMP, 2)) < 0.3).astype(np.int8)
+    pop = np.array([0, 0, 0, 1, 1, 1])
+    stats = panel_site_stats(hap, pop, np.arange(N_SAMP), 2)
+    windows = np.array([[0, 16], [12, 28], [24, 40], [30, 40]])  # the last one is short: padded
+    observed = np.zeros(N_VAR, bool)
+    observed[::4] = True
+    qh = hap.reshape(N_VAR, -1)
+    nb = rng.integers(0, 2 * N_SAMP, size=(len(windows), 2 * N_SAMP, K)) if neighbours else None
+    return WindowData(windows=windows, window_sites=L, positions=np.arange(N_VAR) * 100 + 7, vtype=np.arange(N_VAR) % 12,
+                      stats=stats, observed=observed, query_hap=qh, query_pop=pop, panel_hap=qh,
+                      panel_pop=np.repeat(pop, 2), neighbours=nb), hap
+
+
+def test_batch_shapes_masking_and_padding():
+    data, hap = _data()
+    pairs = np.array([[0, 1], [3, 4]])  # window 3 = sites 30..39, 10 sites + 6 pad
+    b = data.batch(pairs)
+    assert b["tokens"].shape == (4, L) and b["features"].shape == (4, L, 6) and b["ref_tokens"].shape == (4, K, L)
+    assert b["ref_features"].shape == (4, K, L, 6) and b["af"].shape == (4, L, 2)
+    tok, lab, sites = b["tokens"].numpy(), b["labels"].numpy(), b["sites"].numpy()
+    # rows 0,1 = haplotypes 0/1 of sample 1 in window 0
+    assert list(b["hap"].numpy()) == [2, 3, 8, 9]
+    for r in range(4):
+        for j in range(L):
+            s = sites[r, j]
+            if s < 0:
+                assert tok[r, j] == TOKEN_PAD and lab[r, j] == IGNORE and b["attention_mask"][r, j] == 0
+                continue
+            true = hap[s, b["hap"][r] // 2, b["hap"][r] % 2]
+            if s % 4 == 0:  # array site: shown, no loss
+                assert tok[r, j] == true and lab[r, j] == IGNORE
+            else:
+                assert tok[r, j] == TOKEN_MASK and lab[r, j] == true
+    assert (sites[2:, 10:] == -1).all() and (sites[2:, :10] == np.arange(30, 40)).all()
+    # relative position: 0 at the first site, 1 at the window's last real site
+    rel = b["features"][..., 5].numpy()
+    assert rel[0, 0] == 0 and rel[0, 15] == pytest.approx(1.0) and rel[2, 9] == pytest.approx(1.0)
+    # population AF feature is the item's own population's
+    np.testing.assert_allclose(b["af"][2, :10, 1].numpy(), data.stats.af_pop[30:40, 1])
+
+
+def test_curriculum_reveals_then_masks_like_targets():
+    assert curriculum_reveal(0, reveal_start=0.4, curriculum_epochs=2) == pytest.approx(0.4)
+    assert curriculum_reveal(1, reveal_start=0.4, curriculum_epochs=2) == pytest.approx(0.2)
+    assert curriculum_reveal(5, reveal_start=0.4, curriculum_epochs=2) == 0.0
+    data, _ = _data()
+    epochs = TrainEpochs(data, batch_size=4, pairs_per_epoch=10, seed=1, reveal_start=0.9, curriculum_epochs=2)
+    masked = [sum(int((b["tokens"] == TOKEN_MASK).sum()) for b in epochs(e)) for e in (0, 2)]
+    assert masked[0] < masked[1] / 3
+    # deterministic per epoch (resume relies on it)
+    a = [b["tokens"] for b in epochs(1)]
+    c = [b["tokens"] for b in epochs(1)]
+    assert all(torch.equal(x, y) for x, y in zip(a, c)) and epochs.steps_per_epoch() == len(a) == 5
+
+
+def test_site_stats_come_only_from_panel_samples():
+    rng = np.random.default_rng(1)
+    hap = (rng.random((10, 8, 2)) < 0.5).astype(np.int8)
+    pop = np.array([0, 1] * 4)
+    panel = np.array([0, 1, 2, 3])
+    before = panel_site_stats(hap, pop, panel, 2)
+    hap[:, 4:] = 1 - hap[:, 4:]  # change the non-panel (query) samples only
+    after = panel_site_stats(hap, pop, panel, 2)
+    for a, b in zip((before.af, before.af_pop, before.geno_freq), (after.af, after.af_pop, after.geno_freq)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(before.af, hap[:, :4].mean(axis=(1, 2)))
+    np.testing.assert_allclose(before.geno_freq.sum(1), 1)
+
+
+def test_focal_loss_is_cross_entropy_at_gamma_zero_and_down_weights_easy_sites():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, 2) * 3
+    labels = torch.randint(0, 2, (3, 5))
+    labels[0, :2] = IGNORE
+    ce = F.cross_entropy(logits.reshape(-1, 2), labels.reshape(-1), ignore_index=IGNORE)
+    assert focal_loss(logits, labels, 0.0).item() == pytest.approx(ce.item(), rel=1e-6)
+    assert focal_loss(logits, labels, 2.0).item() < ce.item()
+    assert focal_loss(logits, torch.full_like(labels, IGNORE), 2.0).item() == 0.0
+
+
+@pytest.mark.parametrize("retrieval,pooling", [(True, "attention"), (True, "mean"), (False, "attention")])
+def test_model_variants_forward_backward(retrieval, pooling):
+    torch.manual_seed(0)
+    data, _ = _data(neighbours=retrieval)
+    batch = data.batch(np.array([[0, 0], [1, 2], [3, 5]]))
+    model = RagBert(ModelConfig(window_sites=L, n_types=12, n_pops=2, hidden=16, layers=1, heads=2,
+                                intermediate=32, retrieval=retrieval, pooling=pooling, k=K, ref_chunk=5))
+    out = model(batch)
+    assert out["allele_logits"].shape == (6, L, 2) and out["genotype_logits"].shape == (3, L, 3)
+    loss, logs = model_loss(out, batch["labels"], LossWeights(focal_gamma=1.0))
+    loss.backward()
+    assert torch.isfinite(loss) and set(logs) == {"allele_loss", "recon_mse", "genotype_loss"}
+    grads = [p.grad for p in model.encoder.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert (model.fusion is None) == (not retrieval)
+
+
+def test_reference_encoding_gradient_modes_agree():
+    torch.manual_seed(0)
+    data, _ = _data()
+    batch = data.batch(np.array([[0, 0], [2, 3]]))
+    cfg = dict(window_sites=L, n_types=12, n_pops=2, hidden=16, layers=1, heads=2, intermediate=32, k=K, ref_chunk=3,
+               dropout=0.0)
+    a = RagBert(ModelConfig(**cfg, ref_grad=True, ref_checkpointing=True))
+    b = RagBert(ModelConfig(**cfg, ref_grad=True, ref_checkpointing=False))
+    b.load_state_dict(a.state_dict())
+    outs = []
+    for m in (a, b):
+        m.train()
+        loss, _ = model_loss(m(batch), batch["labels"], LossWeights())
+        loss.backward()
+        outs.append(m.encoder.embeddings.LayerNorm.weight.grad.clone())
+    torch.testing.assert_close(outs[0], outs[1])  # checkpointing changes memory, not the gradient
+
+
+def test_missing_retrieved_haplotypes_and_bad_pooling_are_errors():
+    data, _ = _data(neighbours=False)
+    model = RagBert(ModelConfig(window_sites=L, n_types=12, n_pops=2, hidden=16, layers=1, heads=2, intermediate=32))
+    with pytest.raises(ValueError, match="no retrieved haplotypes"):
+        model(data.batch(np.array([[0, 0]])))
+    with pytest.raises(ValueError, match="pooling"):
+        RareVariantFusion(8, pooling="max", max_inv_maf=10, residual_scale=0.1)
+    with pytest.raises(ValueError, match="unknown model config key"):
+        ModelConfig.from_dict({"window_sites": 4, "n_types": 12, "n_pops": 1, "hiden": 3})
+
+
+def test_fusion_inverse_maf_scale_is_clamped():
+    torch.manual_seed(0)
+    fusion = RareVariantFusion(8, pooling="mean", max_inv_maf=10.0, residual_scale=1.0)
+    fusion.norm = torch.nn.Identity()  # look at the residual itself
+    own = torch.zeros(1, 3, 8)
+    refs = torch.randn(1, 2, 3, 8)
+    af = torch.full((1, 3, 2), 0.3)
+    fused = fusion.fuse(torch.cat([own, (refs * torch.sigmoid(fusion.af_adapter(
+        torch.cat([af[..., :1], af[..., 1:], af[..., :1] * af[..., 1:]], -1))).unsqueeze(1)).mean(1)], -1))
+    out = fusion(own, refs, af, torch.tensor([[0.0, 0.05, 0.5]]))
+    torch.testing.assert_close(out[0, 0], 10.0 * fused[0, 0])  # MAF 0 -> clamped at 10
+    torch.testing.assert_close(out[0, 1], 10.0 * fused[0, 1])  # 1/0.05 = 20 -> 10
+    torch.testing.assert_close(out[0, 2], 2.0 * fused[0, 2])

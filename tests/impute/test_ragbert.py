@@ -1,0 +1,225 @@
+import copy
+import json
+import shutil
+import subprocess
+
+import cyvcf2
+import numpy as np
+import pytest
+from safetensors import safe_open
+
+from omicslm.errors import InputError
+from omicslm.impute.evaluate import evaluate_method
+from omicslm.impute.ingest import write_windows
+from omicslm.impute.ragbert import genotype_outputs, impute_ragbert, resolve_variant, train_ragbert
+from omicslm.impute.split import select_array_sites, split_samples, write_target_vcf
+from omicslm.io.vcf import write_vcf
+from tests.impute.h5fixture import make_panel_h5
+
+MODEL = {
+    "enabled": True,
+    "variants": {"ragbert": {}, "ragbert_noretrieval": {"retrieval": False}},
+    "hidden": 16, "layers": 1, "heads": 2, "intermediate": 32, "dropout": 0.0, "retrieval": True,
+    "pooling": "attention", "k": 2, "max_inv_maf": 10.0, "residual_scale": 0.1, "ref_chunk": 64,
+    "ref_grad": False, "ref_checkpointing": True, "query_flank_sites": 4,
+    "retrieval_index": {"ivf_min_haplotypes": 10_000, "nlist": 4, "nprobe": 2},
+    "loss": {"allele": 1.0, "genotype": 0.5, "reconstruction": 0.5, "focal_gamma": 0.0},
+    "batch_size": 32, "pairs_per_epoch": None, "reveal_start": 0.3, "curriculum_epochs": 1, "prob_eps": 1e-6,
+    "threads": 1, "resources": {"gpu": 0},
+    "train": {"max_epochs": 2, "lr": 1e-2, "warmup_steps": 1, "patience": 2, "checkpoint_every_steps": 1,
+              "early_stopping_metric": "val_r2_all", "early_stopping_mode": "max", "seed": 0, "device": "cpu"},
+}
+BINS = [0.0, 0.05, 0.5]
+
+
+def _mosaic_haplotypes(n_var, n_samp, n_founders=6, seed=0):
+    """Haplotypes copied from a few founders with switches: retrieval has something to find."""
+    rng = np.random.default_rng(seed)
+    founders = (rng.random((n_var, n_founders)) < rng.uniform(0.05, 0.5, n_var)[:, None]).astype(np.int8)
+    hap = np.empty((n_var, n_samp, 2), np.int8)
+    for s in range(n_samp):
+        for h in range(2):
+            src = rng.integers(n_founders)
+            for v in range(n_var):
+                if rng.random() < 0.02:
+                    src = rng.integers(n_founders)
+                hap[v, s, h] = founders[v, src]
+    return hap
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("rag")
+    hap = _mosaic_haplotypes(96, 40)
+    pops = ["A"] * 20 + ["B"] * 20
+    h5 = make_panel_h5(d / "panel.h5", hap, pops=pops)
+    split_samples(h5, d / "split.tsv", test_fraction=0.2, validation_fraction=0.15, seed=1)
+    select_array_sites(h5, d / "split.tsv", d / "array.tsv", manifest=None, min_maf=0.05, spacing_bp=3000)
+    write_windows(h5, d / "windows.tsv", sites=24, overlap=8)
+    write_target_vcf(h5, d / "split.tsv", d / "array.tsv", d / "targets.vcf.gz")
+    return {"dir": d, "h5": h5, "split": d / "split.tsv", "array": d / "array.tsv", "windows": d / "windows.tsv",
+            "targets": d / "targets.vcf.gz", "hap": hap}
+
+
+def _train(inp, out, variant="ragbert", model=MODEL, **kw):
+    return train_ragbert(inp["h5"], inp["split"], inp["array"], inp["windows"], out_dir=out / "model",
+                         work_dir=out / "work", variant=variant, model_block=model, maf_bins=BINS, threads=1, **kw)
+
+
+@pytest.fixture(scope="module")
+def trained(inputs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained")
+    state = _train(inputs, out)
+    return out, state
+
+
+def test_train_then_impute_writes_a_vcf_that_tools_read_and_evaluate_scores(inputs, trained, tmp_path):
+    out, state = trained
+    assert state["epochs_run"] == 2 and (out / "model" / "best" / "model.safetensors").is_file()
+    hist = (out / "model" / "history.tsv").read_text().splitlines()
+    assert len(hist) == 3 and "val_r2_all" in hist[0] and "val_minor_f1" in hist[0]
+    assert json.loads((out / "model" / "train_runtime.json").read_text())["train_seconds"] > 0
+
+    vcf = tmp_path / "imputed.vcf.gz"
+    impute_ragbert(inputs["h5"], inputs["split"], inputs["targets"], inputs["windows"], out / "model" / "best", vcf,
+                   tmp_path / "runtime.json", method="ragbert", batch_size=32, threads=1, device="cpu",
+                   train_runtime_json=out / "model" / "train_runtime.json")
+    runtime = json.loads((tmp_path / "runtime.json").read_text())
+    assert runtime["method"] == "ragbert" and runtime["seconds"] > 0 and runtime["train_seconds"] > 0
+    view = subprocess.run(["bcftools", "view", "-H", str(vcf)], capture_output=True, text=True, check=True)
+    assert len(view.stdout.splitlines()) == 96
+
+    targets = cyvcf2.VCF(str(inputs["targets"]))
+    test_samples = targets.samples
+    observed = {rec.POS: rec.genotype.array()[:, :2] for rec in targets}
+    reader = cyvcf2.VCF(str(vcf))
+    assert reader.samples == test_samples
+    n = 0
+    for rec in reader:
+        ds = rec.format("DS")[:, 0]
+        gp = rec.format("GP")
+        assert ((ds >= 0) & (ds <= 2)).all()
+        np.testing.assert_allclose(gp.sum(1), 1, atol=2e-3)
+        np.testing.assert_allclose(gp[:, 1] + 2 * gp[:, 2], ds, atol=3e-3)
+        assert 0 <= rec.INFO["R2"] <= 1 and 0 <= rec.INFO["AF"] <= 1
+        if rec.POS in observed:  # array sites carry the observed genotypes
+            np.testing.assert_array_equal(rec.genotype.array()[:, :2], observed[rec.POS])
+            assert rec.INFO["TYPED"] == 1
+        n += 1
+    assert n == 96
+
+    table = evaluate_method(inputs["h5"], inputs["split"], inputs["array"], vcf, tmp_path / "runtime.json",
+                            tmp_path / "eval.tsv", method="ragbert", bins=BINS, n_boot=10, seed=0)
+    # 2 tiny epochs: well above the 0 of an uninformed (constant) dosage, not a quality claim
+    assert table.loc[table["bin"] == "all", "r2"].iloc[0] > 0.1
+
+
+def test_genotype_outputs_formulas():
+    p = np.array([[[0.2, 0.9], [0.0, 1.0]]])
+    hap, ds, gp, info = genotype_outputs(p)
+    np.testing.assert_array_equal(hap[0], [[0, 1], [0, 1]])
+    np.testing.assert_allclose(ds[0], [1.1, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(gp[0, 0], [0.8 * 0.1, 0.2 * 0.1 + 0.9 * 0.8, 0.18], rtol=1e-6)
+    assert info["AF"][0] == pytest.approx(2.1 / 4)
+    # DS values 1.1 and 1.0: tiny spread vs 2p(1-p) ~ 0.5 -> low estimated r2
+    assert info["R2"][0] == pytest.approx(np.var([1.1, 1.0]) / (2 * 0.525 * 0.475), rel=1e-5)
+
+
+def test_ablation_trains_without_retrieval(inputs, tmp_path):
+    model = copy.deepcopy(MODEL)
+    model["train"]["max_epochs"] = 1
+    state = _train(inputs, tmp_path, variant="ragbert_noretrieval", model=model)
+    cfg = json.loads((tmp_path / "model" / "best" / "config.json").read_text())
+    assert state["epochs_run"] == 1 and cfg["model"]["retrieval"] is False
+    with safe_open(tmp_path / "model" / "best" / "model.safetensors", framework="pt") as fh:
+        names = list(fh.keys())
+    assert names and not any(k.startswith("fusion.") for k in names)
+
+
+def test_killed_training_resumes_from_last_checkpoint(inputs, tmp_path):
+    calls = []
+
+    def crash_after_three(epoch):
+        calls.append(epoch)
+        if len(calls) == 4:  # batches 1..3 stepped and checkpointed (checkpoint_every_steps=1)
+            raise KeyboardInterrupt("simulated kill")
+
+    with pytest.raises(KeyboardInterrupt):
+        _train(inputs, tmp_path, loss_hook=crash_after_three)
+    assert (tmp_path / "work" / "last").is_dir() and not (tmp_path / "model" / "best").exists()
+    resumed = []
+    state = _train(inputs, tmp_path, loss_hook=resumed.append)
+    n_windows = len(inputs["windows"].read_text().splitlines()) - 1
+    n_ref = inputs["split"].read_text().count("\treference")
+    per_epoch = -(-n_windows * n_ref // (MODEL["batch_size"] // 2))  # every (window, sample) pair, 16 per batch
+    assert state["global_step"] == 2 * per_epoch
+    assert len(resumed) == 2 * per_epoch - 3  # only the batches after the last checkpoint ran again
+    assert resumed[0] == 0  # continued inside the first epoch, not restarted
+    assert (tmp_path / "model" / "best" / "model.safetensors").is_file()
+
+
+def test_checkpoint_from_another_panel_is_rejected(inputs, trained, tmp_path):
+    out, _ = trained
+    other = make_panel_h5(tmp_path / "other.h5", _mosaic_haplotypes(90, 40, seed=2), pops=["A"] * 20 + ["B"] * 20)
+    write_windows(other, tmp_path / "w.tsv", sites=24, overlap=8)
+    with pytest.raises(InputError, match=r"config.json: checkpoint was trained on another panel \(n_sites: "
+                                         r"checkpoint 96 vs panel 90"):
+        impute_ragbert(other, inputs["split"], inputs["targets"], tmp_path / "w.tsv", out / "model" / "best",
+                       tmp_path / "x.vcf.gz", tmp_path / "r.json", method="ragbert", batch_size=8)
+    assert not (tmp_path / "x.vcf.gz").exists() and not (tmp_path / "r.json").exists()
+
+
+def test_target_site_not_in_panel_is_rejected(inputs, trained, tmp_path):
+    out, _ = trained
+    bad = tmp_path / "bad.vcf.gz"
+    write_vcf(bad, contig="21", positions=np.array([1000, 1500]), ref=["A", "A"], alt=["G", "G"], samples=["S000"],
+              haplotypes=np.zeros((2, 1, 2), np.int8))
+    with pytest.raises(InputError, match=r"bad.vcf.gz, record 21:1500: target site is not a site of the reference"):
+        impute_ragbert(inputs["h5"], inputs["split"], bad, inputs["windows"], out / "model" / "best",
+                       tmp_path / "x.vcf.gz", tmp_path / "r.json", method="ragbert", batch_size=8)
+    assert not (tmp_path / "x.vcf.gz").exists()
+
+
+def test_k_larger_than_panel_is_a_clear_error_before_training(inputs, tmp_path):
+    model = copy.deepcopy(MODEL)
+    model["k"] = 500
+    with pytest.raises(InputError, match=r"impute.model.k: K=500 nearest haplotypes requested but the panel has"):
+        _train(inputs, tmp_path, model=model)
+    assert not (tmp_path / "model").exists() and not (tmp_path / "work").exists()
+
+
+def test_resolve_variant_applies_overrides():
+    block = {**MODEL, "variants": {"a": {"pooling": "mean", "loss": {"focal_gamma": 2.0}}, "b": None}}
+    a = resolve_variant(block, "a")
+    assert a["pooling"] == "mean" and a["loss"]["focal_gamma"] == 2.0 and a["loss"]["allele"] == 1.0
+    assert "variants" not in a and "resources" not in a and MODEL["loss"]["focal_gamma"] == 0.0
+    assert resolve_variant(block, "b")["pooling"] == "attention"
+    with pytest.raises(ValueError, match="unknown model variant 'c'"):
+        resolve_variant(block, "c")
+
+
+def test_training_curves_plot(trained, tmp_path):
+    from omicslm.impute.plot_training import plot_training_curves
+
+    out, _ = trained
+    png = tmp_path / "curves.png"
+    plot_training_curves({"ragbert": out / "model" / "history.tsv"}, png, metric="val_r2_all")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = tmp_path / "h.tsv"
+    bad.write_text("epoch\ttrain_loss\n0\t1.0\n")
+    with pytest.raises(InputError, match=r"h.tsv: training history lacks column\(s\) \['val_loss', 'val_r2_all'\]"):
+        plot_training_curves({"x": bad}, tmp_path / "x.png", metric="val_r2_all")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_hdf5_missing_a_field_is_a_clear_error(inputs, tmp_path):
+    import h5py
+
+    broken = tmp_path / "broken.h5"
+    shutil.copyfile(inputs["h5"], broken)
+    with h5py.File(broken, "a") as f:
+        del f["variants/GENO_FREQ"]
+    with pytest.raises(InputError, match=r"broken.h5: HDF5 is missing dataset 'variants/GENO_FREQ'"):
+        train_ragbert(broken, inputs["split"], inputs["array"], inputs["windows"], out_dir=tmp_path / "m",
+                      work_dir=tmp_path / "w", variant="ragbert", model_block=MODEL, maf_bins=BINS)
+    assert not (tmp_path / "m").exists()

@@ -1,0 +1,79 @@
+import faiss
+import numpy as np
+import pytest
+
+from omicslm.impute.retrieval import build_index, retrieve_windows, search, window_query_sites
+
+
+def _random_panel(n_hap, d, seed=0):
+    return (np.random.default_rng(seed).random((n_hap, d)) < 0.4).astype(np.float32)
+
+
+def test_query_never_gets_itself_or_its_partner_even_when_partner_is_an_exact_duplicate():
+    vec = _random_panel(20, 12)
+    vec[7] = vec[6]  # sample 3's two haplotypes are identical: each is the other's exact match
+    index = build_index(vec, ivf_min_haplotypes=1000, nlist=4, nprobe=1)
+    ids = np.arange(20)
+    exclude = np.stack([ids, ids ^ 1], axis=1)
+    got = search(index, vec, 3, exclude)
+    assert got.shape == (20, 3)
+    for q in range(20):
+        assert q not in got[q] and (q ^ 1) not in got[q]
+    # Without exclusion the duplicate partner is the nearest (distance 0) after itself.
+    plain = search(index, vec[6:7], 2)
+    assert set(plain[0]) == {6, 7}
+    # With exclusion the answer is the true nearest among the others.
+    d = ((vec[6] - vec) ** 2).sum(1)
+    d[[6, 7]] = np.inf
+    assert ((vec[got[6]] - vec[6]) ** 2).sum(1).max() <= np.sort(d)[2]
+
+
+def test_index_type_is_chosen_by_panel_size_and_ivf_agrees_with_exact():
+    vec = _random_panel(400, 16, seed=1)
+    assert isinstance(build_index(vec, ivf_min_haplotypes=401, nlist=8, nprobe=8), faiss.IndexFlatL2)
+    ivf = build_index(vec, ivf_min_haplotypes=400, nlist=8, nprobe=8)
+    assert isinstance(ivf, faiss.IndexIVFFlat) and ivf.nlist == 8 and ivf.nprobe == 8
+    flat = build_index(vec, ivf_min_haplotypes=10_000, nlist=8, nprobe=8)
+    q = vec[:50] + 0.1
+    # nprobe = nlist searches every list: the same distances as exact search.
+    dist = lambda ids: ((vec[ids] - q[:, None, :]) ** 2).sum(-1)  # noqa: E731
+    np.testing.assert_allclose(dist(search(ivf, q, 5)), dist(search(flat, q, 5)))
+
+
+def test_k_larger_than_panel_is_a_clear_error():
+    vec = _random_panel(6, 4)
+    index = build_index(vec, ivf_min_haplotypes=1000, nlist=2, nprobe=1)
+    with pytest.raises(ValueError, match=r"K=5 .* panel has 6 haplotypes \(4 after excluding"):
+        search(index, vec, 5, np.stack([np.arange(6), np.arange(6) ^ 1], 1))
+    with pytest.raises(ValueError, match="K=7"):
+        search(index, vec, 7)
+
+
+def test_window_without_array_sites_uses_nearest_windows_sites():
+    windows = np.array([[0, 10], [8, 18], [16, 26], [24, 34]])
+    observed = np.array([2, 5, 30])
+    sites = window_query_sites(windows, observed, flank_sites=0)
+    np.testing.assert_array_equal(sites[0], [2, 5])
+    np.testing.assert_array_equal(sites[1], [2, 5])  # nearest window with sites: window 0 (centre 5 vs 29)
+    np.testing.assert_array_equal(sites[2], [30])   # centre 21: window 3 (29) is nearer than window 0 (5)
+    np.testing.assert_array_equal(sites[3], [30])
+    flanked = window_query_sites(windows, observed, flank_sites=4)
+    np.testing.assert_array_equal(flanked[1], [5])  # sites 4..21 hold array site 5
+
+
+def test_retrieve_windows_maps_back_through_tie_breaking_permutation():
+    rng = np.random.default_rng(3)
+    panel = (rng.random((30, 16)) < 0.5).astype(np.int8)  # 30 sites x 16 haplotypes
+    windows = np.array([[0, 15], [15, 30]])
+    sites = window_query_sites(windows, np.arange(0, 30, 2), flank_sites=0)
+    ids = np.arange(16)
+    nb = retrieve_windows(panel, panel, sites, k=2, exclude=np.stack([ids, ids ^ 1], 1), ivf_min_haplotypes=100,
+                          nlist=2, nprobe=1, seed=0)
+    assert nb.shape == (2, 16, 2)
+    for w, s in enumerate(sites):
+        for q in range(16):
+            assert q not in nb[w, q] and (q ^ 1) not in nb[w, q]
+            d = np.abs(panel[s][:, nb[w, q]] - panel[s][:, [q]]).sum(0)
+            others = np.abs(panel[s] - panel[s][:, [q]]).sum(0)
+            others[[q, q ^ 1]] = 10**6
+            assert d.max() <= np.sort(others)[1]  # truly the 2 nearest (ties in any order)
