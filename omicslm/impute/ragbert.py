@@ -175,7 +175,7 @@ def validation_metrics(p_alt: np.ndarray, truth_hap: np.ndarray, observed: np.nd
     p_alt, truth_hap : (n_variants, 2 * n_samples) predicted ALT probability, true allele
     observed : (n_variants,) bool, array sites (not scored)
     panel_af : (n_variants,) ALT frequency of the training panel (minor-allele coding, bins)
-    maf_bins : MAF bin edges as in ``impute.evaluate.maf_bins``
+    maf_bins : MAF bin edges (``impute.model.val_maf_bins``)
     eps : probability clip for the log loss
 
     Returns
@@ -247,7 +247,7 @@ def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, v
     model_block : dict
         The ``impute.model`` config block.
     maf_bins : sequence of float
-        MAF bin edges for the validation r² (``impute.evaluate.maf_bins``).
+        MAF bin edges for the validation r² (``impute.model.val_maf_bins``).
     threads : int
         Torch and FAISS CPU threads.
     loss_hook : callable, optional

@@ -31,7 +31,7 @@ rule train_ragbert:
         runtime=f"{IMPUTE_DIR}/{{variant}}/model/train_runtime.json",
     params:
         model=IMPUTE_MODEL,
-        maf_bins=IMPUTE["evaluate"]["maf_bins"],
+        maf_bins=IMPUTE_MODEL.get("val_maf_bins", IMPUTE["evaluate"]["maf_bins"]),
         work_dir=f"{IMPUTE_DIR}/{{variant}}/model_work",
     threads: MODEL_THREADS
     resources:
