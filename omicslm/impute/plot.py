@@ -17,7 +17,7 @@ from omicslm.io.atomic import atomic_path  # noqa: E402
 
 #: Horizontal spread of the methods within one bin, so error bars do not overlap.
 _DODGE = 0.25
-_FIG_SIZE = (7.0, 4.5)
+_FIG_SIZE = (10.0, 4.5)
 _DPI = 150
 
 
@@ -61,7 +61,8 @@ def plot_r2_by_maf(table_tsv: str | os.PathLike, out_png: str | os.PathLike) -> 
     ax.set_ylim(0.0, 1.05)
     ax.set_title("Imputation accuracy by MAF bin (95% site-bootstrap intervals)")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="upper left")  # r² rises with MAF, so the upper left is usually free
+    # outside the axes: with several methods no corner of the plot is reliably free
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, format="png", dpi=_DPI)
