@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from omicslm.errors import InputError
 from omicslm.impute.layout import read_panel
+from omicslm.impute.split import PANEL_ROLES, panel_alt_frequency, read_array_sites, read_split, role_indices
 from omicslm.io.atomic import atomic_open
 
 log = logging.getLogger(__name__)
@@ -420,17 +421,6 @@ def _write_table(df: pd.DataFrame, out_tsv: str | os.PathLike) -> None:
         df.to_csv(fh, sep="\t", index=False, float_format=_FLOAT_FORMAT, na_rep="NaN")
 
 
-def _read_tsv(path: str | os.PathLike, required: Sequence[str]) -> pd.DataFrame:
-    try:
-        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InputError(path, f"cannot read table ({exc})") from exc
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise InputError(path, f"missing column(s) {missing}; header is {list(df.columns)}")
-    return df
-
-
 def evaluate_method(
     h5: str | os.PathLike,
     split_tsv: str | os.PathLike,
@@ -472,47 +462,22 @@ def evaluate_method(
         The table written to ``out_tsv``.
     """
     panel = read_panel(h5)
-    split = _read_tsv(split_tsv, ["sample", "role"])
-    roles = {"reference", "validation", "test"}
-    bad = split.loc[~split["role"].isin(roles)]
-    if len(bad):
-        raise InputError(split_tsv, f"role {bad['role'].iloc[0]!r} is not one of {sorted(roles)}",
-                         record=bad["sample"].iloc[0])
-    index_of = {s: i for i, s in enumerate(panel.samples)}
-    for s in split["sample"]:
-        if s not in index_of:
-            raise InputError(split_tsv, f"sample is not in the panel HDF5 {h5}", record=s)
-    test = split.loc[split["role"] == "test", "sample"].tolist()
-    ref_samples = split.loc[split["role"].isin(["reference", "validation"]), "sample"].tolist()
-    if not test or not ref_samples:
-        raise InputError(split_tsv, f"need test and reference/validation samples, got {len(test)} and {len(ref_samples)}")
-
-    array = _read_tsv(array_sites_tsv, ["pos", "idx"])
-    try:
-        a_pos = array["pos"].astype(np.int64).to_numpy()
-        a_idx = array["idx"].astype(np.int64).to_numpy()
-    except ValueError as exc:
-        raise InputError(array_sites_tsv, f"non-integer pos/idx ({exc})") from exc
-    out_of_range = (a_idx < 0) | (a_idx >= panel.n_variants)
-    if out_of_range.any():
-        raise InputError(array_sites_tsv, f"idx outside [0, {panel.n_variants})", record=f"pos {a_pos[out_of_range][0]}")
-    wrong = panel.pos[a_idx] != a_pos
-    if wrong.any():
-        k = int(np.argmax(wrong))
-        raise InputError(array_sites_tsv, f"pos does not match variants/POS[{a_idx[k]}] = {panel.pos[a_idx[k]]} in {h5}",
-                         record=f"pos {a_pos[k]}")
+    split = read_split(split_tsv)
+    test_idx = role_indices(panel, split, ["test"])
+    ref_idx = role_indices(panel, split, PANEL_ROLES)
+    if not len(test_idx) or not len(ref_idx):
+        raise InputError(split_tsv, f"need test and reference/validation samples, got {len(test_idx)} and {len(ref_idx)}")
+    a_idx = read_array_sites(array_sites_tsv, panel, h5)["idx"].to_numpy()
 
     scored = np.ones(panel.n_variants, dtype=bool)
     scored[a_idx] = False
     sites = np.flatnonzero(scored)
     log.info("%s: scoring %d of %d sites (%d on the array) in %d test samples; panel = %d samples",
-             method, len(sites), panel.n_variants, len(a_idx), len(test), len(ref_samples))
+             method, len(sites), panel.n_variants, len(a_idx), len(test_idx), len(ref_idx))
 
     hap = panel.hap[sites]
-    test_idx = np.array([index_of[s] for s in test])
-    ref_idx = np.array([index_of[s] for s in ref_samples])
     truth = hap[:, test_idx, :].sum(axis=2, dtype=np.int8)
-    panel_af = hap[:, ref_idx, :].mean(axis=(1, 2), dtype=np.float64)
+    panel_af = panel_alt_frequency(hap, ref_idx)
     del hap
 
     try:
@@ -524,7 +489,7 @@ def evaluate_method(
     if runtime.get("method", method) != method:
         log.warning("%s: runtime JSON %s names method %r", method, runtime_json, runtime.get("method"))
 
-    dosage, gt = read_imputed(imputed_vcf, panel.pos[sites], test, ref=panel.ref[sites], alt=panel.alt[sites],
+    dosage, gt = read_imputed(imputed_vcf, panel.pos[sites], panel.samples[test_idx].tolist(), ref=panel.ref[sites], alt=panel.alt[sites],
                               contig=None)
     table = score(truth, dosage, gt, panel_af, bins=bins, n_boot=n_boot, seed=seed)
 

@@ -184,10 +184,30 @@ def select_array_sites(h5, split_tsv, out_tsv, *, manifest=None, min_maf: float,
     return df
 
 
-def read_array_sites(array_tsv) -> pd.DataFrame:
+def read_array_sites(array_tsv, panel: Panel | None = None, h5=None) -> pd.DataFrame:
+    """Read ``pos\tidx`` array sites; with ``panel``, check every row against its sites.
+
+    :class:`InputError` names the file and the first bad row: a wrong header, non-integer
+    values, an index outside the panel, or a position that is not ``variants/POS[idx]``
+    (an array table made for another HDF5).
+    """
     df = pd.read_csv(array_tsv, sep="\t")
     if list(df.columns) != ["pos", "idx"]:
         raise InputError(array_tsv, f"header must be ['pos', 'idx'], found {list(df.columns)}")
+    try:
+        df = df.astype(np.int64)
+    except (ValueError, TypeError) as exc:
+        raise InputError(array_tsv, f"non-integer pos/idx ({exc})") from None
+    if panel is not None:
+        pos, idx = df["pos"].to_numpy(), df["idx"].to_numpy()
+        out_of_range = (idx < 0) | (idx >= panel.n_variants)
+        if out_of_range.any():
+            raise InputError(array_tsv, f"idx outside [0, {panel.n_variants})", record=f"pos {pos[out_of_range][0]}")
+        wrong = panel.pos[idx] != pos
+        if wrong.any():
+            k = int(np.argmax(wrong))
+            raise InputError(array_tsv, f"pos does not match variants/POS[{idx[k]}] = {panel.pos[idx[k]]} in "
+                             f"{h5 or 'the panel'}; rerun select_array_sites", record=f"pos {pos[k]}")
     return df
 
 
@@ -205,9 +225,7 @@ def write_target_vcf(h5, split_tsv, array_tsv, out_vcf) -> int:
     """Write the test samples' phased haplotypes at the array sites only."""
     panel = read_panel(h5)
     idx = role_indices(panel, read_split(split_tsv), ["test"])
-    sites = read_array_sites(array_tsv)["idx"].to_numpy()
-    if sites.max() >= panel.n_variants or not np.array_equal(panel.pos[sites], read_array_sites(array_tsv)["pos"].to_numpy()):
-        raise InputError(array_tsv, f"array sites do not match the panel in {h5}; rerun select_array_sites")
+    sites = read_array_sites(array_tsv, panel, h5)["idx"].to_numpy()
     write_vcf(out_vcf, contig=panel.contig, positions=panel.pos[sites], ref=panel.ref[sites], alt=panel.alt[sites],
               samples=panel.samples[idx], haplotypes=panel.hap[np.ix_(sites, idx)], source="omicslm array targets")
     log.info("target VCF: %d samples x %d array sites -> %s", len(idx), len(sites), out_vcf)
