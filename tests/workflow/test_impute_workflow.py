@@ -61,6 +61,13 @@ def test_full_run_produces_the_report_table(workdir):
     assert "multiallelic" in log
 
 
+def test_report_holds_the_table_and_plots(workdir):
+    snakemake(workdir, TARGET, "--report", str(workdir / "report.html"))
+    html = (workdir / "report.html").read_text(errors="replace")
+    for name in ("impute_eval.tsv", "impute_r2_by_maf.png"):
+        assert name in html, f"{name} is not in the Snakemake report"
+
+
 def test_second_run_does_nothing(workdir):
     res = snakemake(workdir, TARGET, "-n")
     assert "Nothing to be done" in res.stdout + res.stderr
