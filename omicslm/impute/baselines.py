@@ -28,13 +28,12 @@ from typing import Iterator, Sequence
 
 import h5py
 import numpy as np
-import pandas as pd
 import pysam
 from tqdm import tqdm
 
 from omicslm.errors import InputError
 from omicslm.impute.layout import read_panel
-from omicslm.impute.split import PANEL_ROLES, read_split
+from omicslm.impute.split import PANEL_ROLES, panel_alt_frequency, read_split, role_indices
 from omicslm.io.atomic import atomic_open, atomic_path
 from omicslm.io.vcf import write_vcf
 
@@ -410,39 +409,33 @@ def write_af_floor(h5: str | os.PathLike, split_tsv: str | os.PathLike, out_vcf:
     start = time.perf_counter()
     split = read_split(split_tsv)
     panel = read_panel(h5, haplotypes=False)
-    index = {s: i for i, s in enumerate(panel.samples)}
-    missing = [s for s in split["sample"] if s not in index]
-    if missing:
-        raise InputError(split_tsv, f"sample is not in the ingested panel {h5}", record=missing[0])
-    roles = dict(zip(split["sample"], split["role"]))
-    is_panel = np.array([roles.get(s) in PANEL_ROLES for s in panel.samples])
-    is_test = np.array([roles.get(s) == "test" for s in panel.samples])
-    if not is_panel.any() or not is_test.any():
+    panel_idx = role_indices(panel, split, PANEL_ROLES, split_tsv=split_tsv, h5=h5)
+    test_idx = role_indices(panel, split, ["test"], split_tsv=split_tsv, h5=h5)
+    if not len(panel_idx) or not len(test_idx):
         raise InputError(split_tsv, f"needs panel (reference/validation) and test samples; "
-                                    f"found {is_panel.sum()} panel and {is_test.sum()} test")
+                                    f"found {len(panel_idx)} panel and {len(test_idx)} test")
 
-    # Count ALT alleles in chunks of variants so a whole-genome panel never sits in memory.
-    alt_count = np.zeros(panel.n_variants, dtype=np.int64)
+    # ALT frequency in chunks of variants so a whole-genome panel never sits in memory.
+    p = np.zeros(panel.n_variants, dtype=np.float64)
     with h5py.File(h5, "r") as f:
         hap = f["calldata/HAP"]
         for lo in tqdm(range(0, panel.n_variants, _AF_CHUNK_VARIANTS), desc="panel AF", unit="chunk",
                        disable=None):
             hi = min(lo + _AF_CHUNK_VARIANTS, panel.n_variants)
-            alt_count[lo:hi] = hap[lo:hi][:, is_panel, :].sum(axis=(1, 2), dtype=np.int64)
-    p = alt_count / (2 * is_panel.sum())  # (n_variants,)
+            p[lo:hi] = panel_alt_frequency(hap[lo:hi], panel_idx)
 
     gp_site = np.stack([(1 - p) ** 2, 2 * p * (1 - p), p**2], axis=1)  # (n_variants, 3)
     best = gp_site.argmax(axis=1)  # 0 = hom-ref, 1 = het, 2 = hom-alt
     # genotype index -> phased alleles; a het is written 0|1 by convention (no phase information)
     alleles = np.array([[0, 0], [0, 1], [1, 1]], dtype=np.int8)[best]  # (n_variants, 2)
-    n_test = int(is_test.sum())
+    n_test = len(test_idx)
     write_vcf(
         out_vcf,
         contig=panel.contig,
         positions=panel.pos,
         ref=panel.ref,
         alt=panel.alt,
-        samples=list(panel.samples[is_test]),
+        samples=list(panel.samples[test_idx]),
         haplotypes=np.broadcast_to(alleles[:, None, :], (panel.n_variants, n_test, 2)),
         dosages=np.broadcast_to((2 * p)[:, None], (panel.n_variants, n_test)),
         genotype_probs=np.broadcast_to(gp_site[:, None, :], (panel.n_variants, n_test, 3)),

@@ -463,8 +463,8 @@ def evaluate_method(
     """
     panel = read_panel(h5)
     split = read_split(split_tsv)
-    test_idx = role_indices(panel, split, ["test"])
-    ref_idx = role_indices(panel, split, PANEL_ROLES)
+    test_idx = role_indices(panel, split, ["test"], split_tsv=split_tsv, h5=h5)
+    ref_idx = role_indices(panel, split, PANEL_ROLES, split_tsv=split_tsv, h5=h5)
     if not len(test_idx) or not len(ref_idx):
         raise InputError(split_tsv, f"need test and reference/validation samples, got {len(test_idx)} and {len(ref_idx)}")
     a_idx = read_array_sites(array_sites_tsv, panel, h5)["idx"].to_numpy()

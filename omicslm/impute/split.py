@@ -113,13 +113,18 @@ def read_split(split_tsv: str | os.PathLike) -> pd.DataFrame:
     return df
 
 
-def role_indices(panel: Panel, split: pd.DataFrame, roles) -> np.ndarray:
-    """Indices into ``panel.samples`` of the split's samples whose role is in ``roles``."""
+def role_indices(panel: Panel, split: pd.DataFrame, roles, *, split_tsv=None, h5=None) -> np.ndarray:
+    """Indices into ``panel.samples`` (in panel order) of the split's samples whose role is in ``roles``.
+
+    A split sample absent from the panel raises :class:`InputError` naming the split file
+    (``split_tsv``), the sample and the HDF5 (``h5``) when given.
+    """
     names = split.loc[split.role.isin(list(roles)), "sample"].to_numpy()
     index = {s: i for i, s in enumerate(panel.samples)}
     missing = [s for s in names if s not in index]
     if missing:
-        raise InputError("split table", f"{len(missing)} sample(s) not in the HDF5 panel, e.g. {missing[0]}")
+        raise InputError(split_tsv or "split table", f"sample is not in the ingested panel {h5 or ''}".rstrip(),
+                         record=missing[0])
     return np.array(sorted(index[s] for s in names), dtype=np.int64)
 
 
