@@ -2,9 +2,10 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "a")  # append: a resumed run keeps the killed run's log above it
 from omicslm.io.logs import setup_logging
-from omicslm.crispr.pretrain import pretrain_encoder
+from omicslm.train.launch import call
 
 setup_logging()
 p = dict(snakemake.params.pretrain)
-pretrain_encoder(list(snakemake.input.fastas), snakemake.output.encoder, snakemake.params.work_dir,
-                 k=snakemake.params.k, threads=snakemake.threads, **p)
+# resources.gpu > 1: torchrun, one data-parallel process per GPU; else a plain call here
+call("omicslm.crispr.pretrain:pretrain_encoder", list(snakemake.input.fastas), snakemake.output.encoder,
+     snakemake.params.work_dir, k=snakemake.params.k, threads=snakemake.threads, nproc=snakemake.resources.gpu, **p)

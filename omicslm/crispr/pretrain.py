@@ -22,6 +22,7 @@ from omicslm.crispr.models import bert_config
 from omicslm.crispr.tokenize import CLS, MASK, PAD, SEP, SPECIAL, dnabert_vocab, kmer_ids, write_vocab
 from omicslm.io.atomic import atomic_open
 from omicslm.train import TrainConfig, fit, to_device
+from omicslm.train.distributed import is_main_process
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,8 @@ def pretrain_encoder(fastas, out_dir: str | os.PathLike, work_dir: str | os.Path
     started = time.perf_counter()
     state = fit(model, train_batches, loss_fn, validate, cfg, work_dir, run_config=run_config,
                 steps_per_epoch=batches_per_epoch)
+    if not is_main_process():  # under torchrun rank 0 writes the encoder
+        return state
     out_dir = Path(out_dir)
     tmp = out_dir.parent / f".{out_dir.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -20,6 +20,7 @@ from omicslm.crispr.models import ENCODER_KINDS, build_model, count_trainable, o
 from omicslm.crispr.tokenize import load_dataset
 from omicslm.io.atomic import atomic_open
 from omicslm.train import TrainConfig, fit, to_device
+from omicslm.train.distributed import is_main_process
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def train_method(dataset: str | os.PathLike, predictions: str | os.PathLike, run
     Returns
     -------
     dict
-        The runtime record.
+        The runtime record (empty on the other ranks of a torchrun job).
     """
     torch.set_num_threads(max(1, threads))
     cfg = TrainConfig.from_dict({**train, **(spec.get("train") or {})})
@@ -97,6 +98,8 @@ def train_method(dataset: str | os.PathLike, predictions: str | os.PathLike, run
     state = fit(model, train_batches, loss_fn, validate, cfg, work_dir, run_config=run_config,
                 steps_per_epoch=n_batches)
     seconds = time.perf_counter() - started
+    if not is_main_process():  # under torchrun rank 0 writes the outputs
+        return {}
     model.eval()
     rows = np.flatnonzero(role != "train")
     with torch.no_grad():

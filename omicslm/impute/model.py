@@ -30,7 +30,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers import BertConfig, BertModel
 
-from omicslm.impute.windows_data import IGNORE, N_SITE_FEATURES, N_TOKENS, TOKEN_PAD
+from omicslm.impute.windows_data import IGNORE, N_SITE_FEATURES, N_TOKENS, TOKEN_ALT, TOKEN_PAD
 
 
 @dataclass
@@ -53,6 +53,7 @@ class ModelConfig:
     ref_chunk: int = 256       # reference rows encoded per chunk
     ref_grad: bool = True      # backpropagate through the reference encoding (False: encode refs without grad)
     ref_checkpointing: bool = True  # gradient checkpointing of reference encoding when training with ref_grad
+    retrieved_vote: bool = False  # also embed, per site, the ALT fraction among the K retrieved haplotypes
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -136,6 +137,9 @@ class RagBert(nn.Module):
         self.type_emb = nn.Embedding(cfg.n_types, h)
         self.pop_emb = nn.Embedding(cfg.n_pops, h)
         self.feature_proj = nn.Linear(N_SITE_FEATURES, h)
+        # The retrieved haplotypes' ALT fraction per site, an input of the query only: the
+        # copying signal enters before the encoder, so every layer can weigh it against context.
+        self.vote_proj = nn.Linear(1, h) if cfg.retrieval and cfg.retrieved_vote else None
         self.encoder = BertModel(BertConfig(
             vocab_size=N_TOKENS, hidden_size=h, num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads,
             intermediate_size=cfg.intermediate, hidden_dropout_prob=cfg.dropout,
@@ -147,10 +151,12 @@ class RagBert(nn.Module):
         self.allele_head = nn.Linear(h, 2)
         self.genotype_head = nn.Sequential(nn.Linear(2 * h, h), nn.GELU(), nn.Linear(h, 3))
 
-    def encode(self, tokens, features, vtype, pop, attention_mask) -> torch.Tensor:
-        """(N, L) inputs -> (N, L, H) contextual representations."""
+    def encode(self, tokens, features, vtype, pop, attention_mask, extra=None) -> torch.Tensor:
+        """(N, L) inputs -> (N, L, H) contextual representations; ``extra`` (N, L, H) is added to the input."""
         x = (self.token_emb(tokens) + self.type_emb(vtype) + self.pop_emb(pop).unsqueeze(1)
              + self.feature_proj(features))
+        if extra is not None:
+            x = x + extra
         return self.encoder(inputs_embeds=x, attention_mask=attention_mask).last_hidden_state
 
     def encode_refs(self, batch) -> torch.Tensor:
@@ -179,10 +185,15 @@ class RagBert(nn.Module):
         return torch.cat(chunks).reshape(b, k, length, -1)
 
     def forward(self, batch) -> dict:
-        own = self.encode(batch["tokens"], batch["features"], batch["vtype"], batch["pop"], batch["attention_mask"])
+        if self.fusion is not None and "ref_tokens" not in batch:
+            raise ValueError("this model uses retrieval but the batch has no retrieved haplotypes")
+        extra = None
+        if self.vote_proj is not None:
+            vote = (batch["ref_tokens"] == TOKEN_ALT).float().mean(dim=1)  # (B, L)
+            extra = self.vote_proj(vote.unsqueeze(-1).to(self.vote_proj.weight.dtype))
+        own = self.encode(batch["tokens"], batch["features"], batch["vtype"], batch["pop"], batch["attention_mask"],
+                          extra)
         if self.fusion is not None:
-            if "ref_tokens" not in batch:
-                raise ValueError("this model uses retrieval but the batch has no retrieved haplotypes")
             own = self.fusion(own, self.encode_refs(batch), batch["af"], batch["maf"])
         out = {"hidden": own, "allele_logits": self.allele_head(own)}
         if own.shape[0] % 2 == 0:

@@ -25,6 +25,7 @@ is an :class:`~omicslm.errors.InputError`.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import logging
@@ -41,20 +42,21 @@ from omicslm.errors import InputError
 from omicslm.impute.evaluate import score
 from omicslm.impute.layout import TYPE_NAMES, Panel, read_panel
 from omicslm.impute.model import LossWeights, ModelConfig, RagBert, model_loss
-from omicslm.impute.retrieval import retrieve_windows, window_query_sites
+from omicslm.impute.retrieval import retrieve_windows, window_query_sites, window_site_weights
 from omicslm.impute.split import read_array_sites, read_split, role_indices
 from omicslm.impute.windows_data import TrainEpochs, WindowData, panel_site_stats, read_windows
 from omicslm.io.atomic import atomic_open, atomic_path
 from omicslm.io.vcf import write_vcf
 from omicslm.train.checkpoint import load_checkpoint, read_checkpoint_config
 from omicslm.train.device import autocast, pick_device, set_seed
+from omicslm.train.distributed import is_main_process, shard_rows
 from omicslm.train.loop import TrainConfig, fit, to_device
 
 log = logging.getLogger(__name__)
 
 #: Model-config keys of the ``impute.model`` block (the rest configure data, retrieval and training).
 _ARCH_KEYS = ("hidden", "layers", "heads", "intermediate", "dropout", "retrieval", "pooling", "k",
-              "max_inv_maf", "residual_scale", "ref_chunk", "ref_grad", "ref_checkpointing")
+              "max_inv_maf", "residual_scale", "ref_chunk", "ref_grad", "ref_checkpointing", "retrieved_vote")
 #: Keys of the block that are not options of one model (selection and scheduling only).
 _NON_MODEL_KEYS = ("enabled", "variants", "resources", "threads")
 
@@ -116,6 +118,7 @@ def _window_data(panel: Panel, windows: np.ndarray, observed: np.ndarray, *, que
     neighbours = None
     if cfg.get("retrieval", True):
         sites = window_query_sites(windows, np.flatnonzero(observed), flank_sites=cfg["query_flank_sites"])
+        weights = window_site_weights(windows, sites, decay_sites=cfg.get("query_decay_sites"))
         exclude = None
         if exclude_self:
             # Queries are the panel's own haplotypes: column j must not retrieve j or its partner j^1.
@@ -123,7 +126,7 @@ def _window_data(panel: Panel, windows: np.ndarray, observed: np.ndarray, *, que
             exclude = np.stack([ids, ids ^ 1], axis=1)
         r = cfg["retrieval_index"]
         try:
-            neighbours = retrieve_windows(panel_hap, query_hap, sites, k=cfg["k"], exclude=exclude,
+            neighbours = retrieve_windows(panel_hap, query_hap, sites, k=cfg["k"], exclude=exclude, weights=weights,
                                           ivf_min_haplotypes=r["ivf_min_haplotypes"], nlist=r["nlist"],
                                           nprobe=r["nprobe"], seed=seed, threads=threads)
         except ValueError as exc:
@@ -311,8 +314,11 @@ def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, v
         "array_sha1": hashlib.sha1(np.ascontiguousarray(panel.pos[a_idx], dtype=np.int64).tobytes()).hexdigest(),
     }
     work_dir, out_dir = Path(work_dir), Path(out_dir)
+    # under torchrun each rank takes whole samples (both haplotype rows): the genotype loss pairs rows 2i, 2i+1
     state = fit(model, epochs, loss_fn, validate, tcfg, work_dir, run_config=run_config,
-                steps_per_epoch=epochs.steps_per_epoch())
+                steps_per_epoch=epochs.steps_per_epoch(), shard_batch=functools.partial(shard_rows, multiple=2))
+    if not is_main_process():
+        return state
     if not (work_dir / "best").is_dir():
         raise RuntimeError(f"training of {variant} finished without a best checkpoint in {work_dir}")
     _copy_dir_atomic(work_dir / "best", out_dir / "best")

@@ -66,6 +66,37 @@ def window_query_sites(windows: np.ndarray, observed_idx: np.ndarray, *, flank_s
     return out  # type: ignore[return-value]
 
 
+def window_site_weights(windows: np.ndarray, query_sites: list[np.ndarray], *, decay_sites: float | None
+                        ) -> list[np.ndarray] | None:
+    """Weight of every query site in its window's distance: 1 inside the window, decaying outside.
+
+    Linkage with the window's alleles fades with distance, so a mismatch at a flanking array site
+    far from the window says less about the haplotype inside it than one next to it (the idea of
+    the Li-Stephens copying model, where a long match around a site is what counts). The weight is
+    ``exp(-d / decay_sites)`` with ``d`` the distance in sites to the window's nearest edge; FAISS
+    then searches the weighted Hamming distance ``sum w_i (q_i - p_i)^2`` (vectors scaled by
+    ``sqrt(w)``).
+
+    Parameters
+    ----------
+    windows : ndarray, int, shape (n_windows, 2)
+    query_sites : list of ndarray, from :func:`window_query_sites`
+    decay_sites : float or None
+        Decay length in sites; ``None`` or 0 = all sites weigh 1 (plain Hamming).
+
+    Returns
+    -------
+    list of ndarray, float32, one per window, or None when unweighted
+    """
+    if not decay_sites:
+        return None
+    out = []
+    for (s, e), sites in zip(windows, query_sites):
+        d = np.maximum(0, np.maximum(s - sites, sites - (e - 1)))
+        out.append(np.exp(-d / float(decay_sites)).astype(np.float32))
+    return out
+
+
 def build_index(vectors: np.ndarray, *, ivf_min_haplotypes: int, nlist: int, nprobe: int) -> faiss.Index:
     """An L2 index over ``vectors`` float32 (n, d): exact when n < ``ivf_min_haplotypes``, else IVF."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -139,6 +170,7 @@ def retrieve_windows(
     *,
     k: int,
     exclude: np.ndarray | None = None,
+    weights: list[np.ndarray] | None = None,
     ivf_min_haplotypes: int,
     nlist: int,
     nprobe: int,
@@ -158,6 +190,8 @@ def retrieve_windows(
     k : int
     exclude : ndarray, int, shape (n_queries, m), optional
         Panel columns each query must not retrieve (itself and its partner in training).
+    weights : list of ndarray, optional
+        Per-window site weights (:func:`window_site_weights`); None = unweighted.
     ivf_min_haplotypes, nlist, nprobe : int
         Index choice, see :func:`build_index`.
     seed : int
@@ -179,9 +213,10 @@ def retrieve_windows(
         perm = rng.permutation(n_panel)
         inverse = np.empty_like(perm)
         inverse[perm] = np.arange(n_panel)
-        vectors = panel_hap[sites][:, perm].T.astype(np.float32)
+        scale = np.float32(1.0) if weights is None else np.sqrt(weights[w])
+        vectors = np.ascontiguousarray(panel_hap[sites][:, perm].T * scale, dtype=np.float32)
         index = build_index(vectors, ivf_min_haplotypes=ivf_min_haplotypes, nlist=nlist, nprobe=nprobe)
         ex = None if exclude is None else inverse[exclude]
-        ids = search(index, query_hap[sites].T.astype(np.float32), k, ex)
+        ids = search(index, np.ascontiguousarray(query_hap[sites].T * scale, dtype=np.float32), k, ex)
         out[w] = perm[ids]
     return out

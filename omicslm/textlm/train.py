@@ -150,13 +150,15 @@ def train_lm(chunks_dir: str | os.PathLike, tokenizer_dir: str | os.PathLike, ou
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - start
+    summary = {"name": name, "objective": objective, "parameters": n_params, "steps": trainer.state.global_step,
+               "train_loss": float(result.training_loss), "seconds": seconds, "resumed_from": last}
+    if not trainer.is_world_process_zero():  # under torchrun rank 0 writes the outputs
+        return summary
     out_dir = Path(out_dir)
     with atomic_dir(out_dir / "model") as stage:
         trainer.save_model(str(stage))
         tok.save_pretrained(str(stage))
     write_history(trainer.state.log_history, out_dir / "history.tsv")
-    summary = {"name": name, "objective": objective, "parameters": n_params, "steps": trainer.state.global_step,
-               "train_loss": float(result.training_loss), "seconds": seconds, "resumed_from": last}
     with atomic_open(out_dir / "train_summary.json") as fh:
         json.dump(summary, fh, indent=1)
     log.info("%s: %d steps, train loss %.3f, %.0f s", name, summary["steps"], summary["train_loss"], seconds)

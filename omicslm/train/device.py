@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import warnings
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,7 +29,8 @@ def pick_device(prefer: str = "auto") -> torch.device:
     ----------
     prefer : str
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or an
-        indexed CUDA device such as ``"cuda:1"``.
+        indexed CUDA device such as ``"cuda:1"``. Under torchrun, ``"auto"`` and
+        ``"cuda"`` mean this process's own GPU, ``cuda:LOCAL_RANK``.
 
     Raises
     ------
@@ -37,15 +40,21 @@ def pick_device(prefer: str = "auto") -> torch.device:
     """
     name = str(prefer).strip().lower()
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return _cuda() if torch.cuda.is_available() else torch.device("cpu")
     if name == "cpu":
         return torch.device("cpu")
     if name == "cuda" or name.startswith("cuda:"):
         if not torch.cuda.is_available():
             raise ValueError(f"device {prefer!r} requested but torch {torch.__version__} sees no CUDA GPU; "
                              f"use device: auto or cpu")
-        return torch.device(name)
+        return _cuda() if name == "cuda" else torch.device(name)
     raise ValueError(f"unknown device {prefer!r}; expected one of {', '.join(DEVICE_CHOICES)} (or cuda:N)")
+
+
+def _cuda() -> torch.device:
+    # torchrun gives each process on a node its own LOCAL_RANK; one GPU per process
+    local = os.environ.get("LOCAL_RANK")
+    return torch.device("cuda") if local is None else torch.device("cuda", int(local))
 
 
 def autocast(device: torch.device, enabled: bool):
@@ -84,3 +93,16 @@ def set_seed(seed: int, deterministic: bool = True) -> None:
         torch.backends.cudnn.benchmark = not deterministic
     elif deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def to_device(batch: Any, device: torch.device | str, non_blocking: bool = True) -> Any:
+    """Move every tensor in a (nested) dict / list / tuple / namedtuple to ``device``; other values pass through."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=non_blocking)
+    if isinstance(batch, dict):
+        return type(batch)((k, to_device(v, device, non_blocking)) for k, v in batch.items())
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(to_device(v, device, non_blocking) for v in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device, non_blocking) for v in batch)
+    return batch

@@ -22,6 +22,11 @@ Layout of ``out_dir``::
 
 Epochs are 0-based in the callables, ``history.tsv`` and the returned state; the log
 line counts from 1 ("epoch 1/10"), like Keras.
+
+Under ``torchrun`` (several processes) every rank calls :func:`fit` with the same model and
+callables: ``train_batches`` yields the global batches (the same on every rank, which the
+rule above already ensures), each rank trains on its slice of each, and only rank 0
+writes ``out_dir`` (:mod:`omicslm.train.distributed`).
 """
 
 from __future__ import annotations
@@ -34,7 +39,6 @@ import logging
 import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -44,78 +48,14 @@ from tqdm import tqdm
 from omicslm.errors import InputError
 from omicslm.io.atomic import atomic_open
 from omicslm.train.checkpoint import checkpoint_exists, load_checkpoint, read_checkpoint_config, save_checkpoint
-from omicslm.train.device import autocast, pick_device, set_seed
-from omicslm.train.schedule import SCHEDULES, lr_lambda
+from omicslm.train.config import TrainConfig
+from omicslm.train.device import autocast, pick_device, set_seed, to_device
+from omicslm.train.distributed import DataParallel, NullWriter
+from omicslm.train.schedule import lr_lambda
+
+__all__ = ["TrainConfig", "fit", "to_device"]
 
 log = logging.getLogger(__name__)
-
-MODES = ("min", "max")
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings; every model branch reads these from its config section."""
-
-    max_epochs: int = 10                  # upper bound; early stopping usually ends sooner
-    lr: float = 1e-3                      # peak AdamW learning rate, reached after warmup
-    weight_decay: float = 0.01            # decoupled decay on matrices only (not biases / norms)
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 100               # optimizer steps of linear warmup from 0
-    schedule: str = "cosine"              # constant | linear | cosine decay after warmup
-    min_lr_ratio: float = 0.0             # final lr as a fraction of lr
-    grad_accum: int = 1                   # batches per optimizer step (larger effective batch)
-    max_grad_norm: float | None = 1.0     # global-norm clipping against loss spikes; None = off
-    amp: bool = True                      # bf16 autocast on CUDA only; ignored on CPU
-    early_stopping_metric: str = "val_loss"
-    early_stopping_mode: str = "min"      # min | max
-    patience: int = 3                     # epochs without improvement before stopping
-    checkpoint_every_steps: int = 50      # also at every epoch end
-    log_every_steps: int = 10
-    seed: int = 0
-    device: str = "auto"                  # auto | cpu | cuda
-
-    def __post_init__(self):
-        self.betas = tuple(float(b) for b in self.betas)
-        problems = []
-        if self.schedule not in SCHEDULES:
-            problems.append(f"schedule {self.schedule!r} not in {SCHEDULES}")
-        if self.early_stopping_mode not in MODES:
-            problems.append(f"early_stopping_mode {self.early_stopping_mode!r} not in {MODES}")
-        if len(self.betas) != 2:
-            problems.append(f"betas must have 2 values, got {self.betas}")
-        for name in ("max_epochs", "grad_accum", "patience", "checkpoint_every_steps", "log_every_steps"):
-            if int(getattr(self, name)) < 1:
-                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.warmup_steps < 0:
-            problems.append(f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            problems.append(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
-            problems.append(f"max_grad_norm must be > 0 or None, got {self.max_grad_norm}")
-        if problems:
-            raise ValueError("invalid TrainConfig: " + "; ".join(problems))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        """Build from a config mapping; unknown keys raise ``ValueError`` naming them (catches typos)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**d)
-
-
-def to_device(batch: Any, device: torch.device | str, non_blocking: bool = True) -> Any:
-    """Move every tensor in a (nested) dict / list / tuple / namedtuple to ``device``; other values pass through."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=non_blocking)
-    if isinstance(batch, dict):
-        return type(batch)((k, to_device(v, device, non_blocking)) for k, v in batch.items())
-    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
-        return type(batch)(*(to_device(v, device, non_blocking) for v in batch))
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device, non_blocking) for v in batch)
-    return batch
 
 
 def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
@@ -215,8 +155,12 @@ def fit(model: torch.nn.Module,
         steps_per_epoch: int | None = None,
         on_epoch_end: Callable[[int, dict], None] | None = None,
         restore_best: bool = True,
+        shard_batch: Callable[[Any, int, int], tuple[Any, float]] | None = None,
         ) -> dict:
     """Train ``model`` with early stopping, resuming from ``out_dir/last`` when it exists.
+
+    Under ``torchrun`` with several processes this is data-parallel training (DDP) with
+    the same global batch; see :mod:`omicslm.train.distributed`.
 
     Parameters
     ----------
@@ -244,6 +188,9 @@ def fit(model: torch.nn.Module,
     restore_best : bool
         Load ``best/`` weights into ``model`` before returning, so the caller predicts
         with the best epoch rather than the last.
+    shard_batch : callable, optional
+        Under torchrun: ``(batch, rank, world) -> (this rank's part, its share of the rows)``;
+        default :func:`omicslm.train.distributed.shard_rows` (contiguous rows of every tensor).
 
     Returns
     -------
@@ -251,11 +198,25 @@ def fit(model: torch.nn.Module,
         The final trainer state: ``best_metric``, ``best_epoch``, ``epochs_run``,
         ``stopped_early``, ``history`` (list of per-epoch rows), ``global_step``, ...
     """
-    out_dir = Path(out_dir)
-    last_dir, best_dir = out_dir / "last", out_dir / "best"
-    run_config = _jsonable(run_config)
     device = pick_device(cfg.device)
-    set_seed(cfg.seed)
+    ddp = DataParallel.start(device, shard_batch)
+    try:
+        return _fit(model, train_batches, loss_fn, validate, cfg, Path(out_dir), _jsonable(run_config),
+                    steps_per_epoch, on_epoch_end, restore_best, device, ddp)
+    finally:
+        if ddp is not None:
+            ddp.close()
+
+
+def _fit(model, train_batches, loss_fn, validate, cfg: TrainConfig, out_dir: Path, run_config: dict,
+         steps_per_epoch, on_epoch_end, restore_best: bool, device: torch.device, ddp: DataParallel | None) -> dict:
+    last_dir, best_dir = out_dir / "last", out_dir / "best"
+    # ranks differ in their random streams (dropout) and agree on data: train_batches seeds its own generators
+    set_seed(_seed(cfg, ddp, 0))
+    if ddp is not None:
+        if ddp.main:  # repair an interrupted checkpoint swap once, not racing on every rank
+            checkpoint_exists(last_dir), checkpoint_exists(best_dir)
+        ddp.barrier()
 
     resuming = checkpoint_exists(last_dir)
     if resuming:
@@ -274,7 +235,11 @@ def fit(model: torch.nn.Module,
         min_lr_ratio=cfg.min_lr_ratio))
 
     if resuming:
-        state = load_checkpoint(last_dir, model=model, optimizer=optimizer, scheduler=scheduler, map_location=device)
+        main = ddp is None or ddp.main
+        state = load_checkpoint(last_dir, model=model, optimizer=optimizer, scheduler=scheduler, map_location=device,
+                                restore_rng=main)
+        if not main:  # rank 0's generator states are in the checkpoint; give the others their own again
+            set_seed(_seed(cfg, ddp, state["global_step"]))
         if state.get("done"):
             log.info("%s: training already finished (%d epochs, best %s %s at epoch %s); nothing to do",
                      out_dir, state["epochs_run"], state["metric"], state["best_metric"], state["best_epoch"])
@@ -289,28 +254,46 @@ def fit(model: torch.nn.Module,
                  device, cfg.max_epochs, steps_per_epoch_opt, n_batches, cfg.grad_accum,
                  sum(p.numel() for p in model.parameters()))
 
-    from torch.utils.tensorboard import SummaryWriter  # imports tensorboard (slow); only when training
-    # purge_step hides events a killed run logged after its last checkpoint, so curves do not double back
-    writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=state["global_step"] if resuming else None)
+    if ddp is None or ddp.main:
+        from torch.utils.tensorboard import SummaryWriter  # imports tensorboard (slow); only when training
+        # purge_step hides events a killed run logged after its last checkpoint, so curves do not double back
+        writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=state["global_step"] if resuming else None)
+    else:
+        writer = NullWriter()
     try:
         _train(model, train_batches, loss_fn, validate, cfg, state, optimizer, scheduler, device, writer,
-               out_dir, run_config, n_batches, on_epoch_end)
+               out_dir, run_config, n_batches, on_epoch_end, ddp)
     finally:
         writer.close()
+    if ddp is not None:
+        ddp.barrier()  # rank 0 has written best/ and last/
     if restore_best and checkpoint_exists(best_dir):
         load_checkpoint(best_dir, model=model, restore_rng=False)
     return state
 
 
+def _seed(cfg: TrainConfig, ddp: DataParallel | None, global_step: int) -> int:
+    """Rank 0 (and a single process) uses ``cfg.seed``; other ranks a seed no rank uses at any step."""
+    return cfg.seed if ddp is None else cfg.seed + ddp.world * global_step + ddp.rank
+
+
 def _train(model, train_batches, loss_fn, validate, cfg: TrainConfig, state: dict, optimizer, scheduler,
-           device: torch.device, writer, out_dir: Path, run_config: dict, n_batches: int, on_epoch_end) -> None:
+           device: torch.device, writer, out_dir: Path, run_config: dict, n_batches: int, on_epoch_end,
+           ddp: DataParallel | None) -> None:
     """Run epochs ``state['epoch']`` .. ``max_epochs - 1``, updating ``state`` in place."""
     last_dir, best_dir = out_dir / "last", out_dir / "best"
     params = [p for p in model.parameters() if p.requires_grad]
+    main = ddp is None or ddp.main
+    if ddp is None:
+        def compute(batch, epoch):
+            return loss_fn(model, batch, epoch)
+    else:
+        compute = ddp.wrap(model, loss_fn)
 
     def save_last() -> None:
-        save_checkpoint(last_dir, model=model, optimizer=optimizer, scheduler=scheduler, state=state,
-                        config=run_config)
+        if main:
+            save_checkpoint(last_dir, model=model, optimizer=optimizer, scheduler=scheduler, state=state,
+                            config=run_config)
 
     for epoch in range(state["epoch"], cfg.max_epochs):
         model.train()
@@ -327,7 +310,7 @@ def _train(model, train_batches, loss_fn, validate, cfg: TrainConfig, state: dic
         except TypeError:
             total = n_batches
         bar = tqdm(total=total, initial=skip, desc=f"epoch {epoch + 1}/{cfg.max_epochs}", file=sys.stderr,
-                   unit="batch", leave=False, dynamic_ncols=True)
+                   unit="batch", leave=False, dynamic_ncols=True, disable=not main)
         window_loss, window_n, window_logs = 0.0, 0, {}
         group_loss, group_n = None, 0
         optimizer.zero_grad(set_to_none=True)
@@ -340,6 +323,8 @@ def _train(model, train_batches, loss_fn, validate, cfg: TrainConfig, state: dic
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            if ddp is not None:  # every rank's share of the global batches' loss
+                group_loss = ddp.mean(group_loss)
             # one host sync per optimizer step: the loss sum of the group's batches
             loss_sum = float(group_loss)
             if not math.isfinite(loss_sum):
@@ -368,11 +353,21 @@ def _train(model, train_batches, loss_fn, validate, cfg: TrainConfig, state: dic
                 state["epoch_seconds"] = time.perf_counter() - started
                 save_last()
 
-        n_in_group = 0
-        for batch in it:
-            with autocast(device, cfg.amp):
-                loss, logs = loss_fn(model, batch, epoch)
-            (loss / cfg.grad_accum).backward()
+        n_in_group, unsynced = 0, False
+        for i, batch in enumerate(it, start=skip):
+            if ddp is None:
+                with autocast(device, cfg.amp):
+                    loss, logs = compute(batch, epoch)
+                (loss / cfg.grad_accum).backward()
+            else:
+                batch, weight = ddp.shard(batch)
+                # gradients are all-reduced in backward, so only on the last batch of a group
+                unsynced = n_in_group + 1 < cfg.grad_accum and i + 1 < total
+                with ddp.no_sync(compute, unsynced):
+                    with autocast(device, cfg.amp):
+                        loss, logs = compute(batch, epoch)
+                    loss = loss * weight
+                    (loss / cfg.grad_accum).backward()
             detached = loss.detach().float()
             group_loss = detached if group_loss is None else group_loss + detached
             group_n += 1
@@ -385,6 +380,8 @@ def _train(model, train_batches, loss_fn, validate, cfg: TrainConfig, state: dic
                 step()
                 n_in_group = 0
         if n_in_group:
+            if unsynced:  # the epoch yielded fewer than `total` batches
+                ddp.average_gradients(params)
             step()
         bar.close()
         if state["epoch_loss_count"] == 0:
@@ -393,6 +390,8 @@ def _train(model, train_batches, loss_fn, validate, cfg: TrainConfig, state: dic
         model.eval()
         with torch.no_grad():
             metrics = dict(validate(model, epoch))
+        if ddp is not None:  # rank 0's numbers, so every rank takes the same early-stopping decision
+            metrics = ddp.broadcast(metrics)
         model.train()
         train_loss = state["epoch_loss_sum"] / state["epoch_loss_count"]
         metrics_all = {"train_loss": train_loss, **metrics}
@@ -414,10 +413,11 @@ def _train(model, train_batches, loss_fn, validate, cfg: TrainConfig, state: dic
         state.update(epoch=epoch + 1, step_in_epoch=0, epoch_loss_sum=0.0, epoch_loss_count=0, epoch_seconds=0.0,
                      stopped_early=stop and epoch + 1 < cfg.max_epochs)
         state["done"] = stop or epoch + 1 >= cfg.max_epochs
-        if improved:
+        if improved and main:
             save_checkpoint(best_dir, model=model, state=state, config=run_config)
         save_last()
-        _write_history(out_dir / "history.tsv", state["history"])
+        if main:
+            _write_history(out_dir / "history.tsv", state["history"])
 
         gs = state["global_step"]
         for k, v in metrics_all.items():
@@ -426,7 +426,7 @@ def _train(model, train_batches, loss_fn, validate, cfg: TrainConfig, state: dic
         writer.flush()
         shown = " ".join(f"{k} {float(v):.4g}" for k, v in metrics_all.items())
         log.info("epoch %d/%d %s%s %.1f s", epoch + 1, cfg.max_epochs, shown, " (best)" if improved else "", seconds)
-        if on_epoch_end is not None:
+        if on_epoch_end is not None and main:
             on_epoch_end(epoch, row)
         if stop:
             log.info("early stopping: %s has not improved for %d epochs; best %.4g at epoch %d",

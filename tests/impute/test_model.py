@@ -151,3 +151,28 @@ def test_fusion_inverse_maf_scale_is_clamped():
     torch.testing.assert_close(out[0, 0], 10.0 * fused[0, 0])  # MAF 0 -> clamped at 10
     torch.testing.assert_close(out[0, 1], 10.0 * fused[0, 1])  # 1/0.05 = 20 -> 10
     torch.testing.assert_close(out[0, 2], 2.0 * fused[0, 2])
+
+
+def test_retrieved_vote_enters_the_query_input_and_follows_the_retrieved_alleles():
+    torch.manual_seed(0)
+    data, _ = _data()
+    batch = data.batch(np.array([[0, 0], [1, 2]]))
+    model = RagBert(ModelConfig(window_sites=L, n_types=12, n_pops=2, hidden=16, layers=1, heads=2, intermediate=32,
+                                k=K, retrieved_vote=True, dropout=0.0)).eval()
+    assert model.vote_proj is not None
+    assert RagBert(ModelConfig(window_sites=L, n_types=12, n_pops=2, hidden=16, layers=1, heads=2, intermediate=32,
+                               retrieval=False, retrieved_vote=True)).vote_proj is None  # ablation stays plain BERT
+    with torch.no_grad():
+        base = model(batch)["allele_logits"]
+        flipped = dict(batch)
+        ref = batch["ref_tokens"]
+        flipped["ref_tokens"] = torch.where(ref < 2, 1 - ref, ref)  # every retrieved allele swapped
+        # The fused retrieval path sees the swap too; switch it off to isolate the vote input.
+        model.fusion.residual_scale = 0.0
+        a = model(batch)["allele_logits"]
+        b = model(flipped)["allele_logits"]
+    assert not torch.allclose(a, b)  # the vote alone changes the prediction
+    assert base.shape == a.shape
+    loss, _ = model_loss(model.train()(batch), batch["labels"], LossWeights())
+    loss.backward()
+    assert model.vote_proj.weight.grad is not None and torch.isfinite(model.vote_proj.weight.grad).all()

@@ -2,7 +2,7 @@ import faiss
 import numpy as np
 import pytest
 
-from omicslm.impute.retrieval import build_index, retrieve_windows, search, window_query_sites
+from omicslm.impute.retrieval import build_index, retrieve_windows, search, window_query_sites, window_site_weights
 
 
 def _random_panel(n_hap, d, seed=0):
@@ -77,3 +77,20 @@ def test_retrieve_windows_maps_back_through_tie_breaking_permutation():
             others = np.abs(panel[s] - panel[s][:, [q]]).sum(0)
             others[[q, q ^ 1]] = 10**6
             assert d.max() <= np.sort(others)[1]  # truly the 2 nearest (ties in any order)
+
+
+def test_site_weights_decay_outside_the_window_and_steer_retrieval():
+    windows = np.array([[10, 20]])
+    sites = [np.array([0, 9, 10, 19, 20, 30])]
+    w = window_site_weights(windows, sites, decay_sites=10)[0]
+    np.testing.assert_allclose(w, np.exp(-np.array([10, 1, 0, 0, 1, 11]) / 10), rtol=1e-6)
+    assert window_site_weights(windows, sites, decay_sites=None) is None
+    # Query 0 differs from haplotype A at the far site 0 and from haplotype B at the in-window site 10:
+    # unweighted both are 1 mismatch away; weighted, the in-window mismatch costs more, so A is nearer.
+    panel = np.zeros((31, 2), dtype=np.int8)
+    query = np.zeros((31, 1), dtype=np.int8)
+    query[0] = 1          # A (col 0) mismatches at site 0 (far)
+    panel[0, 1] = 1       # B (col 1) matches at site 0 ...
+    panel[10, 1] = 1      # ... but mismatches at site 10 (inside the window)
+    nb = retrieve_windows(panel, query, sites, k=1, weights=[w], ivf_min_haplotypes=100, nlist=1, nprobe=1, seed=0)
+    assert nb[0, 0, 0] == 0

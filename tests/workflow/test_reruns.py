@@ -1,0 +1,141 @@
+"""Reruns redo only what is stale: nothing after a full run, one branch's affected rules after a config edit,
+the downstream of a changed raw input, and a killed training job cleanly.
+
+One full run of the cheapest branch end to end (the imputation peers on a small simulated panel, model
+off) is shared by every test; the planning checks are dry runs (-n) and leave the directory as it was.
+The killed-job test then trains one tiny model variant in the same directory. Tests run in file order.
+"""
+
+import gzip
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.workflow.conftest import ROOT, SNAKEMAKE, planned_jobs, snakemake, write_config
+
+pytestmark = pytest.mark.workflow
+
+TARGET = "impute_all"
+TINY = {"impute": {
+    "simulate": {"length": 300_000, "populations": {"YRI": 40, "CEU": 40, "CHB": 40}},
+    "evaluate": {"bootstrap": 20},
+    "model": {"enabled": False},
+}}
+# the model on, trained just long enough to be killed after its first checkpoint and resumed
+MODEL = {"impute": {"model": {
+    "enabled": True, "pairs_per_epoch": 256, "threads": 1,
+    "train": {"max_epochs": 2, "warmup_steps": 2, "checkpoint_every_steps": 2, "device": "cpu"},
+}}}
+PEER_RULES = {"vcf_to_h5", "windows", "split_samples", "array_sites", "panel_vcf", "target_vcf", "beagle",
+              "minimac4_compress", "minimac4", "af_floor", "evaluate_imputation", "impute_eval", "plot_impute_eval",
+              "impute_all"}
+REPORT = {"evaluate_imputation", "impute_eval", "plot_impute_eval", "impute_all"}
+NOTHING = "Nothing to be done"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("reruns")
+
+
+@pytest.fixture(scope="module")
+def tiny(workdir):
+    return write_config(workdir / "tiny.yaml", TINY)
+
+
+@pytest.fixture(scope="module")
+def full_run(workdir, tiny):
+    snakemake(workdir, TARGET, configs=[tiny], timeout=900)
+    return workdir
+
+
+def _plan(workdir, *configs, target=TARGET):
+    res = snakemake(workdir, "-n", target, configs=configs)
+    return planned_jobs(res), res.stdout + res.stderr
+
+
+def test_after_a_full_run_nothing_reruns(full_run, tiny):
+    assert (full_run / "results/impute_eval.tsv").is_file()
+    jobs, out = _plan(full_run, tiny)
+    assert jobs == {} and NOTHING in out
+
+
+def test_editing_a_peer_option_reruns_only_that_peer_and_the_report(full_run, tiny):
+    edit = write_config(full_run / "beagle_ne.yaml", {"impute": {"baselines": {"beagle_ne": 20_000}}})
+    jobs, _ = _plan(full_run, tiny, edit)
+    assert set(jobs) == {"beagle"} | REPORT
+    assert jobs["evaluate_imputation"] == 1  # beagle's; minimac4 and af_floor are untouched
+
+
+def test_editing_the_split_reruns_from_the_split_on(full_run, tiny):
+    edit = write_config(full_run / "split.yaml", {"impute": {"split": {"seed": 43}}})
+    jobs, _ = _plan(full_run, tiny, edit)
+    # simulation, ingest and windows do not depend on the split
+    assert set(jobs) == PEER_RULES - {"vcf_to_h5", "windows"}
+    assert jobs["evaluate_imputation"] == 3
+
+
+def test_editing_other_branches_reruns_nothing_here(full_run, tiny):
+    other = write_config(full_run / "others.yaml", {
+        "crispr": {"models": {"train": {"lr": 0.005}}, "split": {"seed": 1}},
+        "textlm": {"train": {"learning_rate": 1.0e-3}, "data": {"block_size": 32}},
+        "impute": {"model": {"hidden": 32, "train": {"lr": 1.0e-3}}},  # the model is off in this run
+    })
+    jobs, out = _plan(full_run, tiny, other)
+    assert jobs == {} and NOTHING in out
+
+
+def test_changing_the_raw_vcf_reruns_its_downstream_only(full_run, tiny):
+    vcf = full_run / "resources/impute/simulated/panel.vcf.gz"
+    data, before = vcf.read_bytes(), vcf.stat()
+    try:
+        # a newer time alone is not a change: Snakemake compares checksums of inputs under 1 MB
+        os.utime(vcf, (before.st_atime, time.time() + 5))
+        assert _plan(full_run, tiny)[0] == {}
+        with open(vcf, "ab") as fh:
+            fh.write(gzip.compress(b""))  # new content: an empty gzip member, which readers skip
+        jobs, _ = _plan(full_run, tiny)
+    finally:
+        vcf.write_bytes(data)
+        os.utime(vcf, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert set(jobs) == PEER_RULES and "simulate_panel" not in jobs
+    assert _plan(full_run, tiny)[0] == {}  # the old file back: nothing is stale again
+
+
+def test_killed_training_job_leaves_no_output_and_the_rerun_resumes(full_run, tiny):
+    model = write_config(full_run / "model.yaml", MODEL)
+    target = "results/impute/ragbert/model/history.tsv"
+    outputs = [full_run / f"results/impute/ragbert/model/{name}" for name in ("best", "history.tsv",
+                                                                                "train_runtime.json")]
+    jobs, _ = _plan(full_run, tiny, model, target=target)
+    assert jobs == {"train_ragbert": 1}  # turning the model on leaves every input of its training current
+
+    cmd = [str(SNAKEMAKE), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(full_run), "--configfile",
+           str(ROOT / "config.yaml"), str(tiny), str(model), "--cores", "2", target]
+    checkpoint = full_run / "results/impute/ragbert/model_work/last/trainer_state.json"
+    with open(full_run / "killed.out", "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 300
+        try:
+            while not checkpoint.is_file():  # the job is mid-training, past its first checkpoint
+                assert proc.poll() is None, (full_run / "killed.out").read_text()[-3000:]
+                assert time.monotonic() < deadline, "no training checkpoint within 300 s"
+                time.sleep(0.05)
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)  # Snakemake and its job, as a scheduler's cancel does
+            proc.wait(timeout=120)
+    assert proc.returncode != 0
+    assert not [p for p in outputs if p.exists()]
+    assert not (full_run / ".snakemake/locks").is_dir() or not any((full_run / ".snakemake/locks").iterdir())
+
+    jobs, _ = _plan(full_run, tiny, model, target=target)
+    assert jobs == {"train_ragbert": 1}
+    snakemake(full_run, target, configs=[tiny, model], timeout=600)
+    assert all(p.exists() for p in outputs)
+    # Snakemake clears the log before the job starts again; the rerun continued from the kill's checkpoint
+    log = (full_run / "logs/impute/train_ragbert.log").read_text()
+    assert "resuming results/impute/ragbert/model_work/last" in log and "training on" not in log
+    assert _plan(full_run, tiny, model, target=target)[0] == {}
