@@ -21,6 +21,7 @@ include: "workflow/rules/impute_model.smk"
 include: "workflow/rules/crispr.smk"
 include: "workflow/rules/textlm_common.smk"
 include: "workflow/rules/textlm.smk"
+include: "workflow/rules/scrna.smk"
 
 
 rule all:
@@ -29,4 +30,5 @@ rule all:
         rules.impute_model_all.input,
         rules.crispr_all.input,
         rules.textlm_all.input,
+        rules.scrna_all.input,
     default_target: True

