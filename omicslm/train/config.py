@@ -21,6 +21,7 @@ class TrainConfig:
     warmup_steps: int = 100               # optimizer steps of linear warmup from 0
     schedule: str = "cosine"              # constant | linear | cosine decay after warmup
     min_lr_ratio: float = 0.0             # final lr as a fraction of lr
+    schedule_steps: int | None = None     # optimizer steps of warmup + decay, then flat at min_lr_ratio; None = the run
     grad_accum: int = 1                   # batches per optimizer step (larger effective batch)
     max_grad_norm: float | None = 1.0     # global-norm clipping against loss spikes; None = off
     amp: bool = True                      # bf16 autocast on CUDA only; ignored on CPU
@@ -48,6 +49,8 @@ class TrainConfig:
             problems.append(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             problems.append(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.schedule_steps is not None and int(self.schedule_steps) < 1:
+            problems.append(f"schedule_steps must be >= 1 or None, got {self.schedule_steps}")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
             problems.append(f"max_grad_norm must be > 0 or None, got {self.max_grad_norm}")
         if problems:

@@ -227,11 +227,14 @@ def _fit(model, train_batches, loss_fn, validate, cfg: TrainConfig, out_dir: Pat
     n_batches = _batches_per_epoch(train_batches, steps_per_epoch)
     steps_per_epoch_opt = math.ceil(n_batches / cfg.grad_accum)
     total_steps = steps_per_epoch_opt * cfg.max_epochs
+    # A schedule shorter than the run decays over schedule_steps, then holds min_lr_ratio (the scRNA seed's
+    # "cosine to 5e-4 over 10,000 steps, then flat"); lr_lambda is flat after its total_steps.
+    sched_steps = cfg.schedule_steps if cfg.schedule_steps is not None else total_steps
     if cfg.warmup_steps >= total_steps:
         log.warning("warmup_steps %d >= total optimizer steps %d: the lr never reaches its peak %g",
                     cfg.warmup_steps, total_steps, cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(
-        lr_lambda, warmup_steps=cfg.warmup_steps, total_steps=total_steps, schedule=cfg.schedule,
+        lr_lambda, warmup_steps=cfg.warmup_steps, total_steps=sched_steps, schedule=cfg.schedule,
         min_lr_ratio=cfg.min_lr_ratio))
 
     if resuming:

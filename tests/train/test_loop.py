@@ -53,6 +53,18 @@ def test_fit_reduces_loss_and_writes_outputs(tmp_path):
     assert float(lines[-1].split("\t")[2]) == pytest.approx(hist[-1]["val_loss"])
 
 
+def test_schedule_steps_shorter_than_the_run_decays_then_holds(tmp_path):
+    x, y = make_data()
+    train_batches, loss_fn, validate, _ = make_task(x, y)
+    cfg = _cfg(max_epochs=4, min_lr_ratio=0.5, schedule_steps=16)  # 32 optimizer steps in the run
+    hist = fit(make_model(), train_batches, loss_fn, validate, cfg, tmp_path, run_config={})["history"]
+    assert hist[0]["lr"] == pytest.approx(cfg.lr * lr_lambda(8, warmup_steps=2, total_steps=16, min_lr_ratio=0.5))
+    assert hist[0]["lr"] > 0.5 * cfg.lr
+    assert [r["lr"] for r in hist[1:]] == pytest.approx([0.5 * cfg.lr] * 3)  # decayed by step 16, then flat
+    with pytest.raises(ValueError, match="schedule_steps"):
+        _cfg(schedule_steps=0)
+
+
 def test_early_stopping_keeps_best_epoch_weights(tmp_path):
     x, y = make_data()
     train_batches, loss_fn, _, calls = make_task(x, y)
