@@ -2,6 +2,9 @@
 
 Targets are standardised with the train split's mean and SD for the loss; predictions are
 mapped back to the 0–100 efficiency scale (and clipped to it) before they are written.
+A method with ``ensemble: N`` trains N members with seeds ``seed, seed + 1, ...`` (each with
+its own resumable work directory) and averages their predictions, as CRISPRon averages an
+ensemble of CNNs.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from omicslm.crispr.models import ENCODER_KINDS, build_model, count_trainable, o
 from omicslm.crispr.tokenize import load_dataset
 from omicslm.io.atomic import atomic_open
 from omicslm.train import TrainConfig, fit, to_device
+from omicslm.train.device import set_seed
 from omicslm.train.distributed import is_main_process
 
 log = logging.getLogger(__name__)
@@ -41,7 +45,8 @@ def train_method(dataset: str | os.PathLike, predictions: str | os.PathLike, run
     """Fit method ``method`` (block ``spec``: ``kind`` + options + optional ``train`` overrides).
 
     Writes ``predictions`` (``id role measured predicted``, dev and test rows, 0–100) and
-    ``runtime`` (json: method, seconds, threads, trainable_params, encoder, best_epoch).
+    ``runtime`` (json: method, seconds, threads, trainable_params, encoder, best_epoch; an
+    ensemble sums seconds and parameters over its members and lists their best epochs).
 
     Returns
     -------
@@ -49,7 +54,40 @@ def train_method(dataset: str | os.PathLike, predictions: str | os.PathLike, run
         The runtime record (empty on the other ranks of a torchrun job).
     """
     torch.set_num_threads(max(1, threads))
-    cfg = TrainConfig.from_dict({**train, **(spec.get("train") or {})})
+    base = {**train, **(spec.get("train") or {})}
+    n_members = int(spec.get("ensemble", 1))
+    if n_members < 1:
+        raise ValueError(f"crispr method {method}: ensemble must be >= 1, got {n_members}")
+    seed0 = int(TrainConfig.from_dict(base).seed)
+    members = []
+    for i in range(n_members):
+        # Member 0 of a 1-member "ensemble" is the plain method: same seed, same work directory as before.
+        sub_dir = work_dir if n_members == 1 else os.path.join(work_dir, f"member{i}")
+        cfg = TrainConfig.from_dict({**base, "seed": seed0 + i})
+        members.append(_train_one(dataset, method, spec, cfg, encoder_dir=encoder_dir, encoder_name=encoder_name,
+                                  work_dir=sub_dir, k=k, batch_size=batch_size, head_hidden=head_hidden,
+                                  dropout=dropout, pooling=pooling, train=train))
+    if not is_main_process():  # under torchrun rank 0 writes the outputs
+        return {}
+    first = members[0]
+    pred = np.mean([m["pred"] for m in members], axis=0)
+    with atomic_open(predictions) as fh:
+        pd.DataFrame({"id": first["ids"], "role": first["roles"], "measured": first["measured"], "predicted": pred}
+                     ).to_csv(fh, sep="\t", index=False, float_format="%.4f")
+    record = {"method": method, "seconds": round(sum(m["seconds"] for m in members), 3), "threads": threads,
+              "trainable_params": int(sum(m["trainable"] for m in members)), "encoder": first["encoder"],
+              "best_epoch": first["best_epoch"] if n_members == 1 else [m["best_epoch"] for m in members]}
+    if n_members > 1:
+        record["ensemble"] = n_members
+    with atomic_open(runtime) as fh:
+        json.dump(record, fh, indent=1)
+    log.info("%s: trained in %.1f s (%d member(s))", method, record["seconds"], n_members)
+    return record
+
+
+def _train_one(dataset, method: str, spec: dict, cfg: TrainConfig, *, encoder_dir, encoder_name: str, work_dir,
+               k: int, batch_size: int, head_hidden: int, dropout: float, pooling: str, train: dict) -> dict:
+    """Fit one model; return its dev+test predictions (0–100) and what the runtime record needs."""
     data = load_dataset(dataset)
     role = data["role"]
     tr, dv = np.flatnonzero(role == "train"), np.flatnonzero(role == "dev")
@@ -59,6 +97,7 @@ def train_method(dataset: str | os.PathLike, predictions: str | os.PathLike, run
     y_mean, y_sd = float(y[tr].mean()), float(y[tr].std()) or 1.0
     e_mean = float(np.nanmean(data["energy"][tr])) if use_energy else 0.0
     e_sd = (float(np.nanstd(data["energy"][tr])) or 1.0) if use_energy else 1.0
+    set_seed(cfg.seed)  # the head's (and CNN's) initial weights: reproducible, and distinct per ensemble member
     model = build_model(spec, encoder_dir=encoder_dir if kind in ENCODER_KINDS else None, k=k,
                         head_hidden=head_hidden, dropout=dropout, pooling=pooling,
                         seq_length=len(data["mer30"][0]), use_energy=use_energy)
@@ -93,26 +132,22 @@ def train_method(dataset: str | os.PathLike, predictions: str | os.PathLike, run
                 "val_spearman": float(spearmanr(pred, y[dv]).statistic)}
 
     run_config = {"method": method, "spec": spec, "encoder": encoder_name, "k": k, "batch_size": batch_size,
-                  "head_hidden": head_hidden, "dropout": dropout, "pooling": pooling, "train": train}
+                  "head_hidden": head_hidden, "dropout": dropout, "pooling": pooling, "train": train,
+                  **({"seed": cfg.seed} if spec.get("ensemble", 1) > 1 else {})}
     started = time.perf_counter()
     state = fit(model, train_batches, loss_fn, validate, cfg, work_dir, run_config=run_config,
                 steps_per_epoch=n_batches)
     seconds = time.perf_counter() - started
-    if not is_main_process():  # under torchrun rank 0 writes the outputs
+    if not is_main_process():
         return {}
     model.eval()
     rows = np.flatnonzero(role != "train")
     with torch.no_grad():
         pred = predict(model, rows)
-    with atomic_open(predictions) as fh:
-        pd.DataFrame({"id": data["id"][rows], "role": role[rows], "measured": y[rows], "predicted": pred}
-                     ).to_csv(fh, sep="\t", index=False, float_format="%.4f")
     # a resumed-and-finished run measures only its last call; the per-epoch seconds in history are the truth
     total = sum(float(r.get("seconds", 0.0)) for r in state["history"]) or seconds
-    record = {"method": method, "seconds": round(total, 3), "threads": threads, "trainable_params": n_trainable,
-              "encoder": encoder_name if kind in ENCODER_KINDS else "none (one-hot 30mer"
-              + (" + binding energy)" if use_energy else ")"), "best_epoch": state["best_epoch"]}
-    with atomic_open(runtime) as fh:
-        json.dump(record, fh, indent=1)
-    log.info("%s: trained in %.1f s, best epoch %s", method, total, state["best_epoch"])
-    return record
+    encoder = (encoder_name if kind in ENCODER_KINDS
+               else "none (one-hot 30mer" + (" + binding energy)" if use_energy else ")"))
+    log.info("%s (seed %d): trained in %.1f s, best epoch %s", method, cfg.seed, total, state["best_epoch"])
+    return {"pred": pred, "ids": data["id"][rows], "roles": role[rows], "measured": y[rows], "seconds": total,
+            "trainable": n_trainable, "encoder": encoder, "best_epoch": state["best_epoch"]}

@@ -79,6 +79,25 @@ def test_train_method_writes_predictions_and_runtime(data, method, spec):
     assert (out / "pred2.tsv").read_text() == (out / "pred.tsv").read_text() and again["best_epoch"] == rec["best_epoch"]
 
 
+def test_cnn_ensemble_averages_its_seeded_members(data):
+    kw = dict(encoder_dir=None, encoder_name="tiny", k=6, batch_size=16, head_hidden=8, dropout=0.0, pooling="mean",
+              train=TRAIN, threads=1)
+    out = data / "ens"
+    single = [train_method(data / "ds.npz", out / f"p{s}.tsv", out / f"r{s}.json", method="cnn",
+                           spec={"kind": "cnn", "train": {"seed": s}}, work_dir=out / f"w{s}", **kw) for s in (0, 1)]
+    rec = train_method(data / "ds.npz", out / "pe.tsv", out / "re.json", method="cnn_ens",
+                       spec={"kind": "cnn", "ensemble": 2}, work_dir=out / "we", **kw)
+    p0, p1, pe = (pd.read_csv(out / f, sep="\t") for f in ("p0.tsv", "p1.tsv", "pe.tsv"))
+    assert not np.allclose(p0.predicted, p1.predicted)  # members differ (seeded init and batch order) ...
+    np.testing.assert_allclose(pe.predicted, (p0.predicted + p1.predicted) / 2, atol=2e-4)  # ... and are averaged
+    assert list(pe.id) == list(p0.id) and rec["ensemble"] == 2
+    assert rec["trainable_params"] == 2 * single[0]["trainable_params"]
+    assert rec["best_epoch"] == [single[0]["best_epoch"], single[1]["best_epoch"]]
+    with pytest.raises(ValueError, match="ensemble"):
+        train_method(data / "ds.npz", out / "x.tsv", out / "x.json", method="bad", spec={"kind": "cnn", "ensemble": 0},
+                     work_dir=out / "wx", **kw)
+
+
 def test_trainable_parameters_by_kind(data):
     kw = dict(encoder_dir=data / "encoder", k=6, head_hidden=8, dropout=0.0, pooling="mean", seq_length=30,
               use_energy=False)
