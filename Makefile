@@ -28,7 +28,7 @@ slurm-tools:
 	-bash scripts/install_slurm.sh
 
 test: setup slurm-tools
-	$(BIN)/python -m pytest -q -rs
+	$(BIN)/python -m pytest -q -rs --durations=15
 
 lint: setup
 	$(BIN)/snakemake --lint
