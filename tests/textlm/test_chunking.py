@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from omicslm.errors import InputError
-from omicslm.textlm.chunking import (chunk_corpus, concat_then_slice, iter_blocks, iter_id_batches, tokenize_corpus)
+from omicslm.textlm.chunking import (chunk_corpus, concat_then_slice, iter_blocks, iter_id_batches, load_backend,
+                                     tokenize_corpus)
 from omicslm.textlm.corpus import build_corpus
 
 
@@ -70,3 +71,23 @@ def test_corpus_shorter_than_a_block_names_both_sizes(tmp_path, tokenized):
     assert f"{counts['validation']} tokens < block_size {too_big}" in msg and "split validation" in msg
     assert str(tok_dir) in msg
     assert not (tmp_path / "chunks").exists() and not list(tmp_path.glob(".chunks*"))
+
+
+@pytest.mark.parametrize("kind", ["clm", "mlm"])
+def test_rust_backend_encodes_like_the_transformers_tokenizer(kind, tiny_tokenizers, text_files):
+    from omicslm.textlm.tokenizer import load_tokenizer
+
+    folder = tiny_tokenizers / kind
+    wrapper, backend = load_tokenizer(folder), load_backend(folder)
+    texts = [line for f in text_files for line in f.read_text(encoding="utf-8").splitlines()]
+    texts += ["", "  leading spaces", "x" * 5000, f"text with {wrapper.eos_token} inside"]
+    ref = wrapper(texts, add_special_tokens=False)["input_ids"]
+    assert [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)] == ref
+    assert backend.get_vocab_size() == len(wrapper)
+    assert max(len(r) for r in ref) > 512  # no truncation from a saved setting
+
+
+def test_malformed_tokenizer_json_names_the_file(tmp_path):
+    (tmp_path / "tokenizer.json").write_text("{not json")
+    with pytest.raises(InputError, match="tokenizer.json.*cannot load tokenizer"):
+        load_backend(tmp_path)
