@@ -4,8 +4,8 @@
 set (per-device batch, gradient accumulation, step-based eval/log/save with
 ``save_total_limit``, cosine + warmup, TensorBoard), so the config's ``train`` block passes to
 ``TrainingArguments`` key for key, and the shared loop is epoch/early-stopping based. Trainer
-gives resume (``resume_from_checkpoint`` = the last ``checkpoint-N`` in ``work_dir``), bf16 on
-CUDA and TensorBoard logs (``work_dir/tensorboard``).
+gives resume (``resume_from_checkpoint`` = the last complete ``checkpoint-N`` in ``work_dir``,
+see :func:`last_complete_checkpoint`), bf16 on CUDA and TensorBoard logs (``work_dir/tensorboard``).
 
 Outputs: ``out_dir/model/`` (``save_pretrained`` weights + config + tokenizer, atomic),
 ``out_dir/history.tsv`` (Trainer's log history: step, loss, eval_loss, learning_rate, ...).
@@ -80,6 +80,42 @@ def check_ids_fit(ds, vocab_size: int, source) -> None:
                                  "with another tokenizer")
 
 
+def _complete(folder: Path) -> bool:
+    """A checkpoint folder Trainer finished: weights present and ``trainer_state.json`` (written last) readable."""
+    try:
+        state = json.loads((folder / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    step = folder.name.rsplit("-", 1)[-1]
+    weights = any((folder / w).is_file() for w in ("model.safetensors", "model.safetensors.index.json"))
+    return weights and str(state.get("global_step")) == step
+
+
+def last_complete_checkpoint(work_dir: str | os.PathLike) -> str | None:
+    """The newest ``checkpoint-N`` Trainer finished writing; newer, half-written ones are removed.
+
+    Trainer writes a checkpoint in place (weights, optimizer, RNG, then ``trainer_state.json``),
+    so a job killed while saving leaves a partial folder that ``get_last_checkpoint`` would pick
+    and resuming would fail on. Those are deleted (with a warning) so training resumes from the
+    previous complete checkpoint; ``save_total_limit`` rotation only removes old checkpoints after
+    a new one is complete, so that one is still there.
+    """
+    import re
+    import shutil
+
+    work_dir = Path(work_dir)
+    if not work_dir.is_dir():
+        return None
+    found = sorted((int(m.group(1)), p) for p in work_dir.iterdir()
+                   if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name)))
+    for _, folder in reversed(found):
+        if _complete(folder):
+            return str(folder)
+        log.warning("removing incomplete checkpoint %s (interrupted while saving)", folder)
+        shutil.rmtree(folder)
+    return None
+
+
 def train_lm(chunks_dir: str | os.PathLike, tokenizer_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
              work_dir: str | os.PathLike, objective: str, model: dict | None = None, training: dict,
              mlm_probability: float = 0.15, max_eval_blocks: int | None = None, threads: int = 1,
@@ -116,7 +152,6 @@ def train_lm(chunks_dir: str | os.PathLike, tokenizer_dir: str | os.PathLike, ou
     import datasets
     import torch
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
-    from transformers.trainer_utils import get_last_checkpoint
 
     torch.set_num_threads(max(1, threads))
     tok = load_tokenizer(tokenizer_dir)
@@ -143,7 +178,7 @@ def train_lm(chunks_dir: str | os.PathLike, tokenizer_dir: str | os.PathLike, ou
     collator = DataCollatorForLanguageModeling(tok, mlm=objective == "mlm", mlm_probability=mlm_probability,
                                                seed=seed)
     trainer = Trainer(model=lm, args=args, train_dataset=train, eval_dataset=val, data_collator=collator)
-    last = get_last_checkpoint(str(work_dir)) if work_dir.is_dir() else None
+    last = last_complete_checkpoint(work_dir)
     log.info("%s: %s, %.2fM parameters, %d train / %d eval blocks of %d, %s%s", name, type(lm).__name__,
              n_params / 1e6, len(train), len(val), block_size, "cuda bf16" if args.bf16 else "cpu",
              f", resuming from {last}" if last else "")

@@ -63,7 +63,12 @@ def test_train_resume_evaluate(objective, chunks, tiny_tokenizers, tmp_path):
     assert first["steps"] == 4 and first["resumed_from"] is None
     assert sorted(p.name for p in work.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     assert list((work / "tensorboard").glob("events.out.tfevents.*"))
-    # a longer run picks up the last checkpoint instead of starting over
+    # a job killed while saving checkpoint-6 left it half written: resume from checkpoint-4 instead
+    partial = work / "checkpoint-6"
+    partial.mkdir()
+    (partial / "model.safetensors").write_bytes((work / "checkpoint-4" / "model.safetensors").read_bytes()[:100])
+    (partial / "trainer_state.json").write_text('{"global_step": 6, "log_hist')
+    # a longer run picks up the last complete checkpoint instead of starting over
     second = train_lm(chunks / f"chunks_{objective}", tiny_tokenizers / objective, out,
                       training={**TRAIN, "max_steps": 6}, **kw)
     assert second["resumed_from"].endswith("checkpoint-4") and second["steps"] == 6
