@@ -102,31 +102,38 @@ class CNNRegressor(nn.Module):
     """CRISPRon-like CNN: parallel 1-D convolutions (widths ``kernels``) over the one-hot 30mer, dense layers.
 
     ``forward(onehot, energy)``: onehot float (batch, 4, length), energy float (batch,) or None -> (batch,).
-    The binding energy (when ``use_energy``) joins after the convolutions, as in CRISPRon.
+    The binding energy (when ``use_energy``) joins the flattened features after the first
+    ``energy_after`` dense layers (CRISPRon: after the first; default: after all, before the output).
     """
 
     def __init__(self, *, length: int, kernels: list[int], filters: list[int], dense: list[int], dropout: float,
-                 use_energy: bool):
+                 use_energy: bool, energy_after: int | None = None):
         super().__init__()
         if len(kernels) != len(filters):
             raise ValueError(f"kernels {kernels} and filters {filters} must have the same length")
+        energy_after = len(dense) if energy_after is None else energy_after
+        if not 0 <= energy_after <= len(dense):
+            raise ValueError(f"energy_after must be between 0 and the {len(dense)} dense layers, got {energy_after}")
         self.convs = nn.ModuleList(nn.Conv1d(len(BASES), f, kw) for kw, f in zip(kernels, filters))
-        n_flat = sum(f * (length - kw + 1) for kw, f in zip(kernels, filters))
+        n_in = sum(f * (length - kw + 1) for kw, f in zip(kernels, filters))
         self.use_energy = use_energy
-        layers: list[nn.Module] = [nn.Dropout(dropout)]
-        n_in = n_flat
-        for width in dense:
-            layers += [nn.Linear(n_in, width), nn.ReLU(), nn.Dropout(dropout)]
+        before: list[nn.Module] = [nn.Dropout(dropout)]
+        after: list[nn.Module] = []
+        for i, width in enumerate(dense):
+            if i == energy_after:
+                n_in += int(use_energy)
+            (before if i < energy_after else after).extend([nn.Linear(n_in, width), nn.ReLU(), nn.Dropout(dropout)])
             n_in = width
-        self.body = nn.Sequential(*layers)
-        self.out = nn.Linear(n_in + int(use_energy), 1)
+        self.body = nn.Sequential(*before)
+        self.after_energy = nn.Sequential(*after)
+        self.out = nn.Linear(n_in + int(use_energy and energy_after == len(dense)), 1)
 
     def forward(self, onehot: torch.Tensor, energy: torch.Tensor | None = None) -> torch.Tensor:
         x = torch.cat([torch.relu(conv(onehot)).flatten(1) for conv in self.convs], dim=1)
         x = self.body(x)
         if self.use_energy:
             x = torch.cat([x, energy.unsqueeze(-1)], dim=1)
-        return self.out(x).squeeze(-1)
+        return self.out(self.after_energy(x)).squeeze(-1)
 
 
 def one_hot(seqs) -> np.ndarray:
@@ -148,7 +155,8 @@ def build_model(method: dict, *, encoder_dir: str | os.PathLike | None, k: int, 
         cnn = method.get("cnn") or {}
         return CNNRegressor(length=seq_length, kernels=list(cnn.get("kernels", [3, 5, 7])),
                             filters=list(cnn.get("filters", [100, 70, 40])), dense=list(cnn.get("dense", [80, 60])),
-                            dropout=cnn.get("dropout", 0.3), use_energy=use_energy)
+                            dropout=cnn.get("dropout", 0.3), use_energy=use_energy,
+                            energy_after=cnn.get("energy_after"))
     encoder = load_encoder(encoder_dir, k)
     model = EncoderRegressor(encoder, head_layers=int(method.get("head_layers", 1)), head_hidden=head_hidden,
                              dropout=dropout, pooling=pooling)

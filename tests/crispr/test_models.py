@@ -146,12 +146,42 @@ def test_binding_energy(tmp_path):
     import RNA
     spacer = "GCGCGCATATGCGCGCATAT"
     _, fold = RNA.fold(spacer.replace("T", "U"))
-    assert binding_energy(spacer) == pytest.approx(
-        3.1 + sum({"GC": -2.7, "CG": -1.7, "CA": -0.9, "AU": -0.9, "UA": -0.6, "UG": -1.6}[spacer.replace("T", "U")[i:i + 2]]
-                  for i in range(19))
-        - (1.96 + sum({"GC": -2.24, "CG": -2.17, "CA": -1.45, "AT": -0.88, "TA": -0.58, "TG": -1.45}[spacer[i:i + 2]]
-                      for i in range(19))) - fold)
+    rna = spacer.replace("T", "U")
+    hybrid = {"GC": -2.7, "CG": -1.7, "CA": -0.9, "AU": -0.9, "UA": -0.6, "UG": -1.6}
+    stacks = [hybrid[rna[i:i + 2]] for i in range(19)]
+    stacks[-1] += 0.25  # ends in T: an A/T pair closes the hybrid (the first base, G, does not)
+    weights = [1.80067099242007, 1.95666668400006, 1.90472004401173, 2.13047270152512, 1.37853848098249,
+               1.46460783730408, 1.0, 1.387220146823, 1.51401000729362, 1.98058344620751, 1.87939168587699,
+               1.7222593588838, 2.02228445489326, 1.92692086621503, 2.08041972716723, 1.94496755678903,
+               2.14539112893591, 2.04277109036766, 2.24911493451185]
+    duplex = sum({"GC": -2.24, "CG": -2.17, "CA": -1.45, "AT": -0.88, "TA": -0.58, "TG": -1.45}[spacer[i:i + 2]]
+                 for i in range(19))
+    assert binding_energy(spacer) == pytest.approx(sum(w * e for w, e in zip(weights, stacks)) - duplex - fold)
+    # CRISPRoff weights the hybrid (1.0-2.25 per stack), so a GC-rich spacer binds far more strongly
+    assert binding_energy("GGGCCCGGGCCCGGGCCCGG") < binding_energy("ATATTATAATTATAATATAT") - 10
+    with pytest.raises(ValueError, match="20-nt spacer"):
+        binding_energy("ACGT")
     g = guides_table(tmp_path / "g.tsv", n=5)
     values = compute_energies(g, tmp_path / "e.tsv")
     table = pd.read_csv(tmp_path / "e.tsv", sep="\t")
     assert len(table) == 5 and np.allclose(table.dg_bind, values, atol=1e-3)
+
+
+@pytest.mark.parametrize("energy_after", [0, 1, 2, None])
+def test_cnn_energy_joins_after_the_chosen_dense_layer(energy_after):
+    import torch
+
+    from omicslm.crispr.models import CNNRegressor
+
+    torch.manual_seed(0)
+    m = CNNRegressor(length=30, kernels=[3, 5], filters=[4, 3], dense=[8, 6], dropout=0.0, use_energy=True,
+                     energy_after=energy_after).eval()
+    x = torch.rand(5, 4, 30)
+    y0, y1 = m(x, torch.zeros(5)), m(x, torch.full((5,), 3.0))
+    assert y0.shape == (5,) and not torch.allclose(y0, y1)  # the energy reaches the output
+    first = [mod for mod in m.modules() if isinstance(mod, torch.nn.Linear)]
+    widths = [lin.in_features for lin in first]
+    joined = 2 if energy_after is None else energy_after  # index of the layer that takes the energy
+    assert widths[joined] == ([4 * 28 + 3 * 26, 8, 6][joined] + 1)
+    with pytest.raises(ValueError, match="energy_after"):
+        CNNRegressor(length=30, kernels=[3], filters=[4], dense=[8], dropout=0.0, use_energy=True, energy_after=2)
