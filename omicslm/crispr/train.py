@@ -4,7 +4,11 @@ Targets are standardised with the train split's mean and SD for the loss; predic
 mapped back to the 0–100 efficiency scale (and clipped to it) before they are written.
 A method with ``ensemble: N`` trains N members with seeds ``seed, seed + 1, ...`` (each with
 its own resumable work directory) and averages their predictions, as CRISPRon averages an
-ensemble of CNNs.
+ensemble of CNNs. With ``ensemble_folds: true`` the members are trained as CRISPRon's are, on
+cross-validation folds: the train and dev guides are pooled and cut into N folds (by spacer, so
+no gRNA is in two folds); member i stops early on fold i and trains on the others. The test
+split is untouched; the dev rows of the predictions are then in-sample for N-1 members, so only
+the test rows are an honest score (``results/crispr_eval.tsv`` scores the test rows).
 """
 
 from __future__ import annotations
@@ -59,6 +63,10 @@ def train_method(dataset: str | os.PathLike, predictions: str | os.PathLike, run
     if n_members < 1:
         raise ValueError(f"crispr method {method}: ensemble must be >= 1, got {n_members}")
     seed0 = int(TrainConfig.from_dict(base).seed)
+    folds = fold_roles(load_dataset(dataset), n_members, seed0) if spec.get("ensemble_folds") else None
+    if folds is not None:
+        log.info("%s: %d cross-validation members over the %d train+dev guides", method, n_members,
+                 int((folds[0] != "test").sum()))
     members = []
     for i in range(n_members):
         # Member 0 of a 1-member "ensemble" is the plain method: same seed, same work directory as before.
@@ -66,7 +74,8 @@ def train_method(dataset: str | os.PathLike, predictions: str | os.PathLike, run
         cfg = TrainConfig.from_dict({**base, "seed": seed0 + i})
         members.append(_train_one(dataset, method, spec, cfg, encoder_dir=encoder_dir, encoder_name=encoder_name,
                                   work_dir=sub_dir, k=k, batch_size=batch_size, head_hidden=head_hidden,
-                                  dropout=dropout, pooling=pooling, train=train))
+                                  dropout=dropout, pooling=pooling, train=train,
+                                  roles=None if folds is None else folds[i]))
     if not is_main_process():  # under torchrun rank 0 writes the outputs
         return {}
     first = members[0]
@@ -85,11 +94,39 @@ def train_method(dataset: str | os.PathLike, predictions: str | os.PathLike, run
     return record
 
 
-def _train_one(dataset, method: str, spec: dict, cfg: TrainConfig, *, encoder_dir, encoder_name: str, work_dir,
-               k: int, batch_size: int, head_hidden: int, dropout: float, pooling: str, train: dict) -> dict:
-    """Fit one model; return its dev+test predictions (0–100) and what the runtime record needs."""
-    data = load_dataset(dataset)
+def fold_roles(data: dict, n_folds: int, seed: int) -> list[np.ndarray]:
+    """Role arrays of ``n_folds`` cross-validation members: fold i of train+dev is "dev", the rest "train".
+
+    Guides are assigned to folds by spacer (all guides with one 20-nt spacer share a fold),
+    in a seeded random order; "test" rows keep their role.
+    """
+    from omicslm.crispr.kmers import FLANK5, SPACER
+
+    if n_folds < 2:
+        raise ValueError(f"ensemble_folds needs ensemble >= 2, got {n_folds}")
     role = data["role"]
+    pool = np.flatnonzero(role != "test")
+    spacers = np.array([m[FLANK5:FLANK5 + SPACER] for m in data["mer30"][pool]])
+    uniq, inverse = np.unique(spacers, return_inverse=True)
+    fold_of_spacer = np.random.default_rng(seed).permutation(len(uniq)) % n_folds
+    fold = fold_of_spacer[inverse]
+    out = []
+    for i in range(n_folds):
+        r = role.copy()
+        r[pool] = np.where(fold == i, "dev", "train")
+        out.append(r)
+    return out
+
+
+def _train_one(dataset, method: str, spec: dict, cfg: TrainConfig, *, encoder_dir, encoder_name: str, work_dir,
+               k: int, batch_size: int, head_hidden: int, dropout: float, pooling: str, train: dict,
+               roles: np.ndarray | None = None) -> dict:
+    """Fit one model; return its dev+test predictions (0–100) and what the runtime record needs.
+
+    ``roles`` replaces the dataset's train/dev/test roles (a cross-validation member).
+    """
+    data = load_dataset(dataset)
+    role = data["role"] if roles is None else roles
     tr, dv = np.flatnonzero(role == "train"), np.flatnonzero(role == "dev")
     kind = spec["kind"]
     use_energy = kind == "cnn" and not np.isnan(data["energy"]).all() and spec.get("use_energy", True)
@@ -141,7 +178,7 @@ def _train_one(dataset, method: str, spec: dict, cfg: TrainConfig, *, encoder_di
     if not is_main_process():
         return {}
     model.eval()
-    rows = np.flatnonzero(role != "train")
+    rows = np.flatnonzero(data["role"] != "train")  # the split's dev + test rows, for every member
     with torch.no_grad():
         pred = predict(model, rows)
     # a resumed-and-finished run measures only its last call; the per-epoch seconds in history are the truth
@@ -149,5 +186,5 @@ def _train_one(dataset, method: str, spec: dict, cfg: TrainConfig, *, encoder_di
     encoder = (encoder_name if kind in ENCODER_KINDS
                else "none (one-hot 30mer" + (" + binding energy)" if use_energy else ")"))
     log.info("%s (seed %d): trained in %.1f s, best epoch %s", method, cfg.seed, total, state["best_epoch"])
-    return {"pred": pred, "ids": data["id"][rows], "roles": role[rows], "measured": y[rows], "seconds": total,
+    return {"pred": pred, "ids": data["id"][rows], "roles": data["role"][rows], "measured": y[rows], "seconds": total,
             "trainable": n_trainable, "encoder": encoder, "best_epoch": state["best_epoch"]}

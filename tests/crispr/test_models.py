@@ -98,6 +98,36 @@ def test_cnn_ensemble_averages_its_seeded_members(data):
                      work_dir=out / "wx", **kw)
 
 
+def test_cross_validation_members_use_disjoint_spacer_folds(data):
+    from omicslm.crispr.kmers import FLANK5, SPACER
+    from omicslm.crispr.tokenize import load_dataset
+    from omicslm.crispr.train import fold_roles
+
+    d = load_dataset(data / "ds.npz")
+    d["mer30"] = d["mer30"].copy()
+    d["mer30"][1] = d["mer30"][0]  # two guides with one spacer must share a fold
+    roles = fold_roles(d, 3, seed=0)
+    pool = d["role"] != "test"
+    dev_count = sum((r == "dev").astype(int) for r in roles)
+    assert (dev_count[pool] == 1).all() and (dev_count[~pool] == 0).all()  # each pooled guide is held out once
+    assert all((r[~pool] == "test").all() and (r[pool] != "test").all() for r in roles)
+    spacer = np.array([m[FLANK5:FLANK5 + SPACER] for m in d["mer30"]])
+    for r in roles:
+        assert not set(spacer[r == "dev"]) & set(spacer[r == "train"])
+    assert [r[0] for r in roles].count("dev") == 1 and [r[1] for r in roles] == [r[0] for r in roles]
+
+    kw = dict(encoder_dir=None, encoder_name="tiny", k=6, batch_size=16, head_hidden=8, dropout=0.0, pooling="mean",
+              train=TRAIN, threads=1)
+    out = data / "cv"
+    rec = train_method(data / "ds.npz", out / "p.tsv", out / "r.json", method="cnn_cv",
+                       spec={"kind": "cnn", "ensemble": 2, "ensemble_folds": True}, work_dir=out / "w", **kw)
+    pred = pd.read_csv(out / "p.tsv", sep="\t")
+    assert rec["ensemble"] == 2 and set(pred.role) == {"dev", "test"}  # the split's own dev and test rows
+    assert len(pred) == int((d["role"] != "train").sum()) and pred.predicted.between(0, 100).all()
+    with pytest.raises(ValueError, match="ensemble >= 2"):
+        fold_roles(d, 1, seed=0)
+
+
 def test_trainable_parameters_by_kind(data):
     kw = dict(encoder_dir=data / "encoder", k=6, head_hidden=8, dropout=0.0, pooling="mean", seq_length=30,
               use_energy=False)
