@@ -17,8 +17,9 @@ Each method runs in a fresh subprocess, so the peaks do not mix, and reports two
   it grows with the files read, for both methods);
 * peak anonymous RSS (``RssAnon`` of the process and its children, sampled every 10 ms): the
   memory the method itself allocates, which is what must stay flat as the corpus grows.
- Prints identical-chunks check, time ratio and peak-memory ratio at the
-default corpus (Shakespeare, ~1.5M GPT-2 tokens) and with it repeated 10x.
+
+Prints the identical-chunks check, time ratios and both peak-memory ratios at the default
+corpus (Shakespeare, ~1.5M GPT-2 tokens) and with it repeated 10x.
 
 Usage: python benchmarks/chunking.py [--repeats 1 10] [--block-size 1024] [--num-proc 1]
 (uses resources/textlm/{shakespeare,tokenizer/clm or gpt2_bpe} of a workflow run, else fetches them).
@@ -118,11 +119,10 @@ def worker(method: str, corpus: str, tok_dir: str, out: str, block_size: int, nu
     from omicslm.textlm.tokenizer import load_tokenizer
 
     datasets.disable_progress_bars()
-    anon = AnonPeak().__enter__()
-    ds = datasets.load_from_disk(corpus)
-    start = time.perf_counter()
-    tok = load_backend(tok_dir) if method == "ours" else load_tokenizer(tok_dir)
-    with tempfile.TemporaryDirectory(dir=Path(out).parent) as tmp:
+    with AnonPeak() as anon, tempfile.TemporaryDirectory(dir=Path(out).parent) as tmp:
+        ds = datasets.load_from_disk(corpus)
+        start = time.perf_counter()
+        tok = load_backend(tok_dir) if method == "ours" else load_tokenizer(tok_dir)
         tokenized = tokenize_dataset(ds, tok, num_proc=num_proc, cache_file=f"{tmp}/tok.arrow")
         mid = time.perf_counter()
         if method == "ours":
@@ -132,7 +132,6 @@ def worker(method: str, corpus: str, tok_dir: str, out: str, block_size: int, nu
                                    batch_size=USER_BATCH, cache_file_name=f"{tmp}/blocks.arrow")
         end = time.perf_counter()
         blocks.save_to_disk(out)
-    anon.__exit__(None, None, None)
     peak_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                   resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     print(json.dumps({"seconds": end - start, "chunk_seconds": end - mid, "peak_mb": peak_kb / 1024,

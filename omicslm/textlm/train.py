@@ -80,15 +80,14 @@ def check_ids_fit(ds, vocab_size: int, source) -> None:
                                  "with another tokenizer")
 
 
-def _complete(folder: Path) -> bool:
-    """A checkpoint folder Trainer finished: weights present and ``trainer_state.json`` (written last) readable."""
+def _complete(folder: Path, step: int) -> bool:
+    """Whether Trainer finished ``folder``: weights present and ``trainer_state.json`` (written last) at ``step``."""
     try:
         state = json.loads((folder / "trainer_state.json").read_text())
     except (OSError, ValueError):
         return False
-    step = folder.name.rsplit("-", 1)[-1]
     weights = any((folder / w).is_file() for w in ("model.safetensors", "model.safetensors.index.json"))
-    return weights and str(state.get("global_step")) == step
+    return weights and state.get("global_step") == step
 
 
 def last_complete_checkpoint(work_dir: str | os.PathLike) -> str | None:
@@ -108,8 +107,8 @@ def last_complete_checkpoint(work_dir: str | os.PathLike) -> str | None:
         return None
     found = sorted((int(m.group(1)), p) for p in work_dir.iterdir()
                    if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name)))
-    for _, folder in reversed(found):
-        if _complete(folder):
+    for step, folder in reversed(found):
+        if _complete(folder, step):
             return str(folder)
         log.warning("removing incomplete checkpoint %s (interrupted while saving)", folder)
         shutil.rmtree(folder)
