@@ -12,7 +12,8 @@ import pytest
 
 from omicslm.errors import InputError
 from omicslm.impute import evaluate as ev
-from omicslm.impute.evaluate import combine_tables, evaluate_method, read_imputed, score
+from omicslm.impute.evaluate import combine_tables, evaluate_method, score
+from omicslm.impute.imputed_vcf import read_imputed
 from omicslm.impute.layout import FORMAT_VERSION, TYPE_NAMES
 from omicslm.impute.plot import plot_r2_by_maf
 from omicslm.io.vcf import write_vcf

@@ -1,0 +1,143 @@
+"""Read any method's imputed VCF (Beagle, minimac4, omicslm) as dosage and genotype matrices.
+
+Rows follow the requested positions and columns the requested samples, whatever order the
+file holds them in, so every method is scored against the truth with the same code
+(:mod:`omicslm.impute.evaluate`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from omicslm.errors import InputError
+
+#: cyvcf2 ``gt_types`` code for a missing genotype (with ``gts012=True``).
+_GT_UNKNOWN = 3
+
+
+def read_imputed(
+    vcf: str | os.PathLike,
+    positions: np.ndarray,
+    samples: Sequence[str],
+    *,
+    ref: Sequence[str] | None = None,
+    alt: Sequence[str] | None = None,
+    contig: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read dosages and best-guess genotypes of an imputed VCF at the requested sites.
+
+    Works for any method's output: Beagle 5.4 (``GT:DS[:GP]``), minimac4 (``GT:DS`` or
+    ``GT:HDS``) and omicslm (``GT:DS:GP``).
+
+    Parameters
+    ----------
+    vcf : path
+        Bgzipped (or plain) VCF, biallelic records, one contig.
+    positions : ndarray, int, shape (n_positions,)
+        1-based positions to read, e.g. the truth's scored sites; defines the row order.
+    samples : sequence of str, length n_samples
+        Sample names to read; defines the column order. The VCF may list them in another
+        order and may hold extra samples.
+    ref, alt : sequence of str, length n_positions, optional
+        Expected alleles per position; a record whose REF/ALT differ is an error. When a
+        position holds several records (split multi-allelics), the matching one is used.
+    contig : str, optional
+        Only records on this contig are considered (default: any contig).
+
+    Returns
+    -------
+    dosage : ndarray, float32, shape (n_positions, n_samples)
+        Expected ALT-allele count: FORMAT ``DS``; else the sum of the two haplotype
+        dosages ``HDS``; else the GT allele count.
+    gt : ndarray, int8, shape (n_positions, n_samples)
+        ALT-allele count (0/1/2) of the best-guess genotype ``GT``.
+
+    Raises
+    ------
+    InputError
+        The VCF is unreadable; a requested sample or position is absent; a record's
+        REF/ALT differ from ``ref``/``alt``; a position is ambiguous (several records and
+        no alleles to choose); a genotype or dosage is missing or out of [0, 2].
+    """
+    import cyvcf2  # imported here so the pure-numpy scoring works without it
+
+    positions = np.asarray(positions, dtype=np.int64)
+    samples = [str(s) for s in samples]
+    if (ref is None) != (alt is None):
+        raise ValueError("give both ref and alt, or neither")
+    if len(set(positions.tolist())) != len(positions):
+        raise ValueError("requested positions must be unique")
+    row_of = {int(p): i for i, p in enumerate(positions)}
+    try:
+        reader = cyvcf2.VCF(str(vcf), gts012=True, lazy=True)
+    except (OSError, IOError) as exc:
+        raise InputError(vcf, f"cannot open imputed VCF ({exc})") from exc
+    have = set(reader.samples)
+    for s in samples:
+        if s not in have:
+            raise InputError(vcf, "requested sample is absent from the imputed VCF", record=s)
+    reader.close()
+    # Decoding only the samples we score is much faster on wide outputs; cyvcf2 keeps the
+    # file's sample order, so columns are permuted afterwards.
+    reader = cyvcf2.VCF(str(vcf), gts012=True, samples=samples, lazy=True)
+    file_col = {s: j for j, s in enumerate(reader.samples)}
+    perm = np.array([file_col[s] for s in samples], dtype=np.intp)
+
+    n_pos, n_samp = len(positions), len(samples)
+    dosage = np.full((n_pos, n_samp), np.nan, dtype=np.float32)
+    gt = np.full((n_pos, n_samp), -1, dtype=np.int8)
+    filled = np.zeros(n_pos, dtype=bool)
+    seen_alleles: dict[int, list[str]] = {}
+
+    for rec in tqdm(reader, desc=f"read {Path(vcf).name}", unit=" records", mininterval=5):
+        i = row_of.get(rec.POS)
+        if i is None or (contig is not None and rec.CHROM != contig):
+            continue
+        where = f"{rec.CHROM}:{rec.POS}"
+        alleles = f"{rec.REF}>{','.join(rec.ALT)}"
+        if ref is not None and (rec.REF != ref[i] or rec.ALT != [alt[i]]):
+            # A split multi-allelic may hold the matching record further on.
+            seen_alleles.setdefault(i, []).append(alleles)
+            continue
+        if filled[i]:
+            raise InputError(vcf, "several records at this position and no alleles given to choose one", where)
+        if len(rec.ALT) != 1:
+            raise InputError(vcf, f"record is not biallelic ({alleles})", where)
+        row_gt = rec.gt_types[perm]
+        if np.any(row_gt == _GT_UNKNOWN):
+            bad = samples[int(np.argmax(row_gt == _GT_UNKNOWN))]
+            raise InputError(vcf, f"missing genotype (GT) for sample {bad}", where)
+        gt[i] = row_gt
+        fmt = rec.FORMAT
+        if "DS" in fmt:
+            row_ds = rec.format("DS")[perm, 0]
+        elif "HDS" in fmt:
+            # Two haplotype dosages per diploid sample; their sum is the ALT dose.
+            row_ds = rec.format("HDS")[perm, :2].sum(axis=1)
+        else:
+            row_ds = row_gt.astype(np.float32)
+        if not np.all(np.isfinite(row_ds)):
+            bad = samples[int(np.argmax(~np.isfinite(row_ds)))]
+            raise InputError(vcf, f"missing dosage for sample {bad}", where)
+        if np.any((row_ds < 0) | (row_ds > 2)):
+            bad = samples[int(np.argmax((row_ds < 0) | (row_ds > 2)))]
+            raise InputError(vcf, f"dosage outside [0, 2] for sample {bad}", where)
+        dosage[i] = row_ds
+        filled[i] = True
+    reader.close()
+
+    if not filled.all():
+        i = int(np.argmin(filled))
+        if i in seen_alleles:
+            problem = (f"REF/ALT mismatch: expected {ref[i]}>{alt[i]}, "
+                       f"imputed VCF has {' and '.join(seen_alleles[i])}")
+        else:
+            problem = (f"scored position is absent from the imputed VCF "
+                       f"({int((~filled).sum())} of {n_pos} requested positions missing)")
+        raise InputError(vcf, problem, record=f"{contig or 'pos'}:{positions[i]}")
+    return dosage, gt
