@@ -1,4 +1,4 @@
-"""Train the retrieval-augmented BERT imputer and impute target samples with it.
+"""Train the retrieval-augmented BERT imputer (inference: :mod:`omicslm.impute.ragbert_impute`).
 
 Data roles (``split.tsv``) keep the test samples out of everything the model sees:
 
@@ -46,8 +46,6 @@ from omicslm.impute.retrieval import retrieve_windows, window_query_sites, windo
 from omicslm.impute.split import read_array_sites, read_split, role_indices
 from omicslm.impute.windows_data import TrainEpochs, WindowData, panel_site_stats, read_windows
 from omicslm.io.atomic import atomic_open, atomic_path
-from omicslm.io.vcf import write_vcf
-from omicslm.train.checkpoint import load_checkpoint, read_checkpoint_config
 from omicslm.train.device import autocast, pick_device, set_seed
 from omicslm.train.distributed import is_main_process, shard_rows
 from omicslm.train.loop import TrainConfig, fit, to_device
@@ -108,7 +106,7 @@ def _haps(hap: np.ndarray, sample_idx: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(hap[:, sample_idx, :].reshape(hap.shape[0], -1))
 
 
-def _window_data(panel: Panel, windows: np.ndarray, observed: np.ndarray, *, query_idx: np.ndarray,
+def window_data(panel: Panel, windows: np.ndarray, observed: np.ndarray, *, query_idx: np.ndarray,
                  query_hap: np.ndarray, labels: bool, panel_idx: np.ndarray, cfg: dict, exclude_self: bool,
                  seed: int, threads: int, window_sites: int) -> WindowData:
     """Features from ``panel_idx`` samples; retrieval of query haplotypes against them."""
@@ -286,11 +284,11 @@ def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, v
 
     log.info("%s: %d reference / %d validation samples, %d sites (%d on the array), %d windows",
              variant, len(ref_idx), len(val_idx), panel.n_variants, int(observed.sum()), len(windows))
-    train_data = _window_data(panel, windows, observed, query_idx=ref_idx, query_hap=_haps(panel.hap, ref_idx),
+    train_data = window_data(panel, windows, observed, query_idx=ref_idx, query_hap=_haps(panel.hap, ref_idx),
                               labels=True, panel_idx=ref_idx, cfg=cfg, exclude_self=True, seed=tcfg.seed,
                               threads=threads, window_sites=mcfg.window_sites)
     val_hap = _haps(panel.hap, val_idx)
-    val_data = _window_data(panel, windows, observed, query_idx=val_idx, query_hap=val_hap, labels=False,
+    val_data = window_data(panel, windows, observed, query_idx=val_idx, query_hap=val_hap, labels=False,
                             panel_idx=ref_idx, cfg=cfg, exclude_self=False, seed=tcfg.seed + 1, threads=threads,
                             window_sites=mcfg.window_sites)
     epochs = TrainEpochs(train_data, batch_size=cfg["batch_size"], pairs_per_epoch=cfg.get("pairs_per_epoch"),
@@ -334,190 +332,3 @@ def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, v
     log.info("%s: best %s %.4f at epoch %s; %.0f s training", variant, tcfg.early_stopping_metric,
              state["best_metric"], state["best_epoch"], train_seconds)
     return state
-
-
-# --------------------------------------------------------------------------- inference
-
-
-def read_targets(targets_vcf, panel: Panel) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Phased target haplotypes at their (array) sites, mapped onto the panel's sites.
-
-    Returns
-    -------
-    site_idx : ndarray, int64, shape (n_target_sites,) panel site index of each record
-    hap : ndarray, int8, shape (n_target_sites, n_samples, 2)
-    samples : list of str
-
-    Raises
-    ------
-    InputError
-        A record is not a panel site (position or alleles differ), a genotype is missing,
-        unphased or not biallelic, or the VCF is unreadable.
-    """
-    import cyvcf2
-
-    try:
-        reader = cyvcf2.VCF(str(targets_vcf))
-    except (OSError, IOError) as exc:
-        raise InputError(targets_vcf, f"cannot open target VCF ({exc})") from exc
-    samples = list(reader.samples)
-    site_idx, rows = [], []
-    for rec in reader:
-        where = f"{rec.CHROM}:{rec.POS}"
-        i = int(np.searchsorted(panel.pos, rec.POS))
-        if i >= panel.n_variants or panel.pos[i] != rec.POS:
-            raise InputError(targets_vcf, "target site is not a site of the reference panel", where)
-        if rec.REF != panel.ref[i] or rec.ALT != [panel.alt[i]]:
-            raise InputError(targets_vcf, f"alleles {rec.REF}>{','.join(rec.ALT)} differ from the panel's "
-                                          f"{panel.ref[i]}>{panel.alt[i]}", where)
-        g = rec.genotype.array()  # (n_samples, 3): allele, allele, phased
-        if (g[:, :2] < 0).any() or (g[:, :2] > 1).any():
-            raise InputError(targets_vcf, "missing or non-biallelic genotype", where)
-        if not g[:, 2].all():
-            bad = samples[int(np.argmin(g[:, 2]))]
-            raise InputError(targets_vcf, f"unphased genotype of sample {bad} (the model needs phased targets)", where)
-        site_idx.append(i)
-        rows.append(g[:, :2].astype(np.int8))
-    reader.close()
-    if not rows:
-        raise InputError(targets_vcf, "target VCF has no records")
-    site_idx = np.array(site_idx, dtype=np.int64)
-    if np.any(np.diff(site_idx) <= 0):
-        raise InputError(targets_vcf, "records are not sorted by position or a position repeats")
-    return site_idx, np.stack(rows), samples
-
-
-def load_model(checkpoint_dir, panel: Panel) -> tuple[RagBert, dict]:
-    """Rebuild a model from its checkpoint; InputError when it was trained on another panel."""
-    checkpoint_dir = Path(checkpoint_dir)
-    config = read_checkpoint_config(checkpoint_dir)
-    for key in ("model", "panel", "options"):
-        if key not in config:
-            raise InputError(checkpoint_dir / "config.json", f"not a ragbert checkpoint (no {key!r} in its config)")
-    want, have = config["panel"], panel_fingerprint(panel)
-    diff = [k for k in sorted(set(want) | set(have)) if want.get(k) != have.get(k)]
-    if diff:
-        shown = ", ".join(f"{k}: checkpoint {want.get(k)!r} vs panel {have.get(k)!r}" for k in diff if k != "populations")
-        raise InputError(checkpoint_dir / "config.json", f"checkpoint was trained on another panel ({shown or diff}); "
-                                                         f"retrain the model on this panel")
-    try:
-        model = RagBert(ModelConfig.from_dict(config["model"]))
-    except (TypeError, ValueError) as exc:
-        raise InputError(checkpoint_dir / "config.json", f"invalid model config ({exc})") from None
-    load_checkpoint(checkpoint_dir, model=model, restore_rng=False)
-    return model, config
-
-
-def genotype_outputs(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    """Best-guess haplotypes, dosage, genotype probabilities and INFO from haplotype ALT probabilities.
-
-    Parameters
-    ----------
-    p : ndarray, float, shape (n_variants, n_samples, 2)
-
-    Returns
-    -------
-    hap : int8 (n_variants, n_samples, 2) per-haplotype argmax (phased GT)
-    ds : float32 (n_variants, n_samples) ``p1 + p2``
-    gp : float32 (n_variants, n_samples, 3) ``(1-p1)(1-p2), p1(1-p2) + p2(1-p1), p1 p2``
-    info : {"AF": mean ALT dosage / 2, "R2": var(DS) / (2 AF (1 - AF)) clipped to [0, 1]
-        (minimac's Rsq estimate: 1 when dosages are as spread as true genotypes would be;
-        0 at sites imputed monomorphic)}
-    """
-    p = np.clip(p.astype(np.float64), 0.0, 1.0)
-    p1, p2 = p[..., 0], p[..., 1]
-    ds = p1 + p2
-    gp = np.stack([(1 - p1) * (1 - p2), p1 * (1 - p2) + p2 * (1 - p1), p1 * p2], axis=-1)
-    af = ds.mean(axis=1) / 2
-    expected = 2 * af * (1 - af)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r2 = np.where(expected > 0, ds.var(axis=1) / expected, 0.0)
-    hap = (p >= 0.5).astype(np.int8)
-    return hap, ds.astype(np.float32), gp.astype(np.float32), {"AF": af.astype(np.float32),
-                                                                "R2": np.clip(r2, 0, 1).astype(np.float32)}
-
-
-def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_vcf, runtime_json, *, method: str,
-                   batch_size: int, threads: int = 1, device: str = "auto", train_runtime_json=None) -> float:
-    """Impute the target samples with a trained checkpoint; write the imputed VCF and runtime.
-
-    Parameters
-    ----------
-    h5 : path
-        Ingested panel; the retrieval panel and site features use roles reference + validation.
-    split_tsv : path
-    targets_vcf : path
-        Phased target haplotypes at the array sites (the same file the peers get).
-    windows_tsv : path
-    checkpoint_dir : path
-        ``best/`` of :func:`train_ragbert`.
-    out_vcf : path
-        Bgzipped, indexed VCF of every panel site x target sample: GT (phased), DS, GP;
-        INFO AF, R2 and TYPED (1 at array sites, which carry their observed genotypes).
-    runtime_json : path
-        ``{"method", "seconds" (inference), "threads", "device", "train_seconds"}``.
-    method : str
-    batch_size : int
-        Haplotype rows per forward pass.
-    threads : int
-    device : str
-        ``auto`` | ``cpu`` | ``cuda``.
-    train_runtime_json : path, optional
-        ``train_runtime.json`` of the training run, for ``train_seconds``.
-
-    Returns
-    -------
-    float
-        Inference seconds.
-    """
-    started = time.perf_counter()
-    torch.set_num_threads(max(1, int(threads)))
-    dev = pick_device(device)
-    panel = read_panel(h5)
-    split = read_split(split_tsv)
-    panel_idx = role_indices(panel, split, ["reference", "validation"])
-    model, config = load_model(checkpoint_dir, panel)
-    model.to(dev)
-    cfg = config["options"]
-    site_idx, target_hap, samples = read_targets(targets_vcf, panel)
-    observed = np.zeros(panel.n_variants, dtype=bool)
-    observed[site_idx] = True
-    index_of = {s: i for i, s in enumerate(panel.samples)}
-    missing = [s for s in samples if s not in index_of]
-    if missing:
-        raise InputError(targets_vcf, "target sample is not in the panel HDF5 (population unknown)", missing[0])
-    query_idx = np.array([index_of[s] for s in samples], dtype=np.int64)
-    leaked = set(query_idx.tolist()) & set(panel_idx.tolist())
-    if leaked:
-        raise InputError(targets_vcf, "target sample is also a reference-panel sample in the split",
-                         panel.samples[min(leaked)])
-    windows = read_windows(windows_tsv, panel.n_variants)
-    if (windows[:, 1] - windows[:, 0]).max() > model.cfg.window_sites:
-        raise InputError(windows_tsv, f"windows are longer than the model's {model.cfg.window_sites} sites")
-    query_hap = np.zeros((panel.n_variants, 2 * len(samples)), dtype=np.int8)
-    query_hap[site_idx] = target_hap.reshape(len(site_idx), -1)
-    data = _window_data(panel, windows, observed, query_idx=query_idx, query_hap=query_hap, labels=False,
-                        panel_idx=panel_idx, cfg=cfg, exclude_self=False, seed=int(cfg["train"]["seed"]),
-                        threads=threads, window_sites=model.cfg.window_sites)
-    p = predict_alt_prob(model, data, batch_size=batch_size, device=dev, amp=bool(cfg["train"].get("amp", True)))
-    p = p.reshape(panel.n_variants, len(samples), 2)
-    p[site_idx] = target_hap  # array sites carry their observed alleles
-    hap, ds, gp, info = genotype_outputs(p)
-    info["TYPED"] = observed.astype(np.int8)
-    write_vcf(out_vcf, contig=panel.contig, positions=panel.pos, ref=panel.ref, alt=panel.alt, samples=samples,
-              haplotypes=hap, dosages=ds, genotype_probs=gp, info=info, source=f"omicslm {method}",
-              info_header=[
-                  '##INFO=<ID=AF,Number=A,Type=Float,Description="Mean imputed ALT allele frequency">',
-                  '##INFO=<ID=R2,Number=1,Type=Float,Description="Estimated imputation r2: var(DS)/(2AF(1-AF))">',
-                  '##INFO=<ID=TYPED,Number=1,Type=Integer,Description="1 = array site (observed genotypes)">',
-              ])
-    seconds = time.perf_counter() - started
-    runtime = {"method": method, "seconds": seconds, "threads": int(threads), "device": str(dev)}
-    if train_runtime_json is not None:
-        with open(train_runtime_json) as fh:
-            runtime["train_seconds"] = float(json.load(fh)["train_seconds"])
-    with atomic_open(runtime_json) as fh:
-        json.dump(runtime, fh, indent=2)
-        fh.write("\n")
-    log.info("%s: imputed %d samples x %d sites in %.1f s on %s", method, len(samples), panel.n_variants, seconds, dev)
-    return seconds
