@@ -1,10 +1,10 @@
-"""Ingest a phased VCF into the HDF5 panel layout, and tile its sites into windows.
+"""Ingest a phased VCF into the HDF5 panel layout.
 
 :func:`vcf_to_hdf5` streams a VCF in chunks of records, keeps the biallelic SNPs of the
 samples listed in a population panel file, checks that every genotype is diploid and
 phased, filters on minor-allele frequency and writes the arrays described in
-:mod:`omicslm.impute.layout`. :func:`write_windows` cuts the kept sites into the
-overlapping windows a model is trained on.
+:mod:`omicslm.impute.layout`. :func:`omicslm.impute.windows_data.write_windows` cuts the
+kept sites into the overlapping windows a model is trained on.
 
 Records are decoded by :mod:`omicslm.impute.vcf_records`: cyvcf2 (htslib) for the
 header and BCF, and by default a numpy decoder for VCF text that is 3-4x faster than
@@ -45,7 +45,7 @@ from omicslm.impute.vcf_records import (
     _reader_errors,
     _text_chunks,
 )
-from omicslm.io.atomic import atomic_open, atomic_path
+from omicslm.io.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -423,61 +423,3 @@ def _match_samples(path: Path, panel, pan: pd.DataFrame, vcf_samples: list[str],
     if len(kept) < len(vcf_samples):
         log.info("%s: ignoring %d VCF sample(s) not in the panel file", path, len(vcf_samples) - len(kept))
     return kept, keep_idx
-
-
-# --------------------------------------------------------------------------- windows
-
-
-def write_windows(h5: str | os.PathLike, out_tsv: str | os.PathLike, *, sites: int, overlap: int) -> pd.DataFrame:
-    """Tile an ingested panel's sites into windows of ``sites`` consecutive sites.
-
-    Consecutive windows share ``overlap`` sites (step ``sites - overlap``); the last
-    window is moved back to end at the last site, so every site is covered and every
-    window has exactly ``sites`` sites (one window of all sites when the panel has
-    fewer than ``sites``).
-
-    Parameters
-    ----------
-    h5 : path-like
-        Ingested panel (:mod:`omicslm.impute.layout`).
-    out_tsv : path-like
-        Tab-separated output, written atomically.
-    sites, overlap : int
-        Window length and overlap in sites; ``0 <= overlap < sites``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per window: ``window, start_idx, end_idx`` (exclusive), ``start_pos,
-        end_pos`` (1-based, inclusive), ``n_sites``.
-    """
-    if sites < 1 or not 0 <= overlap < sites:
-        raise ValueError(f"need sites >= 1 and 0 <= overlap < sites, got sites={sites}, overlap={overlap}")
-    layout.check_h5(h5, required=("variants/POS",))
-    with h5py.File(h5, "r") as f:
-        pos = f["variants/POS"][:]
-    n = len(pos)
-    if n == 0:
-        raise InputError(h5, "panel has no sites to tile into windows")
-    if n <= sites:
-        starts = np.array([0])
-    else:
-        step = sites - overlap
-        starts = np.arange(0, n - sites + 1, step)
-        if starts[-1] + sites < n:
-            starts = np.append(starts, n - sites)
-    ends = np.minimum(starts + sites, n)
-    df = pd.DataFrame(
-        {
-            "window": np.arange(len(starts)),
-            "start_idx": starts,
-            "end_idx": ends,
-            "start_pos": pos[starts],
-            "end_pos": pos[ends - 1],
-            "n_sites": ends - starts,
-        }
-    )
-    with atomic_open(out_tsv, "w") as fh:
-        df.to_csv(fh, sep="\t", index=False)
-    log.info("%s: %d windows of %d sites (overlap %d) over %d sites", out_tsv, len(df), sites, overlap, n)
-    return df

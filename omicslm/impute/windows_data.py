@@ -1,6 +1,6 @@
 """Window tensors for the retrieval-augmented imputation model: features, masking, batches.
 
-A *item* is one haplotype in one window (``windows.tsv`` of :func:`omicslm.impute.ingest.write_windows`).
+A *item* is one haplotype in one window (``windows.tsv`` of :func:`write_windows`).
 Every item becomes a row of ``window_sites`` positions (short windows are padded) with
 
 * an allele token per site: ``TOKEN_REF`` / ``TOKEN_ALT`` where the allele is shown to the
@@ -21,15 +21,21 @@ can see both haplotypes of a sample in the same window.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Iterator
 
+import h5py
 import numpy as np
 import pandas as pd
 import torch
 
 from omicslm.errors import InputError
+from omicslm.impute import layout
+from omicslm.io.atomic import atomic_open
+
+log = logging.getLogger(__name__)
 
 #: Allele tokens (the model's vocabulary).
 TOKEN_REF, TOKEN_ALT, TOKEN_MASK, TOKEN_PAD = 0, 1, 2, 3
@@ -38,6 +44,61 @@ N_TOKENS = 4
 IGNORE = -100
 #: Site feature columns: global AF, population AF, 3 genotype frequencies, relative position.
 N_SITE_FEATURES = 6
+
+
+def write_windows(h5: str | os.PathLike, out_tsv: str | os.PathLike, *, sites: int, overlap: int) -> pd.DataFrame:
+    """Tile an ingested panel's sites into windows of ``sites`` consecutive sites.
+
+    Consecutive windows share ``overlap`` sites (step ``sites - overlap``); the last
+    window is moved back to end at the last site, so every site is covered and every
+    window has exactly ``sites`` sites (one window of all sites when the panel has
+    fewer than ``sites``).
+
+    Parameters
+    ----------
+    h5 : path-like
+        Ingested panel (:mod:`omicslm.impute.layout`).
+    out_tsv : path-like
+        Tab-separated output, written atomically.
+    sites, overlap : int
+        Window length and overlap in sites; ``0 <= overlap < sites``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per window: ``window, start_idx, end_idx`` (exclusive), ``start_pos,
+        end_pos`` (1-based, inclusive), ``n_sites``.
+    """
+    if sites < 1 or not 0 <= overlap < sites:
+        raise ValueError(f"need sites >= 1 and 0 <= overlap < sites, got sites={sites}, overlap={overlap}")
+    layout.check_h5(h5, required=("variants/POS",))
+    with h5py.File(h5, "r") as f:
+        pos = f["variants/POS"][:]
+    n = len(pos)
+    if n == 0:
+        raise InputError(h5, "panel has no sites to tile into windows")
+    if n <= sites:
+        starts = np.array([0])
+    else:
+        step = sites - overlap
+        starts = np.arange(0, n - sites + 1, step)
+        if starts[-1] + sites < n:
+            starts = np.append(starts, n - sites)
+    ends = np.minimum(starts + sites, n)
+    df = pd.DataFrame(
+        {
+            "window": np.arange(len(starts)),
+            "start_idx": starts,
+            "end_idx": ends,
+            "start_pos": pos[starts],
+            "end_pos": pos[ends - 1],
+            "n_sites": ends - starts,
+        }
+    )
+    with atomic_open(out_tsv, "w") as fh:
+        df.to_csv(fh, sep="\t", index=False)
+    log.info("%s: %d windows of %d sites (overlap %d) over %d sites", out_tsv, len(df), sites, overlap, n)
+    return df
 
 
 def read_windows(windows_tsv: str | os.PathLike, n_variants: int) -> np.ndarray:

@@ -10,7 +10,7 @@ from safetensors import safe_open
 
 from omicslm.errors import InputError
 from omicslm.impute.evaluate import evaluate_method
-from omicslm.impute.ingest import write_windows
+from omicslm.impute.windows_data import write_windows
 from omicslm.impute.ragbert import resolve_variant, train_ragbert
 from omicslm.impute.ragbert_impute import genotype_outputs, impute_ragbert
 from omicslm.impute.split import select_array_sites, split_samples, write_target_vcf
