@@ -12,6 +12,11 @@
   pooling, ablation) over the K references, an MLP on [own, pooled], scaled by the inverse
   MAF (clamped at ``max_inv_maf``: rare sites lean harder on retrieval), added to the own
   representation with ``residual_scale``.
+* Copying prior (``copying``): the ALT probability of a Li-Stephens copying model over the
+  retrieved candidates (:mod:`omicslm.impute.copying`) is embedded into the query input and
+  its log-odds, times a learned scale (initially 1), is added to the allele logits: the
+  network starts from the copying model's answer and learns a correction from context,
+  allele frequencies and population.
 * Heads: allele logits per haplotype site; genotype class (0/1/2) per sample site from
   both haplotypes of a pair (rows 2i, 2i+1, see :mod:`omicslm.impute.windows_data`).
 * Losses on masked positions only: focal loss (``gamma = 0`` is cross-entropy) on alleles
@@ -54,6 +59,8 @@ class ModelConfig:
     ref_grad: bool = True      # backpropagate through the reference encoding (False: encode refs without grad)
     ref_checkpointing: bool = True  # gradient checkpointing of reference encoding when training with ref_grad
     retrieved_vote: bool = False  # also embed, per site, the ALT fraction among the K retrieved haplotypes
+    copying: bool = False      # the batch carries the copying model's ALT probability (input + logit prior)
+    copy_prior_clip: float = 1e-4  # that probability is clipped to [clip, 1 - clip] before its log-odds
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -140,6 +147,8 @@ class RagBert(nn.Module):
         # The retrieved haplotypes' ALT fraction per site, an input of the query only: the
         # copying signal enters before the encoder, so every layer can weigh it against context.
         self.vote_proj = nn.Linear(1, h) if cfg.retrieval and cfg.retrieved_vote else None
+        self.copy_proj = nn.Linear(1, h) if cfg.retrieval and cfg.copying else None
+        self.copy_scale = nn.Parameter(torch.ones(())) if self.copy_proj is not None else None
         self.encoder = BertModel(BertConfig(
             vocab_size=N_TOKENS, hidden_size=h, num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads,
             intermediate_size=cfg.intermediate, hidden_dropout_prob=cfg.dropout,
@@ -191,11 +200,24 @@ class RagBert(nn.Module):
         if self.vote_proj is not None:
             vote = (batch["ref_tokens"] == TOKEN_ALT).float().mean(dim=1)  # (B, L)
             extra = self.vote_proj(vote.unsqueeze(-1).to(self.vote_proj.weight.dtype))
+        prior = None
+        if self.copy_proj is not None:
+            if "copy_prob" not in batch:
+                raise ValueError("this model uses the copying prior but the batch has no copy_prob")
+            p = batch["copy_prob"].float()
+            c = self.copy_proj(p.unsqueeze(-1).to(self.copy_proj.weight.dtype))
+            extra = c if extra is None else extra + c
+            clip = self.cfg.copy_prior_clip
+            prior = torch.logit(p.clamp(clip, 1.0 - clip))  # (B, L) log-odds of ALT
         own = self.encode(batch["tokens"], batch["features"], batch["vtype"], batch["pop"], batch["attention_mask"],
                           extra)
         if self.fusion is not None:
             own = self.fusion(own, self.encode_refs(batch), batch["af"], batch["maf"])
-        out = {"hidden": own, "allele_logits": self.allele_head(own)}
+        logits = self.allele_head(own)
+        if prior is not None:
+            # log-odds of ALT vs REF = head's + scale * copying model's
+            logits = logits + torch.stack([torch.zeros_like(prior), self.copy_scale * prior], dim=-1).to(logits.dtype)
+        out = {"hidden": own, "allele_logits": logits}
         if own.shape[0] % 2 == 0:
             h0, h1 = own[0::2], own[1::2]
             # Symmetric in the two haplotypes: a genotype does not depend on their order.

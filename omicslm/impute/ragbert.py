@@ -39,6 +39,7 @@ import torch
 from tqdm import tqdm
 
 from omicslm.errors import InputError
+from omicslm.impute.copying import copying_alt_prob
 from omicslm.impute.evaluate import score
 from omicslm.impute.layout import TYPE_NAMES, Panel, read_panel
 from omicslm.impute.model import LossWeights, ModelConfig, RagBert, model_loss
@@ -92,8 +93,17 @@ def panel_fingerprint(panel: Panel) -> dict:
     }
 
 
+def _copying_options(cfg: dict) -> dict | None:
+    """The ``copying`` block when the copying model is on (it needs retrieval), else None."""
+    copying = cfg.get("copying") or {}
+    return copying if copying.get("enabled") and cfg.get("retrieval", True) else None
+
+
 def _model_config(cfg: dict, window_sites: int, n_pops: int) -> ModelConfig:
     arch = {k: cfg[k] for k in _ARCH_KEYS if k in cfg}
+    copying = _copying_options(cfg)
+    if copying is not None:
+        arch.update(copying=True, copy_prior_clip=float(copying["prior_clip"]))
     return ModelConfig.from_dict({**arch, "window_sites": int(window_sites), "n_types": len(TYPE_NAMES),
                                   "n_pops": int(n_pops)})
 
@@ -113,7 +123,7 @@ def window_data(panel: Panel, windows: np.ndarray, observed: np.ndarray, *, quer
     stats = panel_site_stats(panel.hap, panel.pop, panel_idx, len(panel.populations))
     panel_hap = _haps(panel.hap, panel_idx)
     panel_pop = np.repeat(panel.pop[panel_idx].astype(np.int64), 2)
-    neighbours = None
+    neighbours = copy_prob = None
     if cfg.get("retrieval", True):
         sites = window_query_sites(windows, np.flatnonzero(observed), flank_sites=cfg["query_flank_sites"])
         weights = window_site_weights(windows, sites, decay_sites=cfg.get("query_decay_sites"))
@@ -123,16 +133,27 @@ def window_data(panel: Panel, windows: np.ndarray, observed: np.ndarray, *, quer
             ids = np.arange(panel_hap.shape[1])
             exclude = np.stack([ids, ids ^ 1], axis=1)
         r = cfg["retrieval_index"]
+        copying = _copying_options(cfg)
+        k = cfg["k"]
+        if copying is not None:
+            # the copying model's states: more candidates than the K fused ones (its nearest)
+            available = panel_hap.shape[1] - (0 if exclude is None else exclude.shape[1])
+            k = max(k, min(copying["candidates"], available))
         try:
-            neighbours = retrieve_windows(panel_hap, query_hap, sites, k=cfg["k"], exclude=exclude, weights=weights,
+            neighbours = retrieve_windows(panel_hap, query_hap, sites, k=k, exclude=exclude, weights=weights,
                                           ivf_min_haplotypes=r["ivf_min_haplotypes"], nlist=r["nlist"],
                                           nprobe=r["nprobe"], seed=seed, threads=threads)
         except ValueError as exc:
             raise InputError("config impute.model.k", str(exc)) from None
+        if copying is not None:
+            cm = panel.pos.astype(np.float64) * copying["cm_per_mb"] / 1e6
+            copy_prob = copying_alt_prob(panel_hap, query_hap, windows, sites, neighbours, cm,
+                                         ne=copying["ne"], error=copying["error"])
+            neighbours = np.ascontiguousarray(neighbours[:, :, :cfg["k"]])
     return WindowData(windows=windows, window_sites=window_sites,
                       positions=panel.pos, vtype=panel.vtype, stats=stats, observed=observed,
                       query_hap=query_hap, query_pop=panel.pop[query_idx], panel_hap=panel_hap,
-                      panel_pop=panel_pop, neighbours=neighbours, labels=labels)
+                      panel_pop=panel_pop, neighbours=neighbours, copy_prob=copy_prob, labels=labels)
 
 
 @torch.no_grad()

@@ -10,7 +10,9 @@ Every item becomes a row of ``window_sites`` positions (short windows are padded
   population, hom-ref/het/hom-alt frequencies, and the position within the window scaled
   to [0, 1];
 * the site's substitution class (layout ``TYPE``) and the item's population;
-* optionally the alleles of its K retrieved panel haplotypes at every window site.
+* optionally the alleles of its K retrieved panel haplotypes at every window site, and the
+  ALT probability of the copying model over the retrieved candidates
+  (:mod:`omicslm.impute.copying`), computed from the query's array sites only.
 
 Masking follows the test data: only genotyping-array sites are shown. While training, a
 curriculum also shows a fraction of the other sites in early epochs (falling linearly to 0
@@ -210,13 +212,15 @@ class WindowData:
     panel_pop : ndarray, int, shape (n_panel_haplotypes,)
     neighbours : ndarray, int, shape (n_windows, n_query_haplotypes, k), optional
         Panel haplotype indices retrieved for each window and query haplotype.
+    copy_prob : ndarray, float32, shape (n_variants, n_query_haplotypes), optional
+        ALT probability of every query haplotype at every site under the copying model.
     labels : bool
         Whether ``query_hap`` is known everywhere (training/validation), so masked sites
         carry labels.
     """
 
     def __init__(self, *, windows, window_sites, positions, vtype, stats, observed, query_hap, query_pop,
-                 panel_hap=None, panel_pop=None, neighbours=None, labels=True):
+                 panel_hap=None, panel_pop=None, neighbours=None, copy_prob=None, labels=True):
         self.windows = np.asarray(windows, dtype=np.int64)
         self.window_sites = int(window_sites)
         if (self.windows[:, 1] - self.windows[:, 0]).max() > self.window_sites:
@@ -232,6 +236,9 @@ class WindowData:
         self.panel_hap = None if panel_hap is None else np.asarray(panel_hap, dtype=np.int8)
         self.panel_pop = None if panel_pop is None else np.asarray(panel_pop, dtype=np.int64)
         self.neighbours = None if neighbours is None else np.asarray(neighbours, dtype=np.int64)
+        self.copy_prob = None if copy_prob is None else np.asarray(copy_prob, dtype=np.float32)
+        if self.copy_prob is not None and self.copy_prob.shape != self.query_hap.shape:
+            raise ValueError(f"copy_prob has shape {self.copy_prob.shape}, query_hap {self.query_hap.shape}")
         self.labels = labels
         self.n_windows = len(self.windows)
         self.n_query_samples = len(self.query_pop)
@@ -260,7 +267,8 @@ class WindowData:
             ``attention_mask`` int64 (B, L); ``sites`` int64 (B, L) site index (-1 = pad);
             ``hap`` int64 (B,) query haplotype column; with neighbours also ``ref_tokens``
             int64 (B, K, L), ``ref_features`` float32 (B, K, L, N_SITE_FEATURES),
-            ``ref_pop`` int64 (B, K).
+            ``ref_pop`` int64 (B, K); with ``copy_prob`` also ``copy_prob`` float32 (B, L)
+            (0.5 at padding).
         """
         pairs = np.asarray(pairs, dtype=np.int64)
         win = np.repeat(pairs[:, 0], 2)
@@ -300,6 +308,8 @@ class WindowData:
             k = nb.shape[1]
             ref_feat, _ = self._features(np.repeat(idx[:, None, :], k, axis=1), valid[:, None, :], ref_pop[:, :, None])
             out["ref_features"] = ref_feat
+        if self.copy_prob is not None:
+            out["copy_prob"] = np.where(valid, self.copy_prob[idx, hap[:, None]], 0.5).astype(np.float32)
         return {key: torch.from_numpy(np.ascontiguousarray(v)) for key, v in out.items()}
 
     def _features(self, idx, valid, pop):

@@ -176,3 +176,30 @@ def test_retrieved_vote_enters_the_query_input_and_follows_the_retrieved_alleles
     loss, _ = model_loss(model.train()(batch), batch["labels"], LossWeights())
     loss.backward()
     assert model.vote_proj.weight.grad is not None and torch.isfinite(model.vote_proj.weight.grad).all()
+
+
+def test_copying_prior_enters_the_input_and_the_allele_log_odds():
+    torch.manual_seed(0)
+    data, _ = _data()
+    p = np.random.default_rng(1).random(data.query_hap.shape).astype(np.float32)
+    data.copy_prob = p
+    batch = data.batch(np.array([[0, 0], [3, 2]]))
+    cp = batch["copy_prob"].numpy()
+    sites, hap = batch["sites"].numpy(), batch["hap"].numpy()
+    assert cp.shape == (4, L)
+    for r in range(4):
+        for j in range(L):
+            assert cp[r, j] == (p[sites[r, j], hap[r]] if sites[r, j] >= 0 else 0.5)
+    cfg = dict(window_sites=L, n_types=12, n_pops=2, hidden=16, layers=1, heads=2, intermediate=32, k=K, dropout=0.0)
+    model = RagBert(ModelConfig(**cfg, copying=True, copy_prior_clip=1e-3)).eval()
+    assert model.copy_proj is not None and model.copy_scale.item() == 1.0
+    assert RagBert(ModelConfig(**{**cfg, "retrieval": False}, copying=True)).copy_proj is None  # plain-BERT ablation
+    with torch.no_grad():
+        torch.nn.init.zeros_(model.allele_head.weight)
+        torch.nn.init.zeros_(model.allele_head.bias)
+        logits = model(batch)["allele_logits"]
+        # a silent head leaves exactly the copying model's (clipped) log-odds
+        want = torch.logit(batch["copy_prob"].clamp(1e-3, 1 - 1e-3))
+        torch.testing.assert_close(logits[..., 1] - logits[..., 0], want)
+        with pytest.raises(ValueError, match="no copy_prob"):
+            model({k: v for k, v in batch.items() if k != "copy_prob"})

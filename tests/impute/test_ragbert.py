@@ -23,6 +23,7 @@ MODEL = {
     "hidden": 16, "layers": 1, "heads": 2, "intermediate": 32, "dropout": 0.0, "retrieval": True,
     "pooling": "attention", "k": 2, "max_inv_maf": 10.0, "residual_scale": 0.1, "ref_chunk": 64,
     "ref_grad": False, "ref_checkpointing": True, "query_flank_sites": 4,
+    "copying": {"enabled": True, "candidates": 6, "ne": 1e4, "cm_per_mb": 1.0, "error": 1e-3, "prior_clip": 1e-4},
     "retrieval_index": {"ivf_min_haplotypes": 10_000, "nlist": 4, "nprobe": 2},
     "loss": {"allele": 1.0, "genotype": 0.5, "reconstruction": 0.5, "focal_gamma": 0.0},
     "batch_size": 32, "pairs_per_epoch": None, "reveal_start": 0.3, "curriculum_epochs": 1, "prob_eps": 1e-6,
@@ -134,7 +135,23 @@ def test_ablation_trains_without_retrieval(inputs, tmp_path):
     assert state["epochs_run"] == 1 and cfg["model"]["retrieval"] is False
     with safe_open(tmp_path / "model" / "best" / "model.safetensors", framework="pt") as fh:
         names = list(fh.keys())
-    assert names and not any(k.startswith("fusion.") for k in names)
+    assert names and not any(k.startswith(("fusion.", "copy_")) for k in names)
+    assert cfg["model"]["copying"] is False  # the copying model needs retrieved candidates: off with retrieval
+
+
+def test_copying_ablation_is_the_same_model_without_the_prior(inputs, trained, tmp_path):
+    out, _ = trained
+    full = json.loads((out / "model" / "best" / "config.json").read_text())
+    assert full["model"]["copying"] is True and full["model"]["copy_prior_clip"] == 1e-4
+    with safe_open(out / "model" / "best" / "model.safetensors", framework="pt") as fh:
+        assert {"copy_scale", "copy_proj.weight"} <= set(fh.keys())
+    model = copy.deepcopy(MODEL)
+    model["train"]["max_epochs"] = 1
+    model["variants"] = {"ragbert_nocopying": {"copying": {"enabled": False}}}
+    _train(inputs, tmp_path, variant="ragbert_nocopying", model=model)
+    cfg = json.loads((tmp_path / "model" / "best" / "config.json").read_text())
+    assert cfg["model"]["copying"] is False and cfg["model"]["retrieval"] is True
+    assert cfg["options"]["copying"]["candidates"] == 6  # the rest of the block is kept
 
 
 def test_killed_training_resumes_from_last_checkpoint(inputs, tmp_path):

@@ -33,14 +33,15 @@ def test_lint_is_clean():
 def test_dry_run_lists_the_whole_dag(workdir):
     jobs = planned_jobs(snakemake(workdir, TARGET, "-n"))
     assert set(jobs) == IMPUTE_RULES
-    assert jobs["evaluate_imputation"] == 6  # beagle, minimac4, af_floor + 3 model variants
-    assert jobs["train_ragbert"] == 3
+    assert jobs["evaluate_imputation"] == 7  # beagle, minimac4, af_floor + 4 model variants
+    assert jobs["train_ragbert"] == 4
 
 
 def test_full_run_produces_the_report_table(workdir):
     snakemake(workdir, TARGET)
     table = pd.read_csv(workdir / "results/impute_eval.tsv", sep="\t")
-    assert set(table.method) == {"beagle", "minimac4", "af_floor", "ragbert", "ragbert_noretrieval", "ragbert_meanpool"}
+    assert set(table.method) == {"beagle", "minimac4", "af_floor", "ragbert", "ragbert_noretrieval", "ragbert_meanpool",
+                                    "ragbert_nocopying"}
     bins = ["[0.000,0.005)", "[0.005,0.010)", "[0.010,0.050)", "[0.050,0.500]", "all"]
     assert set(bins[2:]) <= set(table.bin)
     allrow = table[table.bin == "all"].set_index("method")
