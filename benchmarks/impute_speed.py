@@ -5,7 +5,8 @@ Both impute the test samples of a finished default run (``results/impute/`` of
 inputs/targets.vcf.gz and ``<variant>/model/best``). Prints, for each method, the best
 wall-clock seconds over ``--repeats`` runs and genotypes/s (test samples x panel sites
 / seconds), and the ratio ours / Beagle (above 1 = ours is faster). Ours runs on this
-machine's CPU; with ``--gpu`` (and CUDA present) the GPU figure is added. Times include
+machine's CPU; with ``--gpu`` (and CUDA present) the GPU figure is added. When the run had a
+genetic map (``inputs/genetic_map.plink.map``), both methods get it. Times include
 reading inputs and writing the bgzipped VCF for both. The machine may be shared with
 other jobs: compare numbers from one run only.
 
@@ -55,6 +56,8 @@ def main() -> None:
     panel = read_panel(r / "panel.h5", haplotypes=False)
     n_test = int((read_split(r / "split.tsv").role == "test").sum())
     genotypes = n_test * panel.n_variants
+    gmap = r / "inputs" / "genetic_map.plink.map"
+    gmap = gmap if gmap.is_file() else None
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
 
@@ -63,11 +66,12 @@ def main() -> None:
                                           r / "windows.tsv", r / args.variant / "model" / "best",
                                           tmp / f"ours_{device}.vcf.gz", tmp / f"ours_{device}.json",
                                           method=args.variant, batch_size=args.batch_size, threads=args.threads,
-                                          device=device)
+                                          device=device, genetic_map=gmap)
 
         def beagle():
             run_beagle(r / "inputs" / "panel.vcf.gz", r / "inputs" / "targets.vcf.gz", tmp / "beagle.vcf.gz",
-                       threads=args.threads, mem_gb=args.beagle_mem_gb, seed=1, log=tmp / "beagle.log")
+                       genetic_map=gmap, threads=args.threads, mem_gb=args.beagle_mem_gb, seed=1,
+                       log=tmp / "beagle.log")
 
         rows = [(f"{args.variant} (cpu, {args.threads} threads)", _best(ours("cpu"), args.repeats)),
                 (f"beagle 5.4 ({args.threads} threads)", _best(beagle, args.repeats))]

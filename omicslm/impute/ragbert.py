@@ -39,7 +39,7 @@ import torch
 from tqdm import tqdm
 
 from omicslm.errors import InputError
-from omicslm.impute.copying import copying_alt_prob
+from omicslm.impute.copying import copying_alt_prob, site_cm
 from omicslm.impute.evaluate import score
 from omicslm.impute.layout import TYPE_NAMES, Panel, read_panel
 from omicslm.impute.model import LossWeights, ModelConfig, RagBert, model_loss
@@ -82,6 +82,11 @@ def resolve_variant(model_block: dict, variant: str) -> dict:
     return resolved
 
 
+def file_sha1(path) -> str | None:
+    """SHA-1 of a file's bytes (None for no file): which genetic map a model was trained with."""
+    return None if path is None else hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
 def panel_fingerprint(panel: Panel) -> dict:
     """What identifies the panel a model was trained on: contig, sites, sample count."""
     return {
@@ -118,8 +123,12 @@ def _haps(hap: np.ndarray, sample_idx: np.ndarray) -> np.ndarray:
 
 def window_data(panel: Panel, windows: np.ndarray, observed: np.ndarray, *, query_idx: np.ndarray,
                  query_hap: np.ndarray, labels: bool, panel_idx: np.ndarray, cfg: dict, exclude_self: bool,
-                 seed: int, threads: int, window_sites: int) -> WindowData:
-    """Features from ``panel_idx`` samples; retrieval of query haplotypes against them."""
+                 seed: int, threads: int, window_sites: int, genetic_map=None) -> WindowData:
+    """Features from ``panel_idx`` samples; retrieval of query haplotypes against them.
+
+    ``genetic_map`` (PLINK map, optional) places sites in cM for the copying model; without
+    one the map is uniform (``copying.cm_per_mb``).
+    """
     stats = panel_site_stats(panel.hap, panel.pop, panel_idx, len(panel.populations))
     panel_hap = _haps(panel.hap, panel_idx)
     panel_pop = np.repeat(panel.pop[panel_idx].astype(np.int64), 2)
@@ -146,8 +155,11 @@ def window_data(panel: Panel, windows: np.ndarray, observed: np.ndarray, *, quer
         except ValueError as exc:
             raise InputError("config impute.model.k", str(exc)) from None
         if copying is not None:
-            cm = panel.pos.astype(np.float64) * copying["cm_per_mb"] / 1e6
-            copy_prob = copying_alt_prob(panel_hap, query_hap, windows, sites, neighbours, cm,
+            cm = site_cm(panel.pos, genetic_map=genetic_map, cm_per_mb=copying["cm_per_mb"])
+            # the HMM reads a longer stretch of array sites than the retrieval compared: a copied
+            # segment is pinned down by the matches on both sides of it, far beyond the window
+            hmm_sites = window_query_sites(windows, np.flatnonzero(observed), flank_sites=copying["flank_sites"])
+            copy_prob = copying_alt_prob(panel_hap, query_hap, windows, hmm_sites, neighbours, cm,
                                          ne=copying["ne"], error=copying["error"])
             neighbours = np.ascontiguousarray(neighbours[:, :, :cfg["k"]])
     return WindowData(windows=windows, window_sites=window_sites,
@@ -250,7 +262,7 @@ def _copy_dir_atomic(src: Path, dst: Path) -> None:
 
 
 def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, variant: str, model_block: dict,
-                  maf_bins, threads: int = 1, loss_hook=None) -> dict:
+                  maf_bins, threads: int = 1, loss_hook=None, genetic_map=None) -> dict:
     """Train one model variant; resumes from ``work_dir/last`` when a previous run was killed.
 
     Parameters
@@ -275,6 +287,9 @@ def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, v
     loss_hook : callable, optional
         Called as ``loss_hook(epoch)`` before every training batch (tests use it to
         interrupt a run).
+    genetic_map : path, optional
+        PLINK map for the copying model's genetic distances (uniform map when None);
+        imputation must use the same one (its checksum is stored in the checkpoint).
 
     Returns
     -------
@@ -307,11 +322,11 @@ def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, v
              variant, len(ref_idx), len(val_idx), panel.n_variants, int(observed.sum()), len(windows))
     train_data = window_data(panel, windows, observed, query_idx=ref_idx, query_hap=_haps(panel.hap, ref_idx),
                               labels=True, panel_idx=ref_idx, cfg=cfg, exclude_self=True, seed=tcfg.seed,
-                              threads=threads, window_sites=mcfg.window_sites)
+                              threads=threads, window_sites=mcfg.window_sites, genetic_map=genetic_map)
     val_hap = _haps(panel.hap, val_idx)
     val_data = window_data(panel, windows, observed, query_idx=val_idx, query_hap=val_hap, labels=False,
                             panel_idx=ref_idx, cfg=cfg, exclude_self=False, seed=tcfg.seed + 1, threads=threads,
-                            window_sites=mcfg.window_sites)
+                            window_sites=mcfg.window_sites, genetic_map=genetic_map)
     epochs = TrainEpochs(train_data, batch_size=cfg["batch_size"], pairs_per_epoch=cfg.get("pairs_per_epoch"),
                          seed=tcfg.seed, reveal_start=cfg["reveal_start"], curriculum_epochs=cfg["curriculum_epochs"])
     device = pick_device(tcfg.device)
@@ -331,6 +346,7 @@ def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, v
     run_config = {
         "variant": variant, "model": mcfg.to_dict(), "options": cfg, "panel": panel_fingerprint(panel),
         "array_sha1": hashlib.sha1(np.ascontiguousarray(panel.pos[a_idx], dtype=np.int64).tobytes()).hexdigest(),
+        "genetic_map_sha1": file_sha1(genetic_map),
     }
     work_dir, out_dir = Path(work_dir), Path(out_dir)
     # under torchrun each rank takes whole samples (both haplotype rows): the genotype loss pairs rows 2i, 2i+1

@@ -20,7 +20,7 @@ import torch
 from omicslm.errors import InputError
 from omicslm.impute.layout import Panel, read_panel
 from omicslm.impute.model import ModelConfig, RagBert
-from omicslm.impute.ragbert import panel_fingerprint, predict_alt_prob, window_data
+from omicslm.impute.ragbert import file_sha1, panel_fingerprint, predict_alt_prob, window_data
 from omicslm.impute.split import read_split, role_indices
 from omicslm.impute.windows_data import read_windows
 from omicslm.io.atomic import atomic_open
@@ -130,7 +130,8 @@ def genotype_outputs(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 
 
 def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_vcf, runtime_json, *, method: str,
-                   batch_size: int, threads: int = 1, device: str = "auto", train_runtime_json=None) -> float:
+                   batch_size: int, threads: int = 1, device: str = "auto", train_runtime_json=None,
+                   genetic_map=None) -> float:
     """Impute the target samples with a trained checkpoint; write the imputed VCF and runtime.
 
     Parameters
@@ -156,6 +157,8 @@ def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_
         ``auto`` | ``cpu`` | ``cuda``.
     train_runtime_json : path, optional
         ``train_runtime.json`` of the training run, for ``train_seconds``.
+    genetic_map : path, optional
+        PLINK map of the copying model; must be the one the model was trained with.
 
     Returns
     -------
@@ -171,6 +174,12 @@ def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_
     model, config = load_model(checkpoint_dir, panel)
     model.to(dev)
     cfg = config["options"]
+    trained_map = config.get("genetic_map_sha1")
+    if model.cfg.copying and "genetic_map_sha1" in config and trained_map != file_sha1(genetic_map):
+        had = "a different genetic map" if trained_map and genetic_map else "a genetic map" if trained_map else "none"
+        raise InputError(Path(checkpoint_dir) / "config.json",
+                         f"the copying model was trained with {had}, this run gives {genetic_map or 'none'}; "
+                         f"retrain, or pass the map it was trained with")
     site_idx, target_hap, samples = read_targets(targets_vcf, panel)
     observed = np.zeros(panel.n_variants, dtype=bool)
     observed[site_idx] = True
@@ -190,7 +199,7 @@ def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_
     query_hap[site_idx] = target_hap.reshape(len(site_idx), -1)
     data = window_data(panel, windows, observed, query_idx=query_idx, query_hap=query_hap, labels=False,
                         panel_idx=panel_idx, cfg=cfg, exclude_self=False, seed=int(cfg["train"]["seed"]),
-                        threads=threads, window_sites=model.cfg.window_sites)
+                        threads=threads, window_sites=model.cfg.window_sites, genetic_map=genetic_map)
     p = predict_alt_prob(model, data, batch_size=batch_size, device=dev, amp=bool(cfg["train"].get("amp", True)))
     p = p.reshape(panel.n_variants, len(samples), 2)
     p[site_idx] = target_hap  # array sites carry their observed alleles

@@ -37,6 +37,7 @@ import itertools
 import json
 import logging
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -84,6 +85,20 @@ def _check_run_config(last_dir: Path, run_config: dict) -> None:
                      f"the checkpoint in {last_dir} was made with another config (top-level keys that differ: "
                      f"{', '.join(keys)}); remove {last_dir.parent} to restart training with the new config, "
                      f"or restore the old config to resume")
+
+
+def _set_aside_previous_run(out_dir: Path, saved: dict, run_config: dict) -> None:
+    """Move a run made with another config to ``out_dir/previous_config`` (nothing is deleted but an older copy)."""
+    keys = sorted(k for k in set(saved) | set(run_config) if saved.get(k, "<absent>") != run_config.get(k, "<absent>"))
+    aside = out_dir / "previous_config"
+    if aside.exists():
+        shutil.rmtree(aside)
+    aside.mkdir(parents=True)
+    for name in ("last", "best", "history.tsv", "tensorboard"):
+        if (out_dir / name).exists():
+            (out_dir / name).rename(aside / name)
+    log.warning("%s/last was made with another config (keys that differ: %s): training starts over; "
+                "the previous run is kept in %s", out_dir, ", ".join(keys), aside)
 
 
 def _batches_per_epoch(train_batches: Callable[[int], Iterable[Any]], steps_per_epoch: int | None) -> int:
@@ -156,6 +171,7 @@ def fit(model: torch.nn.Module,
         on_epoch_end: Callable[[int, dict], None] | None = None,
         restore_best: bool = True,
         shard_batch: Callable[[Any, int, int], tuple[Any, float]] | None = None,
+        on_config_change: str = "restart",
         ) -> dict:
     """Train ``model`` with early stopping, resuming from ``out_dir/last`` when it exists.
 
@@ -177,8 +193,8 @@ def fit(model: torch.nn.Module,
     out_dir : path
         Receives ``last/``, ``best/``, ``tensorboard/`` and ``history.tsv``.
     run_config : dict
-        Resolved config saved as every checkpoint's ``config.json``; resuming with a
-        different one raises ``InputError``.
+        Resolved config saved as every checkpoint's ``config.json``. Only a checkpoint made
+        with the same one is resumed (see ``on_config_change``).
     steps_per_epoch : int, optional
         Batches ``train_batches(epoch)`` yields per epoch, for the schedule length
         (default ``len(train_batches(0))``). Optimizer steps per epoch =
@@ -191,6 +207,12 @@ def fit(model: torch.nn.Module,
     shard_batch : callable, optional
         Under torchrun: ``(batch, rank, world) -> (this rank's part, its share of the rows)``;
         default :func:`omicslm.train.distributed.shard_rows` (contiguous rows of every tensor).
+    on_config_change : "restart" | "error"
+        What to do when ``out_dir/last`` was made with another ``run_config`` (the workflow
+        reruns a training step because a parameter changed): ``restart`` moves that run
+        (``last/``, ``best/``, ``history.tsv``, ``tensorboard/``) to ``out_dir/previous_config/``
+        (replacing an older one there), logs a warning and trains from scratch; ``error``
+        raises ``InputError`` naming the keys that differ.
 
     Returns
     -------
@@ -202,14 +224,15 @@ def fit(model: torch.nn.Module,
     ddp = DataParallel.start(device, shard_batch)
     try:
         return _fit(model, train_batches, loss_fn, validate, cfg, Path(out_dir), _jsonable(run_config),
-                    steps_per_epoch, on_epoch_end, restore_best, device, ddp)
+                    steps_per_epoch, on_epoch_end, restore_best, device, ddp, on_config_change)
     finally:
         if ddp is not None:
             ddp.close()
 
 
 def _fit(model, train_batches, loss_fn, validate, cfg: TrainConfig, out_dir: Path, run_config: dict,
-         steps_per_epoch, on_epoch_end, restore_best: bool, device: torch.device, ddp: DataParallel | None) -> dict:
+         steps_per_epoch, on_epoch_end, restore_best: bool, device: torch.device, ddp: DataParallel | None,
+         on_config_change: str = "restart") -> dict:
     last_dir, best_dir = out_dir / "last", out_dir / "best"
     # ranks differ in their random streams (dropout) and agree on data: train_batches seeds its own generators
     set_seed(_seed(cfg, ddp, 0))
@@ -219,8 +242,16 @@ def _fit(model, train_batches, loss_fn, validate, cfg: TrainConfig, out_dir: Pat
         ddp.barrier()
 
     resuming = checkpoint_exists(last_dir)
-    if resuming:
-        _check_run_config(last_dir, run_config)
+    if resuming and read_checkpoint_config(last_dir) != run_config:
+        if on_config_change != "restart":
+            _check_run_config(last_dir, run_config)  # raises, naming the keys that differ
+        if ddp is not None:
+            ddp.barrier()  # every rank has read the old config before it moves
+        if ddp is None or ddp.main:
+            _set_aside_previous_run(out_dir, read_checkpoint_config(last_dir), run_config)
+        if ddp is not None:
+            ddp.barrier()
+        resuming = False
 
     model.to(device)
     optimizer = _make_optimizer(model, cfg, device)

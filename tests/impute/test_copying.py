@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from omicslm.impute.copying import copying_alt_prob, forward_backward, switch_probability
+from omicslm.errors import InputError
+from omicslm.impute.copying import copying_alt_prob, forward_backward, site_cm, switch_probability
 from omicslm.impute.retrieval import retrieve_windows, window_query_sites
 
 
@@ -15,7 +16,8 @@ def test_posteriors_are_distributions_and_follow_the_matching_state():
     rng = np.random.default_rng(0)
     em = rng.uniform(0.01, 1, (3, 7, 4))
     post = forward_backward(em, np.full(6, 0.1))
-    np.testing.assert_allclose(post.sum(axis=2), 1.0)
+    assert post.dtype == np.float32
+    np.testing.assert_allclose(post.sum(axis=2), 1.0, rtol=1e-6)
     # state 2 matches at every site, the others mismatch somewhere: with rare switches it dominates
     em = np.full((1, 6, 4), 0.999)
     em[0, 1, [0, 1, 3]] = em[0, 3, [0, 3]] = em[0, 4, 1] = 0.001
@@ -82,3 +84,16 @@ def test_error_rate_is_checked():
     with pytest.raises(ValueError, match="copying error"):
         copying_alt_prob(panel, panel[:, :1], np.array([[0, 10]]), [observed], np.arange(4)[None, None],
                          np.arange(10) * 0.01, ne=1e4, error=0.0)
+
+
+def test_genetic_positions_from_a_plink_map_or_uniform(tmp_path):
+    pos = np.array([500, 1000, 1500, 3000, 4000])
+    np.testing.assert_allclose(site_cm(pos, cm_per_mb=2.0), pos * 2e-6)
+    gmap = tmp_path / "map.plink.map"
+    gmap.write_text("chr1 . 0.0 1000\nchr1 . 0.5 2000\nchr1 . 0.5 3000\n")
+    # inside: linear; beyond the ends: the map's average rate (0.5 cM over 2 kb)
+    np.testing.assert_allclose(site_cm(pos, genetic_map=gmap), [-0.125, 0.0, 0.25, 0.5, 0.75])
+    bad = tmp_path / "bad.map"
+    bad.write_text("chr1 . 0.0 1000\nchr1 . 0.5 900\n")
+    with pytest.raises(InputError, match="bad.map.*increasing positions"):
+        site_cm(pos, genetic_map=bad)

@@ -23,7 +23,7 @@ MODEL = {
     "hidden": 16, "layers": 1, "heads": 2, "intermediate": 32, "dropout": 0.0, "retrieval": True,
     "pooling": "attention", "k": 2, "max_inv_maf": 10.0, "residual_scale": 0.1, "ref_chunk": 64,
     "ref_grad": False, "ref_checkpointing": True, "query_flank_sites": 4,
-    "copying": {"enabled": True, "candidates": 6, "ne": 1e4, "cm_per_mb": 1.0, "error": 1e-3, "prior_clip": 1e-4},
+    "copying": {"enabled": True, "candidates": 6, "flank_sites": 16, "ne": 1e4, "cm_per_mb": 1.0, "error": 1e-3, "prior_clip": 1e-4},
     "retrieval_index": {"ivf_min_haplotypes": 10_000, "nlist": 4, "nprobe": 2},
     "loss": {"allele": 1.0, "genotype": 0.5, "reconstruction": 0.5, "focal_gamma": 0.0},
     "batch_size": 32, "pairs_per_epoch": None, "reveal_start": 0.3, "curriculum_epochs": 1, "prob_eps": 1e-6,
@@ -137,6 +137,17 @@ def test_ablation_trains_without_retrieval(inputs, tmp_path):
         names = list(fh.keys())
     assert names and not any(k.startswith(("fusion.", "copy_")) for k in names)
     assert cfg["model"]["copying"] is False  # the copying model needs retrieved candidates: off with retrieval
+
+
+def test_imputing_with_another_genetic_map_than_training_is_a_clear_error(inputs, trained, tmp_path):
+    out, _ = trained
+    gmap = tmp_path / "map.plink.map"
+    gmap.write_text("1 . 0.0 1\n1 . 5.0 1000000\n")
+    with pytest.raises(InputError, match="trained with none, this run gives .*map.plink.map"):
+        impute_ragbert(inputs["h5"], inputs["split"], inputs["targets"], inputs["windows"], out / "model" / "best",
+                       tmp_path / "x.vcf.gz", tmp_path / "rt.json", method="ragbert", batch_size=32, threads=1,
+                       device="cpu", genetic_map=gmap)
+    assert not (tmp_path / "x.vcf.gz").exists()
 
 
 def test_copying_ablation_is_the_same_model_without_the_prior(inputs, trained, tmp_path):

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from omicslm.errors import InputError
-from omicslm.train import TrainConfig, checkpoint_exists, fit, load_checkpoint, lr_lambda, to_device
+from omicslm.train import (TrainConfig, checkpoint_exists, fit, load_checkpoint, lr_lambda, read_checkpoint_config,
+                           to_device)
 from tests.train.tiny import make_data, make_model, make_task
 
 REPO = Path(__file__).resolve().parents[2]
@@ -164,7 +165,7 @@ def test_resume_after_sigkill_of_a_training_process(tmp_path):
         torch.testing.assert_close(model.state_dict()[k], v, rtol=1e-5, atol=1e-6)
 
 
-def test_finished_run_returns_immediately_and_config_change_is_refused(tmp_path):
+def test_finished_run_returns_immediately_and_a_config_change_restarts_keeping_the_old_run(tmp_path):
     x, y = make_data()
     tb, loss_fn, val, _ = make_task(x, y)
     run_config = {"model": {"hidden": 16}, "train": {"lr": 0.02}, "seed": 0}
@@ -176,10 +177,18 @@ def test_finished_run_returns_immediately_and_config_change_is_refused(tmp_path)
 
     changed = {**run_config, "model": {"hidden": 32}, "seed": 1}
     with pytest.raises(InputError) as err:
-        fit(make_model(), tb, loss_fn, val, _cfg(max_epochs=2), tmp_path, run_config=changed)
+        fit(make_model(), tb, loss_fn, val, _cfg(max_epochs=2), tmp_path, run_config=changed, on_config_change="error")
     msg = str(err.value)
     assert "config.json" in msg and "another config" in msg
     assert "model, seed" in msg and f"remove {tmp_path}" in msg
+
+    # the workflow's case: a parameter changed, Snakemake reruns the step -> train anew, old run set aside
+    tb, loss_fn, val, calls = make_task(x, y)
+    third = fit(make_model(), tb, loss_fn, val, _cfg(max_epochs=2), tmp_path, run_config=changed)
+    assert calls[0] > 0 and third["epochs_run"] == 2
+    assert read_checkpoint_config(tmp_path / "last") == changed
+    assert read_checkpoint_config(tmp_path / "previous_config" / "last") == run_config
+    assert (tmp_path / "previous_config" / "history.tsv").read_text().count("\n") == 3
 
 
 def test_missing_early_stopping_metric_is_named(tmp_path):

@@ -25,6 +25,7 @@ rule train_ragbert:
         split=rules.split_samples.output.tsv,
         array=rules.array_sites.output.tsv,
         windows=rules.windows.output.tsv,
+        gmap=impute_genetic_map,
     output:
         best=directory(f"{IMPUTE_DIR}/{{variant}}/model/best"),
         history=f"{IMPUTE_DIR}/{{variant}}/model/history.tsv",
@@ -54,6 +55,7 @@ rule impute_ragbert:
         windows=rules.windows.output.tsv,
         best=rules.train_ragbert.output.best,
         train_runtime=rules.train_ragbert.output.runtime,
+        gmap=impute_genetic_map,
     output:
         vcf=f"{IMPUTE_DIR}/{{variant}}/imputed.vcf.gz",
         tbi=f"{IMPUTE_DIR}/{{variant}}/imputed.vcf.gz.tbi",
