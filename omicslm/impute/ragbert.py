@@ -320,6 +320,7 @@ def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, v
 
     log.info("%s: %d reference / %d validation samples, %d sites (%d on the array), %d windows",
              variant, len(ref_idx), len(val_idx), panel.n_variants, int(observed.sum()), len(windows))
+    data_started = time.perf_counter()
     train_data = window_data(panel, windows, observed, query_idx=ref_idx, query_hap=_haps(panel.hap, ref_idx),
                               labels=True, panel_idx=ref_idx, cfg=cfg, exclude_self=True, seed=tcfg.seed,
                               threads=threads, window_sites=mcfg.window_sites, genetic_map=genetic_map)
@@ -327,6 +328,7 @@ def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, v
     val_data = window_data(panel, windows, observed, query_idx=val_idx, query_hap=val_hap, labels=False,
                             panel_idx=ref_idx, cfg=cfg, exclude_self=False, seed=tcfg.seed + 1, threads=threads,
                             window_sites=mcfg.window_sites, genetic_map=genetic_map)
+    data_seconds = time.perf_counter() - data_started  # retrieval (+ copying model) of train and validation
     epochs = TrainEpochs(train_data, batch_size=cfg["batch_size"], pairs_per_epoch=cfg.get("pairs_per_epoch"),
                          seed=tcfg.seed, reveal_start=cfg["reveal_start"], curriculum_epochs=cfg["curriculum_epochs"])
     device = pick_device(tcfg.device)
@@ -363,7 +365,8 @@ def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, v
     train_seconds = float(sum(float(r.get("seconds", 0.0)) for r in state["history"]))
     with atomic_open(out_dir / "train_runtime.json") as fh:
         json.dump({"method": variant, "train_seconds": train_seconds, "this_run_seconds": time.perf_counter() - started,
-                   "threads": int(threads), "device": str(device), "best_epoch": state["best_epoch"],
+                   "data_seconds": data_seconds, "threads": int(threads), "device": str(device),
+                   "best_epoch": state["best_epoch"],
                    "best_metric": state["best_metric"], "metric": tcfg.early_stopping_metric}, fh, indent=2)
         fh.write("\n")
     log.info("%s: best %s %.4f at epoch %s; %.0f s training", variant, tcfg.early_stopping_metric,
