@@ -142,26 +142,31 @@ def window_data(panel: Panel, windows: np.ndarray, observed: np.ndarray, *, quer
             ids = np.arange(panel_hap.shape[1])
             exclude = np.stack([ids, ids ^ 1], axis=1)
         r = cfg["retrieval_index"]
-        copying = _copying_options(cfg)
-        k = cfg["k"]
-        if copying is not None:
-            # the copying model's states: more candidates than the K fused ones (its nearest)
-            available = panel_hap.shape[1] - (0 if exclude is None else exclude.shape[1])
-            k = max(k, min(copying["candidates"], available))
+        index_opts = dict(ivf_min_haplotypes=r["ivf_min_haplotypes"], nlist=r["nlist"], nprobe=r["nprobe"],
+                          seed=seed, threads=threads)
         try:
-            neighbours = retrieve_windows(panel_hap, query_hap, sites, k=k, exclude=exclude, weights=weights,
-                                          ivf_min_haplotypes=r["ivf_min_haplotypes"], nlist=r["nlist"],
-                                          nprobe=r["nprobe"], seed=seed, threads=threads)
+            neighbours = retrieve_windows(panel_hap, query_hap, sites, k=cfg["k"], exclude=exclude, weights=weights,
+                                          **index_opts)
         except ValueError as exc:
             raise InputError("config impute.model.k", str(exc)) from None
+        copying = _copying_options(cfg)
         if copying is not None:
+            # the copying model's states: more candidates, retrieved on their own query (the
+            # model's when copying.query_flank_sites / query_decay_sites are null)
+            available = panel_hap.shape[1] - (0 if exclude is None else exclude.shape[1])
+            flank = copying.get("query_flank_sites")
+            decay = copying.get("query_decay_sites") if flank is not None else cfg.get("query_decay_sites")
+            c_sites = sites if flank is None else window_query_sites(windows, np.flatnonzero(observed),
+                                                                     flank_sites=flank)
+            c_weights = weights if flank is None else window_site_weights(windows, c_sites, decay_sites=decay)
+            candidates = retrieve_windows(panel_hap, query_hap, c_sites, k=max(1, min(copying["candidates"], available)),
+                                          exclude=exclude, weights=c_weights, **index_opts)
             cm = site_cm(panel.pos, genetic_map=genetic_map, cm_per_mb=copying["cm_per_mb"])
             # the HMM reads a longer stretch of array sites than the retrieval compared: a copied
             # segment is pinned down by the matches on both sides of it, far beyond the window
             hmm_sites = window_query_sites(windows, np.flatnonzero(observed), flank_sites=copying["flank_sites"])
-            copy_prob = copying_alt_prob(panel_hap, query_hap, windows, hmm_sites, neighbours, cm,
+            copy_prob = copying_alt_prob(panel_hap, query_hap, windows, hmm_sites, candidates, cm,
                                          ne=copying["ne"], error=copying["error"])
-            neighbours = np.ascontiguousarray(neighbours[:, :, :cfg["k"]])
     return WindowData(windows=windows, window_sites=window_sites,
                       positions=panel.pos, vtype=panel.vtype, stats=stats, observed=observed,
                       query_hap=query_hap, query_pop=panel.pop[query_idx], panel_hap=panel_hap,

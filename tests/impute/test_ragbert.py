@@ -252,3 +252,13 @@ def test_hdf5_missing_a_field_is_a_clear_error(inputs, tmp_path):
         train_ragbert(broken, inputs["split"], inputs["array"], inputs["windows"], out_dir=tmp_path / "m",
                       work_dir=tmp_path / "w", variant="ragbert", model_block=MODEL, maf_bins=BINS)
     assert not (tmp_path / "m").exists()
+
+
+def test_copying_candidates_can_have_their_own_retrieval_query(inputs, tmp_path):
+    model = copy.deepcopy(MODEL)
+    model["train"]["max_epochs"] = 1
+    model["copying"].update(candidates=500, query_flank_sites=32, query_decay_sites=8.0)  # capped at the panel
+    state = _train(inputs, tmp_path, model=model)
+    cfg = json.loads((tmp_path / "model" / "best" / "config.json").read_text())
+    assert state["epochs_run"] == 1 and cfg["options"]["copying"]["query_flank_sites"] == 32
+    assert cfg["model"]["k"] == 2  # the fused neighbours keep K
