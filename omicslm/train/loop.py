@@ -34,10 +34,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import json
 import logging
 import math
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -46,12 +44,12 @@ from typing import Any, Callable, Iterable
 import torch
 from tqdm import tqdm
 
-from omicslm.errors import InputError
 from omicslm.io.atomic import atomic_open
 from omicslm.train.checkpoint import checkpoint_exists, load_checkpoint, read_checkpoint_config, save_checkpoint
 from omicslm.train.config import TrainConfig
 from omicslm.train.device import autocast, pick_device, set_seed, to_device
 from omicslm.train.distributed import DataParallel, NullWriter
+from omicslm.train.run_config import check_run_config, jsonable, set_aside_previous_run
 from omicslm.train.schedule import lr_lambda
 
 __all__ = ["TrainConfig", "fit", "to_device"]
@@ -69,36 +67,6 @@ def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devi
               for group, wd in ((decay, cfg.weight_decay), (no_decay, 0.0)) if group]
     kwargs = {"fused": True} if device.type == "cuda" else {}
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, **kwargs)
-
-
-def _jsonable(obj: Any) -> Any:
-    """The config as it reads back from JSON (tuples -> lists), so a saved and a live one compare equal."""
-    return json.loads(json.dumps(obj, default=str))
-
-
-def _check_run_config(last_dir: Path, run_config: dict) -> None:
-    saved = read_checkpoint_config(last_dir)
-    if saved == run_config:
-        return
-    keys = sorted(k for k in set(saved) | set(run_config) if saved.get(k, "<absent>") != run_config.get(k, "<absent>"))
-    raise InputError(last_dir / "config.json",
-                     f"the checkpoint in {last_dir} was made with another config (top-level keys that differ: "
-                     f"{', '.join(keys)}); remove {last_dir.parent} to restart training with the new config, "
-                     f"or restore the old config to resume")
-
-
-def _set_aside_previous_run(out_dir: Path, saved: dict, run_config: dict) -> None:
-    """Move a run made with another config to ``out_dir/previous_config`` (nothing is deleted but an older copy)."""
-    keys = sorted(k for k in set(saved) | set(run_config) if saved.get(k, "<absent>") != run_config.get(k, "<absent>"))
-    aside = out_dir / "previous_config"
-    if aside.exists():
-        shutil.rmtree(aside)
-    aside.mkdir(parents=True)
-    for name in ("last", "best", "history.tsv", "tensorboard"):
-        if (out_dir / name).exists():
-            (out_dir / name).rename(aside / name)
-    log.warning("%s/last was made with another config (keys that differ: %s): training starts over; "
-                "the previous run is kept in %s", out_dir, ", ".join(keys), aside)
 
 
 def _batches_per_epoch(train_batches: Callable[[int], Iterable[Any]], steps_per_epoch: int | None) -> int:
@@ -156,7 +124,7 @@ def _new_state(cfg: TrainConfig) -> dict:
         "metric": cfg.early_stopping_metric,
         "mode": cfg.early_stopping_mode,
         "history": [],
-        "train_config": _jsonable(dataclasses.asdict(cfg)),
+        "train_config": jsonable(dataclasses.asdict(cfg)),
     }
 
 
@@ -223,7 +191,7 @@ def fit(model: torch.nn.Module,
     device = pick_device(cfg.device)
     ddp = DataParallel.start(device, shard_batch)
     try:
-        return _fit(model, train_batches, loss_fn, validate, cfg, Path(out_dir), _jsonable(run_config),
+        return _fit(model, train_batches, loss_fn, validate, cfg, Path(out_dir), jsonable(run_config),
                     steps_per_epoch, on_epoch_end, restore_best, device, ddp, on_config_change)
     finally:
         if ddp is not None:
@@ -244,11 +212,11 @@ def _fit(model, train_batches, loss_fn, validate, cfg: TrainConfig, out_dir: Pat
     resuming = checkpoint_exists(last_dir)
     if resuming and read_checkpoint_config(last_dir) != run_config:
         if on_config_change != "restart":
-            _check_run_config(last_dir, run_config)  # raises, naming the keys that differ
+            check_run_config(last_dir, run_config)  # raises, naming the keys that differ
         if ddp is not None:
             ddp.barrier()  # every rank has read the old config before it moves
         if ddp is None or ddp.main:
-            _set_aside_previous_run(out_dir, read_checkpoint_config(last_dir), run_config)
+            set_aside_previous_run(out_dir, read_checkpoint_config(last_dir), run_config)
         if ddp is not None:
             ddp.barrier()
         resuming = False
