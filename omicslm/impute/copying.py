@@ -150,19 +150,21 @@ def copying_alt_prob(panel_hap: np.ndarray, query_hap: np.ndarray, windows: np.n
     count = np.zeros(n_var, dtype=np.int64)
     for w, (s, e) in enumerate(tqdm(windows, desc="copying model", unit=" windows", mininterval=5)):
         sites = np.asarray(query_sites[w], dtype=np.int64)
-        switch = switch_probability(np.diff(cm[sites]), ne=ne, n_panel_haplotypes=n_panel)
+        site_cm_w = cm[sites]
+        panel_at_sites = panel_hap[sites]  # (S, n_panel), shared by every query chunk
+        switch = switch_probability(np.diff(site_cm_w), ne=ne, n_panel_haplotypes=n_panel)
         js = np.arange(s, e)
         # each window site between array sites li and ri (clamped at the ends), weight t on ri
         ri = np.clip(np.searchsorted(sites, js), 0, len(sites) - 1)
         li = np.clip(ri - 1, 0, len(sites) - 1)
-        span = cm[sites][ri] - cm[sites][li]
+        span = site_cm_w[ri] - site_cm_w[li]
         with np.errstate(invalid="ignore", divide="ignore"):
-            t = np.where(span > 0, (cm[js] - cm[sites][li]) / span, 1.0)
+            t = np.where(span > 0, (cm[js] - site_cm_w[li]) / span, 1.0)
         t = np.clip(t, 0.0, 1.0)[None, :, None]
         for q0 in range(0, n_q, max(1, int(query_chunk))):
             q1 = min(n_q, q0 + max(1, int(query_chunk)))
             cand = candidates[w, q0:q1]  # (Q, C)
-            states = panel_hap[sites][:, cand].transpose(1, 0, 2)  # (Q, S, C)
+            states = panel_at_sites[:, cand].transpose(1, 0, 2)  # (Q, S, C)
             obs = query_hap[sites, q0:q1].T[:, :, None]  # (Q, S, 1)
             post = forward_backward(np.where(states == obs, np.float32(1.0 - error), np.float32(error)), switch)
             at = post[:, li] * (1.0 - t) + post[:, ri] * t  # (Q, L, C)

@@ -134,7 +134,8 @@ def window_data(panel: Panel, windows: np.ndarray, observed: np.ndarray, *, quer
     panel_pop = np.repeat(panel.pop[panel_idx].astype(np.int64), 2)
     neighbours = copy_prob = None
     if cfg.get("retrieval", True):
-        sites = window_query_sites(windows, np.flatnonzero(observed), flank_sites=cfg["query_flank_sites"])
+        observed_idx = np.flatnonzero(observed)
+        sites = window_query_sites(windows, observed_idx, flank_sites=cfg["query_flank_sites"])
         weights = window_site_weights(windows, sites, decay_sites=cfg.get("query_decay_sites"))
         exclude = None
         if exclude_self:
@@ -156,15 +157,14 @@ def window_data(panel: Panel, windows: np.ndarray, observed: np.ndarray, *, quer
             available = panel_hap.shape[1] - (0 if exclude is None else exclude.shape[1])
             flank = copying.get("query_flank_sites")
             decay = copying.get("query_decay_sites") if flank is not None else cfg.get("query_decay_sites")
-            c_sites = sites if flank is None else window_query_sites(windows, np.flatnonzero(observed),
-                                                                     flank_sites=flank)
+            c_sites = sites if flank is None else window_query_sites(windows, observed_idx, flank_sites=flank)
             c_weights = weights if flank is None else window_site_weights(windows, c_sites, decay_sites=decay)
             candidates = retrieve_windows(panel_hap, query_hap, c_sites, k=max(1, min(copying["candidates"], available)),
                                           exclude=exclude, weights=c_weights, **index_opts)
             cm = site_cm(panel.pos, genetic_map=genetic_map, cm_per_mb=copying["cm_per_mb"])
             # the HMM reads a longer stretch of array sites than the retrieval compared: a copied
             # segment is pinned down by the matches on both sides of it, far beyond the window
-            hmm_sites = window_query_sites(windows, np.flatnonzero(observed), flank_sites=copying["flank_sites"])
+            hmm_sites = window_query_sites(windows, observed_idx, flank_sites=copying["flank_sites"])
             copy_prob = copying_alt_prob(panel_hap, query_hap, windows, hmm_sites, candidates, cm,
                                          ne=copying["ne"], error=copying["error"])
     return WindowData(windows=windows, window_sites=window_sites,
