@@ -19,13 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from omicslm.crispr.methods import ENCODER_KINDS
 from omicslm.crispr.tokenize import PAD, check_vocab_file, dnabert_vocab
 from omicslm.errors import InputError
 
 log = logging.getLogger(__name__)
 
-KINDS = ("lora", "frozen", "finetune", "cnn")
-ENCODER_KINDS = ("lora", "frozen", "finetune")
+NEURAL_KINDS = ("lora", "frozen", "finetune", "cnn")  # what build_model builds (gbm/stack: see methods.py)
 BASES = "ACGT"
 
 
@@ -149,8 +149,8 @@ def build_model(method: dict, *, encoder_dir: str | os.PathLike | None, k: int, 
                 pooling: str, seq_length: int, use_energy: bool) -> nn.Module:
     """Build the model of one method block (``kind`` and its options, see module docstring)."""
     kind = method["kind"]
-    if kind not in KINDS:
-        raise ValueError(f"unknown method kind {kind!r}; expected one of {KINDS}")
+    if kind not in NEURAL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; expected one of {NEURAL_KINDS}")
     if kind == "cnn":
         cnn = method.get("cnn") or {}
         return CNNRegressor(length=seq_length, kernels=list(cnn.get("kernels", [3, 5, 7])),

@@ -9,6 +9,11 @@ cross-validation folds: the train and dev guides are pooled and cut into N folds
 no gRNA is in two folds); member i stops early on fold i and trains on the others. The test
 split is untouched; the dev rows of the predictions are then in-sample for N-1 members, so only
 the test rows are an honest score (``results/crispr_eval.tsv`` scores the test rows).
+
+``predictions.tsv`` has every guide (train, dev, test) and an ``oof`` column: the out-of-sample
+prediction where one exists — with cross-validation members, every train+dev guide's prediction
+by the member that held its fold out; otherwise the dev rows' (which no member trained on).
+Test rows never have one. A stacked method (:mod:`omicslm.crispr.stack`) fits its weights on it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
+from omicslm.crispr.gbm import train_gbm_member
 from omicslm.crispr.models import ENCODER_KINDS, build_model, count_trainable, one_hot
 from omicslm.crispr.tokenize import load_dataset
 from omicslm.io.atomic import atomic_open
@@ -48,7 +54,7 @@ def train_method(dataset: str | os.PathLike, predictions: str | os.PathLike, run
                  pooling: str, train: dict, threads: int = 1) -> dict:
     """Fit method ``method`` (block ``spec``: ``kind`` + options + optional ``train`` overrides).
 
-    Writes ``predictions`` (``id role measured predicted``, dev and test rows, 0–100) and
+    Writes ``predictions`` (``id role measured predicted oof``, every guide, 0–100) and
     ``runtime`` (json: method, seconds, threads, trainable_params, encoder, best_epoch; an
     ensemble sums seconds and parameters over its members and lists their best epochs).
 
@@ -72,6 +78,11 @@ def train_method(dataset: str | os.PathLike, predictions: str | os.PathLike, run
         # Member 0 of a 1-member "ensemble" is the plain method: same seed, same work directory as before.
         sub_dir = work_dir if n_members == 1 else os.path.join(work_dir, f"member{i}")
         cfg = TrainConfig.from_dict({**base, "seed": seed0 + i})
+        if spec["kind"] == "gbm":  # boosted trees: no torch loop, no work directory (seconds per member)
+            data = load_dataset(dataset)
+            members.append(train_gbm_member(data, data["role"] if folds is None else folds[i], spec, seed=cfg.seed,
+                                            threads=threads))
+            continue
         members.append(_train_one(dataset, method, spec, cfg, encoder_dir=encoder_dir, encoder_name=encoder_name,
                                   work_dir=sub_dir, k=k, batch_size=batch_size, head_hidden=head_hidden,
                                   dropout=dropout, pooling=pooling, train=train,
@@ -80,9 +91,9 @@ def train_method(dataset: str | os.PathLike, predictions: str | os.PathLike, run
         return {}
     first = members[0]
     pred = np.mean([m["pred"] for m in members], axis=0)
-    with atomic_open(predictions) as fh:
-        pd.DataFrame({"id": first["ids"], "role": first["roles"], "measured": first["measured"], "predicted": pred}
-                     ).to_csv(fh, sep="\t", index=False, float_format="%.4f")
+    write_predictions(predictions, first["ids"], first["roles"], first["measured"], pred,
+                      out_of_sample(pred, first["roles"], [m["dev"] for m in members], folds is not None,
+                                    [m["pred"] for m in members]))
     record = {"method": method, "seconds": round(sum(m["seconds"] for m in members), 3), "threads": threads,
               "trainable_params": int(sum(m["trainable"] for m in members)), "encoder": first["encoder"],
               "best_epoch": first["best_epoch"] if n_members == 1 else [m["best_epoch"] for m in members]}
@@ -92,6 +103,31 @@ def train_method(dataset: str | os.PathLike, predictions: str | os.PathLike, run
         json.dump(record, fh, indent=1)
     log.info("%s: trained in %.1f s (%d member(s))", method, record["seconds"], n_members)
     return record
+
+
+def out_of_sample(pred: np.ndarray, roles: np.ndarray, member_dev: list[np.ndarray], folds: bool,
+                  member_pred: list[np.ndarray]) -> np.ndarray:
+    """Out-of-sample predictions (NaN where none): each guide's prediction by a model that did not train on it.
+
+    ``member_dev`` holds each member's boolean early-stopping rows. Cross-validation members
+    (``folds``): a guide's value is its own fold's member's prediction; otherwise the ensemble
+    mean on the split's dev rows. Test rows stay NaN: they are for scoring only.
+    """
+    oof = np.full(len(pred), np.nan)
+    if folds:
+        for dev, p in zip(member_dev, member_pred):
+            oof[dev] = p[dev]
+    else:
+        oof[roles == "dev"] = pred[roles == "dev"]
+    oof[roles == "test"] = np.nan
+    return oof
+
+
+def write_predictions(path, ids, roles, measured, predicted, oof) -> None:
+    """``predictions.tsv`` of one method: ``id role measured predicted oof`` (0–100; oof NaN = none)."""
+    with atomic_open(path) as fh:
+        pd.DataFrame({"id": ids, "role": roles, "measured": measured, "predicted": predicted, "oof": oof}
+                     ).to_csv(fh, sep="\t", index=False, float_format="%.4f")
 
 
 def fold_roles(data: dict, n_folds: int, seed: int) -> list[np.ndarray]:
@@ -121,7 +157,7 @@ def fold_roles(data: dict, n_folds: int, seed: int) -> list[np.ndarray]:
 def _train_one(dataset, method: str, spec: dict, cfg: TrainConfig, *, encoder_dir, encoder_name: str, work_dir,
                k: int, batch_size: int, head_hidden: int, dropout: float, pooling: str, train: dict,
                roles: np.ndarray | None = None) -> dict:
-    """Fit one model; return its dev+test predictions (0–100) and what the runtime record needs.
+    """Fit one model; return its predictions for every guide (0–100) and what the runtime record needs.
 
     ``roles`` replaces the dataset's train/dev/test roles (a cross-validation member).
     """
@@ -178,7 +214,7 @@ def _train_one(dataset, method: str, spec: dict, cfg: TrainConfig, *, encoder_di
     if not is_main_process():
         return {}
     model.eval()
-    rows = np.flatnonzero(data["role"] != "train")  # the split's dev + test rows, for every member
+    rows = np.arange(len(role))  # every guide; the roles column says which are honest
     with torch.no_grad():
         pred = predict(model, rows)
     # a resumed-and-finished run measures only its last call; the per-epoch seconds in history are the truth
@@ -187,4 +223,4 @@ def _train_one(dataset, method: str, spec: dict, cfg: TrainConfig, *, encoder_di
                else "none (one-hot 30mer" + (" + binding energy)" if use_energy else ")"))
     log.info("%s (seed %d): trained in %.1f s, best epoch %s", method, cfg.seed, total, state["best_epoch"])
     return {"pred": pred, "ids": data["id"][rows], "roles": data["role"][rows], "measured": y[rows], "seconds": total,
-            "trainable": n_trainable, "encoder": encoder, "best_epoch": state["best_epoch"]}
+            "dev": role == "dev", "trainable": n_trainable, "encoder": encoder, "best_epoch": state["best_epoch"]}

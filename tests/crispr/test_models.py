@@ -68,7 +68,10 @@ def test_train_method_writes_predictions_and_runtime(data, method, spec):
                        encoder_dir=data / "encoder", encoder_name="tiny", work_dir=out / "work", k=6, batch_size=16,
                        head_hidden=8, dropout=0.0, pooling="mean", train=TRAIN, threads=1)
     pred = pd.read_csv(out / "pred.tsv", sep="\t")
-    assert set(pred.role) == {"dev", "test"} and pred.predicted.between(0, 100).all()
+    assert set(pred.role) == {"train", "dev", "test"} and pred.predicted.between(0, 100).all()
+    # out-of-sample predictions: the dev rows' (no member trained on them), never the train or test rows'
+    assert (pred.oof.notna() == (pred.role == "dev")).all()
+    assert np.allclose(pred.oof[pred.role == "dev"], pred.predicted[pred.role == "dev"])
     assert json.loads((out / "runtime.json").read_text()) == rec
     assert rec["method"] == method and rec["seconds"] > 0 and rec["trainable_params"] > 0
     assert rec["encoder"] == ("tiny" if spec["kind"] != "cnn" else "none (one-hot 30mer)")
@@ -122,8 +125,10 @@ def test_cross_validation_members_use_disjoint_spacer_folds(data):
     rec = train_method(data / "ds.npz", out / "p.tsv", out / "r.json", method="cnn_cv",
                        spec={"kind": "cnn", "ensemble": 2, "ensemble_folds": True}, work_dir=out / "w", **kw)
     pred = pd.read_csv(out / "p.tsv", sep="\t")
-    assert rec["ensemble"] == 2 and set(pred.role) == {"dev", "test"}  # the split's own dev and test rows
-    assert len(pred) == int((d["role"] != "train").sum()) and pred.predicted.between(0, 100).all()
+    assert rec["ensemble"] == 2 and set(pred.role) == {"train", "dev", "test"}  # the split's own roles
+    assert len(pred) == len(d["role"]) and pred.predicted.between(0, 100).all()
+    # every train+dev guide has the prediction of the member whose fold held it out; test rows none
+    assert (pred.oof.notna() == (pred.role != "test")).all()
     with pytest.raises(ValueError, match="ensemble >= 2"):
         fold_roles(d, 1, seed=0)
 

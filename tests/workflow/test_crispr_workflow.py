@@ -19,7 +19,7 @@ pytestmark = [
 ]
 
 TARGETS = ["results/crispr_eval.tsv", "results/crispr_scatter.png"]
-METHODS = {"lora_r8", "lora_r16", "frozen_dense1", "frozen_dense3", "finetune", "cnn"}
+METHODS = {"lora_r8", "lora_r16", "frozen_dense1", "frozen_dense3", "finetune", "cnn", "gbm", "cnn_gbm_stack"}
 FAST = {"crispr": {
     "encoder": {"pretrain": {"batches_per_epoch": 10, "train": {"max_epochs": 1, "warmup_steps": 2, "device": "cpu"}}},
     "models": {"train": {"max_epochs": 2, "lr": 0.002, "warmup_steps": 5, "patience": 2, "device": "cpu"}},
@@ -39,8 +39,8 @@ def fast_config(workdir):
 def test_dry_run_plans_every_step_once_per_method(workdir, fast_config):
     jobs = planned_jobs(snakemake(workdir, "-n", *TARGETS, configs=[fast_config]))
     assert jobs == {"crispr_fetch_azimuth": 1, "crispr_inputs": 1, "crispr_mers": 1, "crispr_join": 1,
-                    "crispr_split": 1, "crispr_tokenize": 1, "crispr_pretrain": 1, "crispr_train": 6,
-                    "crispr_eval": 1, "crispr_plot": 1}
+                    "crispr_split": 1, "crispr_tokenize": 1, "crispr_pretrain": 1, "crispr_train": 7,
+                    "crispr_stack": 1, "crispr_eval": 1, "crispr_plot": 1}
 
 
 def test_full_run_writes_the_eval_table(workdir, fast_config):
@@ -56,12 +56,16 @@ def test_full_run_writes_the_eval_table(workdir, fast_config):
     assert t.loc["lora_r8", "trainable_params"] < t.loc["lora_r16", "trainable_params"] < t.loc["finetune",
                                                                                                "trainable_params"]
     # the CNN learns real signal from the one-hot 30mers even in two epochs
-    assert t.loc["cnn", "spearman"] > 0.15
+    assert t.loc["cnn", "spearman"] > 0.15 and t.loc["gbm", "spearman"] > 0.15
     pred = pd.read_csv(workdir / "results/crispr/models/cnn/predictions.tsv", sep="\t")
     assert pred.predicted.between(0, 100).all() and pred.measured.between(0, 100).all()
     split = pd.read_csv(workdir / "results/crispr/split.tsv", sep="\t").merge(
         pd.read_csv(workdir / "results/crispr/inputs/guides.tsv", sep="\t"), on="id")
     assert (split.groupby("grna").role.nunique() == 1).all()
+    # the stack's weights are fitted on the dev rows, the only out-of-sample ones of single models
+    stack = json.loads((workdir / "results/crispr/models/cnn_gbm_stack/runtime.json").read_text())
+    assert stack["members"] == ["cnn", "gbm"] and stack["fit_rows"] == (pred.role == "dev").sum() > 300
+    assert min(stack["weights"]) >= 0 and max(stack["weights"]) > 0
     assert (workdir / "results/crispr_scatter.png").stat().st_size > 10_000
     assert "merged into" in (workdir / "logs/crispr/inputs.log").read_text()
     assert json.loads((workdir / "results/crispr/models/lora_r8/runtime.json").read_text())["threads"] >= 1

@@ -1,5 +1,6 @@
 # CRISPR branch: efficiency table -> oligo fasta -> 23/30mers -> join -> (energy) -> split -> DNABERT tokens
-# -> encoder (local checkpoint or pretrained here) -> one cached model per method -> results/crispr_eval.tsv.
+# -> encoder (local checkpoint or pretrained here) -> one cached model per method (a "stack" method blends
+# trained ones) -> results/crispr_eval.tsv.
 # Each model's resumable checkpoint lives in models/{method}/work/ (not a declared output), so a killed job
 # resumes from work/last/ when the rule reruns instead of Snakemake deleting it.
 
@@ -146,9 +147,11 @@ rule crispr_pretrain:
 
 
 rule crispr_train:
+    wildcard_constraints:
+        method="|".join(CRISPR_TRAINED),
     input:
         dataset=rules.crispr_tokenize.output.dataset,
-        encoder=lambda wc: crispr_encoder(wc) if CRISPR["models"]["methods"][wc.method]["kind"] != "cnn" else [],
+        encoder=lambda wc: crispr_encoder(wc) if CRISPR["models"]["methods"][wc.method]["kind"] in ENCODER_KINDS else [],
     output:
         predictions=f"{CRISPR_DIR}/models/{{method}}/predictions.tsv",
         runtime=f"{CRISPR_DIR}/models/{{method}}/runtime.json",
@@ -168,6 +171,25 @@ rule crispr_train:
         "../../envs/crispr.yaml"
     script:
         "../../scripts/crispr_train.py"
+
+
+rule crispr_stack:
+    wildcard_constraints:
+        method="|".join(CRISPR_STACKED),
+    input:
+        predictions=crispr_stack_members,
+        runtimes=lambda wc: crispr_stack_members(wc, "runtime.json"),
+    output:
+        predictions=f"{CRISPR_DIR}/models/{{method}}/predictions.tsv",
+        runtime=f"{CRISPR_DIR}/models/{{method}}/runtime.json",
+    params:
+        members=lambda wc: CRISPR["models"]["methods"][wc.method]["members"],
+    log:
+        "logs/crispr/stack_{method}.log",
+    conda:
+        "../../envs/crispr.yaml"
+    script:
+        "../../scripts/crispr_stack.py"
 
 
 rule crispr_eval:

@@ -1,11 +1,17 @@
 # Constants and input functions of the CRISPR branch (kept apart from its rules, as --lint asks).
 
+from omicslm.crispr.methods import ENCODER_KINDS, check_stack_methods
+
 CRISPR = config["crispr"]
 CRISPR_DIR = "results/crispr"
 CRISPR_METHODS = list(CRISPR["models"]["methods"])
+# "stack" methods blend the predictions of trained ones (rule crispr_stack); all others are trained (crispr_train)
+CRISPR_STACKED = [m for m, s in CRISPR["models"]["methods"].items() if s["kind"] == "stack"]
+CRISPR_TRAINED = [m for m in CRISPR_METHODS if m not in CRISPR_STACKED]
 CRISPR_ENCODER_CKPT = CRISPR["encoder"]["checkpoint"]
 CRISPR_THREADS = CRISPR["models"].get("threads", 2)
 CRISPR_RESOURCES = CRISPR["models"].get("resources") or {}
+check_stack_methods(CRISPR["models"]["methods"])
 
 
 def crispr_table(wildcards):
@@ -26,3 +32,8 @@ def crispr_encoder_name():
         return f"checkpoint:{CRISPR_ENCODER_CKPT}"
     p = CRISPR["encoder"]["pretrain"]
     return f"pretrained-here:mlm-{p['layers']}x{p['hidden']}"
+
+
+def crispr_stack_members(wildcards, what="predictions.tsv"):
+    """The member files (predictions.tsv or runtime.json) of stack method ``wildcards.method``."""
+    return [f"{CRISPR_DIR}/models/{m}/{what}" for m in CRISPR["models"]["methods"][wildcards.method]["members"]]
