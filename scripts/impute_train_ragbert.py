@@ -1,6 +1,6 @@
 import sys
 
-sys.stderr = open(snakemake.log[0], "a")  # append: a resumed run keeps the killed run's log above it
+sys.stderr = open(snakemake.log[0], "w")  # deleted by Snakemake before a rerun; progress lives in checkpoints
 from omicslm.io.logs import setup_logging
 from omicslm.train.launch import call
 
