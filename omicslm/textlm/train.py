@@ -7,6 +7,14 @@ set (per-device batch, gradient accumulation, step-based eval/log/save with
 gives resume (``resume_from_checkpoint`` = the last complete ``checkpoint-N`` in ``work_dir``,
 see :func:`last_complete_checkpoint`), bf16 on CUDA and TensorBoard logs (``work_dir/tensorboard``).
 
+Only a run of the same config is resumed: ``work_dir/run_config.json`` records what the
+checkpoints were trained with (model, objective, every ``TrainingArguments`` key, masking, the
+chunked data's fingerprint). A longer run (``max_steps`` / ``num_train_epochs`` raised; or the
+eval/log/save cadence changed) continues from the last checkpoint, as Trainer users expect; any
+other change sets the old checkpoints aside in ``work_dir/previous_config/`` and trains anew —
+otherwise a rerun after, say, a learning-rate change would resume the finished old run and save
+the old model under the new config.
+
 Outputs: ``out_dir/model/`` (``save_pretrained`` weights + config + tokenizer, atomic),
 ``out_dir/history.tsv`` (Trainer's log history: step, loss, eval_loss, learning_rate, ...).
 """
@@ -23,10 +31,14 @@ from omicslm.errors import InputError
 from omicslm.io.atomic import atomic_open
 from omicslm.textlm.io import atomic_dir
 from omicslm.textlm.tokenizer import load_tokenizer
+from omicslm.train.run_config import jsonable, set_aside_previous_run
 
 log = logging.getLogger(__name__)
 
 OBJECTIVES = ("clm", "mlm")
+# TrainingArguments keys a resumed run may change: run length and bookkeeping cadence, not what a step computes
+CONTINUATION_KEYS = ("max_steps", "num_train_epochs", "eval_steps", "logging_steps", "save_steps",
+                     "save_total_limit", "per_device_eval_batch_size")
 # RoBERTa numbers positions pad_token_id + 1 ... (roberta-base: 514 positions for 512 tokens, pad id 1)
 ROBERTA_POSITION_OFFSET = 2
 
@@ -115,6 +127,19 @@ def last_complete_checkpoint(work_dir: str | os.PathLike) -> str | None:
     return None
 
 
+def keep_only_same_config(work_dir: Path, run_config: dict) -> None:
+    """Set aside ``work_dir``'s checkpoints when they were trained with another config; record ``run_config``."""
+    path = work_dir / "run_config.json"
+    runs = [p.name for p in work_dir.glob("checkpoint-*")] if work_dir.is_dir() else []
+    if runs:
+        saved = json.loads(path.read_text()) if path.is_file() else None
+        if saved != run_config:
+            set_aside_previous_run(work_dir, saved, run_config, names=(*runs, "tensorboard", "run_config.json"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path) as fh:
+        json.dump(run_config, fh, indent=1)
+
+
 def train_lm(chunks_dir: str | os.PathLike, tokenizer_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
              work_dir: str | os.PathLike, objective: str, model: dict | None = None, training: dict,
              mlm_probability: float = 0.15, max_eval_blocks: int | None = None, threads: int = 1,
@@ -177,6 +202,13 @@ def train_lm(chunks_dir: str | os.PathLike, tokenizer_dir: str | os.PathLike, ou
     collator = DataCollatorForLanguageModeling(tok, mlm=objective == "mlm", mlm_probability=mlm_probability,
                                                seed=seed)
     trainer = Trainer(model=lm, args=args, train_dataset=train, eval_dataset=val, data_collator=collator)
+    run_config = jsonable({"objective": objective, "model": model, "vocab_size": config.vocab_size,
+                           "block_size": block_size, "mlm_probability": mlm_probability,
+                           "max_eval_blocks": max_eval_blocks, "data": train._fingerprint,
+                           "training": {k: v for k, v in training.items() if k not in CONTINUATION_KEYS}})
+    with args.main_process_first(desc="checking the run config of resumable checkpoints"):
+        if trainer.is_world_process_zero():
+            keep_only_same_config(work_dir, run_config)
     last = last_complete_checkpoint(work_dir)
     log.info("%s: %s, %.2fM parameters, %d train / %d eval blocks of %d, %s%s", name, type(lm).__name__,
              n_params / 1e6, len(train), len(val), block_size, "cuda bf16" if args.bf16 else "cpu",

@@ -43,15 +43,20 @@ def check_run_config(last_dir: Path, run_config: dict) -> None:
                      f"or restore the old config to resume")
 
 
-def set_aside_previous_run(out_dir: Path, saved: dict, run_config: dict) -> None:
-    """Move a run made with another config to ``out_dir/previous_config`` (nothing is deleted but an older copy)."""
-    keys = differing_keys(saved, run_config)
+def set_aside_previous_run(out_dir: Path, saved: dict | None, run_config: dict,
+                           names=("last", "best", "history.tsv", "tensorboard")) -> None:
+    """Move a run made with another config to ``out_dir/previous_config`` (nothing is deleted but an older copy).
+
+    ``names``: the run's entries in ``out_dir`` (those that exist are moved); ``saved`` None = a run
+    that recorded no config.
+    """
+    keys = differing_keys(saved, run_config) if saved is not None else ["<not recorded>"]
     aside = out_dir / "previous_config"
     if aside.exists():
         shutil.rmtree(aside)
     aside.mkdir(parents=True)
-    for name in ("last", "best", "history.tsv", "tensorboard"):
+    for name in names:
         if (out_dir / name).exists():
             (out_dir / name).rename(aside / name)
-    log.warning("%s/last was made with another config (keys that differ: %s): training starts over; "
+    log.warning("%s holds a run made with another config (keys that differ: %s): training starts over; "
                 "the previous run is kept in %s", out_dir, ", ".join(keys), aside)

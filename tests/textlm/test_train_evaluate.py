@@ -75,6 +75,14 @@ def test_train_resume_evaluate(objective, chunks, tiny_tokenizers, tmp_path):
     history = pd.read_csv(out / "history.tsv", sep="\t")
     assert history["step"].max() == 6 and history["eval_loss"].notna().sum() >= 3
     assert json.loads((out / "train_summary.json").read_text())["steps"] == 6
+    # another learning rate is another run: the finished one is set aside, never resumed as if it were the new one
+    other = tmp_path / "other"
+    changed = train_lm(chunks / f"chunks_{objective}", tiny_tokenizers / objective, other,
+                       training={**TRAIN, "max_steps": 6, "learning_rate": 1e-3}, **kw)
+    assert changed["resumed_from"] is None and changed["steps"] == 6
+    assert {p.name for p in (work / "previous_config").iterdir()} >= {"checkpoint-4", "checkpoint-6", "tensorboard",
+                                                                       "run_config.json"}
+    assert json.loads((work / "run_config.json").read_text())["training"]["learning_rate"] == 1e-3
 
     row = evaluate_lm(chunks / f"chunks_{objective}", out / "model", tmp_path / "eval.tsv", objective=objective,
                       name=objective, train_summary=out / "train_summary.json", max_blocks=4, prompt="ROMEO:",
