@@ -73,6 +73,9 @@ def train_method(dataset: str | os.PathLike, predictions: str | os.PathLike, run
     if folds is not None:
         log.info("%s: %d cross-validation members over the %d train+dev guides", method, n_members,
                  int((folds[0] != "test").sum()))
+    if spec["kind"] == "gbm" and n_members > 1 and folds is None:
+        log.warning("%s: boosted trees are deterministic; %d seeded members on one split are identical "
+                    "(ensemble_folds: true trains one per fold)", method, n_members)
     members = []
     for i in range(n_members):
         # Member 0 of a 1-member "ensemble" is the plain method: same seed, same work directory as before.
