@@ -70,6 +70,26 @@ def test_editing_a_peer_option_reruns_only_that_peer_and_the_report(full_run, ti
     assert jobs["evaluate_imputation"] == 1  # beagle's; minimac4 and af_floor are untouched
 
 
+def test_a_peer_killed_after_an_edit_still_reruns_with_its_evaluation(full_run, tiny):
+    # Snakemake removes a job's outputs when it starts; a job killed then leaves them missing while the
+    # evaluation made with the old setting still exists. The setting is a param of the evaluation too,
+    # so the next run redoes the chain instead of answering "Nothing to be done".
+    edit = write_config(full_run / "beagle_ne.yaml", {"impute": {"baselines": {"beagle_ne": 20_000}}})
+    outputs = [full_run / "results/impute/beagle" / name for name in ("imputed.vcf.gz", "imputed.vcf.gz.tbi",
+                                                                       "runtime.json")]
+    aside = full_run / "beagle_aside"
+    aside.mkdir(exist_ok=True)
+    try:
+        for p in outputs:
+            p.rename(aside / p.name)
+        jobs, _ = _plan(full_run, tiny, edit)
+    finally:
+        for p in outputs:
+            (aside / p.name).rename(p)
+    assert set(jobs) == {"beagle"} | REPORT and jobs["evaluate_imputation"] == 1
+    assert _plan(full_run, tiny)[0] == {}  # outputs back, old setting: nothing is stale
+
+
 def test_editing_the_split_reruns_from_the_split_on(full_run, tiny):
     edit = write_config(full_run / "split.yaml", {"impute": {"split": {"seed": 43}}})
     jobs, _ = _plan(full_run, tiny, edit)

@@ -38,3 +38,21 @@ def impute_methods():
 
 
 IMPUTE_METHODS = impute_methods()
+
+
+def impute_method_settings(method):
+    """The config a method's imputed VCF is made with: a param of the steps downstream of it too.
+
+    Snakemake removes a job's outputs when it starts and, on the next run, does not go back for
+    a missing intermediate file whose downstream files exist. So after a parameter change, a
+    killed beagle / train_ragbert job would leave the old evaluation standing ("Nothing to be
+    done"). With the settings also a param downstream, the params trigger sees the change there
+    and the chain reruns from the killed step.
+    """
+    if method == "beagle":
+        b = IMPUTE["baselines"]
+        return {"ne": b.get("beagle_ne"), "seed": b.get("seed", 1)}
+    model = IMPUTE.get("model") or {}
+    if method in (model.get("variants") or {}):
+        return model
+    return {}

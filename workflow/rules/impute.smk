@@ -221,6 +221,7 @@ rule evaluate_imputation:
         tsv=f"{IMPUTE_DIR}/eval/{{method}}.tsv",
     params:
         evaluate=IMPUTE["evaluate"],
+        made_with=lambda wc: impute_method_settings(wc.method),  # see impute_method_settings
     wildcard_constraints:
         method="[A-Za-z0-9_]+",
     log:
@@ -240,6 +241,9 @@ rule impute_eval:
             caption="../report/impute_eval.rst",
             category="Imputation",
         ),
+    params:
+        evaluate=IMPUTE["evaluate"],
+        made_with={m: impute_method_settings(m) for m in IMPUTE_METHODS},  # see impute_method_settings
     log:
         "logs/impute/impute_eval.log",
     conda:

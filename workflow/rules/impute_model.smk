@@ -61,6 +61,7 @@ rule impute_ragbert:
         tbi=f"{IMPUTE_DIR}/{{variant}}/imputed.vcf.gz.tbi",
         runtime=f"{IMPUTE_DIR}/{{variant}}/runtime.json",
     params:
+        model=IMPUTE_MODEL,  # a killed train_ragbert after a model change still reruns (impute_method_settings)
         batch_size=IMPUTE_MODEL.get("batch_size", 64),
         device=(IMPUTE_MODEL.get("train") or {}).get("device", "auto"),
     threads: MODEL_THREADS
