@@ -157,9 +157,10 @@ rule crispr_train:
         runtime=f"{CRISPR_DIR}/models/{{method}}/runtime.json",
     params:
         spec=lambda wc: CRISPR["models"]["methods"][wc.method],
-        models=CRISPR["models"],
+        models=CRISPR_MODELS_SHARED,  # not the other methods' blocks: editing one method retrains that one
         k=CRISPR["k"],
         encoder_name=crispr_encoder_name(),
+        made_with=lambda wc: crispr_method_settings(wc.method),  # includes the encoder's pretraining settings
         work_dir=f"{CRISPR_DIR}/models/{{method}}/work",
     threads: CRISPR_THREADS
     resources:
@@ -184,6 +185,7 @@ rule crispr_stack:
         runtime=f"{CRISPR_DIR}/models/{{method}}/runtime.json",
     params:
         members=lambda wc: CRISPR["models"]["methods"][wc.method]["members"],
+        made_with=lambda wc: crispr_method_settings(wc.method),
     log:
         "logs/crispr/stack_{method}.log",
     conda:
@@ -198,6 +200,8 @@ rule crispr_eval:
         runtimes=expand(f"{CRISPR_DIR}/models/{{method}}/runtime.json", method=CRISPR_METHODS),
     output:
         tsv=report("results/crispr_eval.tsv", caption="../report/crispr_eval.rst", category="CRISPR"),
+    params:
+        made_with={m: crispr_method_settings(m) for m in CRISPR_METHODS},  # see crispr_method_settings
     log:
         "logs/crispr/eval.log",
     conda:
@@ -213,6 +217,7 @@ rule crispr_plot:
         report("results/crispr_scatter.png", caption="../report/crispr_scatter.rst", category="CRISPR"),
     params:
         methods=CRISPR_METHODS,
+        made_with={m: crispr_method_settings(m) for m in CRISPR_METHODS},  # see crispr_method_settings
     log:
         "logs/crispr/plot.log",
     conda:

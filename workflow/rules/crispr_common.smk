@@ -11,6 +11,8 @@ CRISPR_TRAINED = [m for m in CRISPR_METHODS if m not in CRISPR_STACKED]
 CRISPR_ENCODER_CKPT = CRISPR["encoder"]["checkpoint"]
 CRISPR_THREADS = CRISPR["models"].get("threads", 2)
 CRISPR_RESOURCES = CRISPR["models"].get("resources") or {}
+# the models block less its methods: what every trained method shares (batch size, head, train schedule)
+CRISPR_MODELS_SHARED = {k: v for k, v in CRISPR["models"].items() if k != "methods"}
 check_stack_methods(CRISPR["models"]["methods"])
 
 
@@ -37,3 +39,20 @@ def crispr_encoder_name():
 def crispr_stack_members(wildcards, what="predictions.tsv"):
     """The member files (predictions.tsv or runtime.json) of stack method ``wildcards.method``."""
     return [f"{CRISPR_DIR}/models/{m}/{what}" for m in CRISPR["models"]["methods"][wildcards.method]["members"]]
+
+
+def crispr_method_settings(method):
+    """The config a method's predictions are made with: params of its step and of the steps downstream.
+
+    Downstream too because Snakemake removes a job's outputs when it starts and does not go back for
+    a missing intermediate whose downstream files exist: a crispr_train (or crispr_pretrain) job killed
+    after a parameter change would otherwise leave the old table standing. Per method, so editing one
+    method retrains that one only.
+    """
+    spec = CRISPR["models"]["methods"][method]
+    if spec["kind"] == "stack":
+        return {"spec": spec, "members": {m: crispr_method_settings(m) for m in spec["members"]}}
+    out = {"spec": spec, "models": CRISPR_MODELS_SHARED, "k": CRISPR["k"]}
+    if spec["kind"] in ENCODER_KINDS:
+        out["encoder"] = CRISPR["encoder"]
+    return out
