@@ -130,6 +130,9 @@ rule scrna_evaluate:
             "device": SCRNA["train"].get("device", "auto"),
             **{k: SCRNA["evaluate"][k] for k in ("mask_fraction", "seed", "batch_size", "knn_k", "kmeans_n_init")},
         },
+        # the model's training options too: a scrna_train job killed after an edit (Snakemake removed its
+        # outputs) must not leave the old evaluation standing; Snakemake does not go back for it by itself
+        made_with=lambda wc: scrna_model_spec(wc.scm),
     threads: SCRNA["threads"]
     resources:
         gpu=SCRNA_RESOURCES.get("gpu", 0),
@@ -148,6 +151,8 @@ rule scrna_eval:
         [f"{SCRNA_DIR}/{d}/{m}/eval.tsv" for d, m in SCRNA_RUNS],
     output:
         report("results/scrna_eval.tsv", caption="../report/scrna_eval.rst", category="Single-cell"),
+    params:
+        made_with={m: scrna_model_spec(m) for m in dict.fromkeys(m for _, m in SCRNA_RUNS)},  # as scrna_evaluate
     log:
         "logs/scrna/eval.log",
     conda:

@@ -140,6 +140,7 @@ rule textlm_evaluate:
         objective=lambda wc: textlm_kind(wc),
         evaluate=TEXTLM["evaluate"],
         mlm_probability=TEXTLM["mlm_probability"],
+        made_with=lambda wc: textlm_model_settings(wc.tlm_model),  # see textlm_model_settings
     threads: TEXTLM.get("threads", 1)
     resources:
         gpu=TEXTLM_RESOURCES.get("gpu", 0),
@@ -161,6 +162,9 @@ rule textlm_eval:
             caption="../report/textlm_eval.rst",
             category="Text LM",
         ),
+    params:
+        evaluate=TEXTLM["evaluate"],
+        made_with={m: textlm_model_settings(m) for m in TEXTLM_MODELS},  # see textlm_model_settings
     log:
         "logs/textlm/textlm_eval.log",
     conda:
@@ -180,6 +184,7 @@ rule textlm_plot:
         ),
     params:
         names=TEXTLM_MODELS,
+        made_with={m: textlm_model_settings(m) for m in TEXTLM_MODELS},  # see textlm_model_settings
     log:
         "logs/textlm/plot.log",
     conda:

@@ -34,3 +34,14 @@ def textlm_tokenizer_input(wildcards):
 def textlm_kind(wildcards):
     """Tokenizer kind of a model: clm for GPT-2, mlm (RoBERTa layout) for the masked LM."""
     return TEXTLM["models"][wildcards.tlm_model]["objective"]
+
+
+def textlm_model_settings(name):
+    """What model ``name`` is trained with: params of textlm_train and of the steps downstream of it.
+
+    Downstream too because Snakemake removes a job's outputs when it starts and does not go back for a
+    missing intermediate whose downstream files exist: a textlm_train job killed after an edit would
+    otherwise leave the old evaluation standing.
+    """
+    return {"spec": TEXTLM["models"][name], "training": TEXTLM["train"], "mlm_probability": TEXTLM["mlm_probability"],
+            "max_eval_blocks": TEXTLM.get("max_eval_blocks")}
