@@ -9,7 +9,7 @@ from omicslm.config import load_config
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("extra", [[], ["config/1kg_chr20.yaml"], ["config/full.yaml"]])
+@pytest.mark.parametrize("extra", [[], ["config/1kg_chr20.yaml"], ["config/full.yaml"], ["config/crispron.yaml"]])
 def test_shipped_configs_validate(extra):
     cfg = load_config(ROOT / "config.yaml", *[ROOT / e for e in extra])
     assert cfg["impute"]["evaluate"]["maf_bins"][0] == 0.0
@@ -25,6 +25,11 @@ def test_typo_is_rejected_naming_the_key(tmp_path):
 def test_vcf_source_requires_paths():
     with pytest.raises(jsonschema.ValidationError, match="vcf"):
         load_config(ROOT / "config.yaml", overrides={"impute": {"data": {"source": "vcf"}}})
+
+
+def test_crispr_stack_needs_members():
+    with pytest.raises(jsonschema.ValidationError, match="members"):
+        load_config(ROOT / "config.yaml", overrides={"crispr": {"models": {"methods": {"blend": {"kind": "stack"}}}}})
 
 
 def test_every_default_key_is_commented():
