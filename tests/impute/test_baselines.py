@@ -20,9 +20,9 @@ from omicslm.impute.baselines import (
     convert_genetic_map,
     run_beagle,
     run_minimac4,
-    write_af_floor,
     write_runtime,
 )
+from omicslm.impute.af_floor import write_af_floor
 from omicslm.impute.layout import FORMAT_VERSION, TYPE_NAMES
 from omicslm.impute.split import read_split
 from omicslm.io.vcf import write_vcf
