@@ -24,6 +24,29 @@ def test_posteriors_are_distributions_and_follow_the_matching_state():
     assert (forward_backward(em, np.full(5, 1e-4))[0].argmax(axis=1) == 2).all()
 
 
+def test_posteriors_equal_path_enumeration_and_a_site_range_equals_its_slice():
+    import itertools
+
+    rng = np.random.default_rng(3)
+    q, n, k = 2, 5, 3
+    em = rng.uniform(0.05, 1, (q, n, k))
+    switch = rng.uniform(0.01, 0.5, n - 1)
+    trans = [(1 - r) * np.eye(k) + r / k for r in switch]  # switch: the new state is uniform over states
+    exact = np.zeros((q, n, k))
+    for path in itertools.product(range(k), repeat=n):
+        w = em[:, 0, path[0]] / k * np.prod([trans[a][path[a], path[a + 1]] * em[:, a + 1, path[a + 1]]
+                                             for a in range(n - 1)], axis=0)
+        for a, state in enumerate(path):
+            exact[:, a, state] += w
+    exact /= exact.sum(axis=2, keepdims=True)
+    full = forward_backward(em, switch)
+    np.testing.assert_allclose(full, exact, rtol=1e-5, atol=1e-6)
+    for lo, hi in [(0, 1), (1, 3), (2, 5), (4, 5), (0, 5)]:  # the passes stop early: same values
+        np.testing.assert_allclose(forward_backward(em, switch, lo, hi), full[:, lo:hi], rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="lo < hi"):
+        forward_backward(em, switch, 3, 3)
+
+
 def _two_founders(n_sites=40):
     """Panel of founders A and B that differ at every site; array sites are the even ones."""
     a = np.zeros(n_sites, np.int8)
