@@ -16,10 +16,10 @@ import time
 import numpy as np
 
 from omicslm.crispr.kmers import FLANK5, SPACER
+from omicslm.crispr.models import BASES, one_hot
 
 log = logging.getLogger(__name__)
 
-BASES = "ACGT"
 DIMERS = ["".join(p) for p in itertools.product(BASES, repeat=2)]
 # HistGradientBoostingRegressor options a method block may set under `gbm:` (defaults below)
 DEFAULTS = {"learning_rate": 0.05, "max_iter": 3000, "max_leaf_nodes": 15, "min_samples_leaf": 20,
@@ -28,26 +28,17 @@ DEFAULTS = {"learning_rate": 0.05, "max_iter": 3000, "max_leaf_nodes": 15, "min_
 
 def sequence_features(mer30: np.ndarray, energy: np.ndarray | None = None) -> np.ndarray:
     """Feature matrix float32 (n, F) of n equal-length context sequences (+ one energy column when given)."""
-    arr = np.frombuffer("".join(mer30).encode(), dtype=np.uint8).reshape(len(mer30), -1)
-    code = np.full(arr.shape, -1, dtype=np.int16)
-    for i, b in enumerate(BASES):
-        code[arr == ord(b)] = i
-    n, length = code.shape
-    mono = np.zeros((n, length, 4), dtype=np.float32)
-    np.put_along_axis(mono, np.maximum(code, 0)[..., None].astype(np.int64), 1.0, axis=2)
-    mono[code < 0] = 0.0
-    di_code = code[:, :-1] * 4 + code[:, 1:]
-    di_code[(code[:, :-1] < 0) | (code[:, 1:] < 0)] = -1
-    di = np.zeros((n, length - 1, 16), dtype=np.float32)
-    np.put_along_axis(di, np.maximum(di_code, 0)[..., None].astype(np.int64), 1.0, axis=2)
-    di[di_code < 0] = 0.0
-    spacer = slice(FLANK5, FLANK5 + SPACER)
+    oh = one_hot(list(mer30))  # (n, 4, L), the CNN's encoding; a non-ACGT base is all zeros
+    n, _, length = oh.shape
+    mono = oh.transpose(0, 2, 1)  # (n, L, 4): position-major, bases in ACGT order
+    # 2-mer at p = (base at p) x (base at p + 1), index 4 * first + second as in DIMERS
+    di = np.einsum("nip,njp->npij", oh[:, :, :-1], oh[:, :, 1:]).reshape(n, length - 1, 16)
     di_counts = di[:, FLANK5:FLANK5 + SPACER - 1].sum(1)
-    gc = ((code[:, spacer] == 1) | (code[:, spacer] == 2)).sum(1, keepdims=True).astype(np.float32)
+    gc = oh[:, 1:3, FLANK5:FLANK5 + SPACER].sum((1, 2))[:, None]  # C and G channels over the spacer
     cols = [mono.reshape(n, -1), di.reshape(n, -1), di_counts, gc]
     if energy is not None:
         cols.append(np.asarray(energy, dtype=np.float32).reshape(n, 1))
-    return np.concatenate(cols, axis=1)
+    return np.concatenate(cols, axis=1).astype(np.float32)
 
 
 def feature_names(length: int = 30, energy: bool = False) -> list[str]:
@@ -58,17 +49,24 @@ def feature_names(length: int = 30, energy: bool = False) -> list[str]:
     return names + (["binding_energy"] if energy else [])
 
 
-def train_gbm_member(data: dict, role: np.ndarray, spec: dict, *, seed: int, threads: int = 1) -> dict:
+def gbm_inputs(data: dict, spec: dict) -> tuple[np.ndarray, bool]:
+    """The feature matrix of every guide (:func:`sequence_features`) and whether it holds the binding energy."""
+    use_energy = bool(not np.isnan(data["energy"]).all() and spec.get("use_energy", True))
+    return sequence_features(data["mer30"], data["energy"] if use_energy else None), use_energy
+
+
+def train_gbm_member(data: dict, features: tuple[np.ndarray, bool], role: np.ndarray, spec: dict, *, seed: int,
+                     threads: int = 1) -> dict:
     """Fit one boosted-tree model on ``role == "train"`` rows, early-stopping on ``role == "dev"`` rows.
 
+    ``features``: :func:`gbm_inputs` of ``data`` (computed once for all members of an ensemble).
     Returns the same record as a neural member: predictions for every guide (0–100), seconds,
     ``trainable`` (number of leaf values over all trees), ``best_epoch`` (boosting iterations kept).
     """
     from sklearn.ensemble import HistGradientBoostingRegressor
     from threadpoolctl import threadpool_limits
 
-    use_energy = not np.isnan(data["energy"]).all() and spec.get("use_energy", True)
-    x = sequence_features(data["mer30"], data["energy"] if use_energy else None)
+    x, use_energy = features
     y = data["efficiency"].astype(np.float64)
     tr, dv = role == "train", role == "dev"
     opts = {**DEFAULTS, **(spec.get("gbm") or {})}

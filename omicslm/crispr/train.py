@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
-from omicslm.crispr.gbm import train_gbm_member
+from omicslm.crispr.gbm import gbm_inputs, train_gbm_member
 from omicslm.crispr.models import ENCODER_KINDS, build_model, count_trainable, one_hot
 from omicslm.crispr.tokenize import load_dataset
 from omicslm.io.atomic import atomic_open
@@ -69,22 +69,23 @@ def train_method(dataset: str | os.PathLike, predictions: str | os.PathLike, run
     if n_members < 1:
         raise ValueError(f"crispr method {method}: ensemble must be >= 1, got {n_members}")
     seed0 = int(TrainConfig.from_dict(base).seed)
-    folds = fold_roles(load_dataset(dataset), n_members, seed0) if spec.get("ensemble_folds") else None
+    data = load_dataset(dataset)
+    folds = fold_roles(data, n_members, seed0) if spec.get("ensemble_folds") else None
     if folds is not None:
         log.info("%s: %d cross-validation members over the %d train+dev guides", method, n_members,
                  int((folds[0] != "test").sum()))
     if spec["kind"] == "gbm" and n_members > 1 and folds is None:
         log.warning("%s: boosted trees are deterministic; %d seeded members on one split are identical "
                     "(ensemble_folds: true trains one per fold)", method, n_members)
+    gbm_features = gbm_inputs(data, spec) if spec["kind"] == "gbm" else None  # the same for every member
     members = []
     for i in range(n_members):
         # Member 0 of a 1-member "ensemble" is the plain method: same seed, same work directory as before.
         sub_dir = work_dir if n_members == 1 else os.path.join(work_dir, f"member{i}")
         cfg = TrainConfig.from_dict({**base, "seed": seed0 + i})
         if spec["kind"] == "gbm":  # boosted trees: no torch loop, no work directory (seconds per member)
-            data = load_dataset(dataset)
-            members.append(train_gbm_member(data, data["role"] if folds is None else folds[i], spec, seed=cfg.seed,
-                                            threads=threads))
+            members.append(train_gbm_member(data, gbm_features, data["role"] if folds is None else folds[i], spec,
+                                            seed=cfg.seed, threads=threads))
             continue
         members.append(_train_one(dataset, method, spec, cfg, encoder_dir=encoder_dir, encoder_name=encoder_name,
                                   work_dir=sub_dir, k=k, batch_size=batch_size, head_hidden=head_hidden,
