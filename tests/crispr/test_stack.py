@@ -50,6 +50,27 @@ def test_sequence_features_are_position_specific_one_and_two_mers():
     assert dict(zip(names, x[1]))["T@1"] == 1
 
 
+def test_thermo_and_fold_feature_groups():
+    spacer = "GGGGGCCCCCAAAAATTTTT"
+    mer = "ACGT" + spacer + "AGG" + "TCA"
+    base = sequence_features(np.array([mer]))
+    x = sequence_features(np.array([mer]), groups=["thermo", "fold"])
+    names = feature_names(30, groups=["thermo", "fold"])
+    assert x.shape == (1, base.shape[1] + 7) and len(names) == x.shape[1]
+    np.testing.assert_array_equal(x[:, :base.shape[1]], base)  # the groups are appended
+    row = dict(zip(names, x[0]))
+    # [19, 24) = the spacer's last 5 nt "TTTTT": 4 SantaLucia TT stacks of -1.00
+    assert row["dG_pam_side5"] == pytest.approx(-4.0)
+    # [3, 8) = "TGGGG": TG -1.45, then GG -1.84 x 3
+    assert row["dG_distal5"] == pytest.approx(-1.45 + 3 * -1.84)
+    assert row["dG_30mer"] < row["dG_middle8"] < 0 and row["longest_run"] == 5
+    import RNA
+    assert row["mfe_spacer"] == pytest.approx(RNA.fold(spacer.replace("T", "U"))[1])
+    assert row["mfe_spacer_scaffold"] <= -10  # the scaffold's own hairpins
+    with pytest.raises(ValueError, match="unknown gbm feature group"):
+        sequence_features(np.array([mer]), groups=["shape"])
+
+
 def test_out_of_sample_predictions_by_fold_member_or_dev_rows():
     roles = np.array(["train", "train", "dev", "dev", "test"])
     pred = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
