@@ -67,6 +67,8 @@ def test_thermo_and_fold_feature_groups():
     import RNA
     assert row["mfe_spacer"] == pytest.approx(RNA.fold(spacer.replace("T", "U"))[1])
     assert row["mfe_spacer_scaffold"] <= -10  # the scaffold's own hairpins
+    other = sequence_features(np.array([mer]), groups=["fold"], scaffold="aaaaaaaaaa")  # a method's `scaffold:`
+    assert other[0, -1] == pytest.approx(RNA.fold(spacer.replace("T", "U") + "A" * 10)[1])
     with pytest.raises(ValueError, match="unknown gbm feature group"):
         sequence_features(np.array([mer]), groups=["shape"])
 
