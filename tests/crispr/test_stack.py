@@ -87,7 +87,7 @@ def test_out_of_sample_predictions_by_fold_member_or_dev_rows():
 def test_gbm_cross_validation_members_learn_the_rule_and_give_out_of_fold_predictions(signal_data):
     d = signal_data
     rec = train_method(d / "ds.npz", d / "gbm.tsv", d / "gbm.json", method="gbm_cv",
-                       spec={"kind": "gbm", "ensemble": 3, "ensemble_folds": True,
+                       spec={"kind": "gbm", "ensemble": 3, "ensemble_folds": True, "features": ["thermo", "fold"],
                              "gbm": {"max_iter": 300, "n_iter_no_change": 20}}, work_dir=d / "gbm_work", **KW)
     pred = pd.read_csv(d / "gbm.tsv", sep="\t")
     assert len(pred) == 300 and set(pred.role) == {"train", "dev", "test"}  # every guide is written
@@ -95,7 +95,7 @@ def test_gbm_cross_validation_members_learn_the_rule_and_give_out_of_fold_predic
     assert not np.allclose(pred.oof[pred.role != "test"], pred.predicted[pred.role != "test"])
     test = pred[pred.role == "test"]
     assert spearmanr(test.measured, test.predicted).statistic > 0.7  # the planted two-base rule
-    assert rec["ensemble"] == 3 and rec["encoder"] == "none (sequence features)" and rec["trainable_params"] > 0
+    assert rec["ensemble"] == 3 and rec["encoder"] == "none (sequence features + thermo + fold)" and rec["trainable_params"] > 0
     assert len(rec["best_epoch"]) == 3 and all(1 <= it <= 300 for it in rec["best_epoch"])
     assert json.loads((d / "gbm.json").read_text()) == rec
 
