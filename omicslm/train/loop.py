@@ -210,13 +210,14 @@ def _fit(model, train_batches, loss_fn, validate, cfg: TrainConfig, out_dir: Pat
         ddp.barrier()
 
     resuming = checkpoint_exists(last_dir)
-    if resuming and read_checkpoint_config(last_dir) != run_config:
+    saved = read_checkpoint_config(last_dir) if resuming else None
+    if resuming and saved != run_config:
         if on_config_change != "restart":
             check_run_config(last_dir, run_config)  # raises, naming the keys that differ
         if ddp is not None:
             ddp.barrier()  # every rank has read the old config before it moves
         if ddp is None or ddp.main:
-            set_aside_previous_run(out_dir, read_checkpoint_config(last_dir), run_config)
+            set_aside_previous_run(out_dir, saved, run_config)
         if ddp is not None:
             ddp.barrier()
         resuming = False
