@@ -86,13 +86,36 @@ def test_editing_one_method_reruns_it_and_the_tables_even_after_a_kill(workdir, 
     rerun = {"crispr_train": 1, "crispr_stack": 1, "crispr_eval": 1, "crispr_plot": 1}
     assert planned_jobs(snakemake(workdir, "-n", *TARGETS, configs=[fast_config, edit])) == rerun
     # a crispr_train job killed after the edit: Snakemake removed its outputs when it started, the old table
-    # remains; the edited settings are params of the table too, so the next run still redoes the chain
+    # remains; with no record of the removed outputs left either (see the data-step test below), only the
+    # edited settings being params of the table too make the next run redo the chain
     model_dir = workdir / "results/crispr/models/gbm"
     aside = workdir / "gbm_aside"
     model_dir.rename(aside)
     try:
+        snakemake(workdir, "--cleanup-metadata", *(f"results/crispr/models/gbm/{f}" for f in
+                                                   ("predictions.tsv", "runtime.json")), configs=[fast_config])
         assert planned_jobs(snakemake(workdir, "-n", *TARGETS, configs=[fast_config, edit])) == rerun
     finally:
         aside.rename(model_dir)
     res = snakemake(workdir, "-n", *TARGETS, configs=[fast_config])
     assert "Nothing to be done" in res.stdout + res.stderr  # outputs back, config as made: nothing is stale
+
+
+def test_a_data_step_killed_after_an_edit_still_reruns_everything_below_it(workdir, fast_config):
+    # a new split seed: the split and every step below it rerun, nothing above it (the encoder neither)
+    edit = write_config(workdir / "seed_edit.yaml", {"crispr": {"split": {"seed": 7}}})
+    below = {"crispr_split": 1, "crispr_tokenize": 1, "crispr_train": len(METHODS) - 1, "crispr_stack": 1,
+             "crispr_eval": 1, "crispr_plot": 1}
+    assert planned_jobs(snakemake(workdir, "-n", *TARGETS, configs=[fast_config, edit])) == below
+    # crispr_split killed after the edit: Snakemake removed split.tsv when the job started, and here keeps no
+    # record of it either (as after the killed training job seen in the imputation branch; --cleanup-metadata
+    # does the same), so only the files below it can tell that they are of the old split: their params hold
+    # the split settings, and the same chain is planned again
+    split = workdir / "results/crispr/split.tsv"
+    aside = workdir / "split_aside.tsv"
+    split.rename(aside)
+    try:
+        snakemake(workdir, "--cleanup-metadata", "results/crispr/split.tsv", configs=[fast_config])
+        assert planned_jobs(snakemake(workdir, "-n", *TARGETS, configs=[fast_config, edit])) == below
+    finally:
+        aside.rename(split)

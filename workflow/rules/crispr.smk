@@ -3,6 +3,8 @@
 # trained ones) -> results/crispr_eval.tsv.
 # Each model's resumable checkpoint lives in models/{method}/work/ (not a declared output), so a killed job
 # resumes from work/last/ when the rule reruns instead of Snakemake deleting it.
+# Every step has the settings of the steps above it as params (crispr_upstream, crispr_method_settings), so a
+# step killed after an edit cannot leave later files of the old settings standing.
 
 include: "crispr_common.smk"
 
@@ -54,6 +56,7 @@ rule crispr_mers:
         mer23=f"{CRISPR_DIR}/inputs/23mers.fa",
         mer30=f"{CRISPR_DIR}/inputs/30mers.fa",
     params:
+        upstream=crispr_upstream("inputs"),
         on_bad_record=CRISPR["on_bad_record"],
     log:
         "logs/crispr/mers.log",
@@ -70,6 +73,7 @@ rule crispr_join:
     output:
         guides=f"{CRISPR_DIR}/inputs/guides.tsv",
     params:
+        upstream=crispr_upstream("inputs", "mers"),
         join=CRISPR["join"],
     log:
         "logs/crispr/join.log",
@@ -84,6 +88,8 @@ rule crispr_energy:
         guides=rules.crispr_join.output.guides,
     output:
         energy=f"{CRISPR_DIR}/inputs/energy.tsv",
+    params:
+        upstream=crispr_upstream("inputs", "mers", "join"),
     log:
         "logs/crispr/energy.log",
     conda:
@@ -98,6 +104,7 @@ rule crispr_split:
     output:
         split=f"{CRISPR_DIR}/split.tsv",
     params:
+        upstream=crispr_upstream("inputs", "mers", "join"),
         split=CRISPR["split"],
     log:
         "logs/crispr/split.log",
@@ -115,6 +122,7 @@ rule crispr_tokenize:
     output:
         dataset=f"{CRISPR_DIR}/dataset.npz",
     params:
+        upstream=crispr_upstream("inputs", "mers", "join", "energy", "split"),
         k=CRISPR["k"],
     log:
         "logs/crispr/tokenize.log",
@@ -131,6 +139,7 @@ rule crispr_pretrain:
     output:
         encoder=directory(f"{CRISPR_DIR}/encoder"),
     params:
+        upstream=crispr_upstream("inputs", "mers"),
         pretrain=CRISPR["encoder"]["pretrain"],
         k=CRISPR["k"],
         work_dir=f"{CRISPR_DIR}/encoder_work",

@@ -14,6 +14,27 @@ CRISPR_RESOURCES = CRISPR["models"].get("resources") or {}
 # the models block less its methods: what every trained method shares (batch size, head, train schedule)
 CRISPR_MODELS_SHARED = {k: v for k, v in CRISPR["models"].items() if k != "methods"}
 check_stack_methods(CRISPR["models"]["methods"])
+# the settings of each data step, for crispr_upstream
+CRISPR_STEP_SETTINGS = {
+    "inputs": {"data": CRISPR["data"], "on_bad_record": CRISPR["on_bad_record"]},
+    "mers": {"on_bad_record": CRISPR["on_bad_record"]},
+    "join": CRISPR["join"],
+    "energy": CRISPR["energy"],
+    "split": CRISPR["split"],
+    "tokenize": {"k": CRISPR["k"]},
+}
+
+
+def crispr_upstream(*steps):
+    """The settings of the named data steps: a param of every step downstream of them.
+
+    Snakemake removes a job's outputs when it starts and does not go back for a missing intermediate
+    whose downstream files exist, so a data step (say crispr_split after a seed change) killed mid-run
+    would leave every later file of the old settings standing. With the upstream settings as params,
+    the downstream steps see the change themselves and the chain is redone. A step lists only the
+    steps it descends from, so an edit reruns nothing that was not stale already.
+    """
+    return {s: CRISPR_STEP_SETTINGS[s] for s in steps}
 
 
 def crispr_table(wildcards):
@@ -52,7 +73,7 @@ def crispr_method_settings(method):
     spec = CRISPR["models"]["methods"][method]
     if spec["kind"] == "stack":
         return {"spec": spec, "members": {m: crispr_method_settings(m) for m in spec["members"]}}
-    out = {"spec": spec, "models": CRISPR_MODELS_SHARED, "k": CRISPR["k"]}
+    out = {"spec": spec, "models": CRISPR_MODELS_SHARED, "k": CRISPR["k"], "data": crispr_upstream(*CRISPR_STEP_SETTINGS)}
     if spec["kind"] in ENCODER_KINDS:
         out["encoder"] = CRISPR["encoder"]
     return out
