@@ -100,6 +100,21 @@ def test_editing_the_split_reruns_from_the_split_on(full_run, tiny):
     assert jobs["evaluate_imputation"] == 3
 
 
+def test_the_split_killed_after_an_edit_still_reruns_everything_below_it(full_run, tiny):
+    # split_samples killed after a seed change, with no record of its removed output left: every later file
+    # is of the old split; the split settings are params of each of them, so the same chain is planned
+    edit = write_config(full_run / "split.yaml", {"impute": {"split": {"seed": 43}}})
+    split = full_run / "results/impute/split.tsv"
+    aside = full_run / "split_aside.tsv"
+    split.rename(aside)
+    try:
+        snakemake(full_run, "--cleanup-metadata", "results/impute/split.tsv", configs=[tiny])
+        jobs, _ = _plan(full_run, tiny, edit)
+    finally:
+        aside.rename(split)
+    assert set(jobs) == PEER_RULES - {"vcf_to_h5", "windows"} and jobs["evaluate_imputation"] == 3
+
+
 def test_editing_other_branches_reruns_nothing_here(full_run, tiny):
     other = write_config(full_run / "others.yaml", {
         "crispr": {"models": {"train": {"lr": 0.005}}, "split": {"seed": 1}},

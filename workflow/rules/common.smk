@@ -38,6 +38,25 @@ def impute_methods():
 
 
 IMPUTE_METHODS = impute_methods()
+# the settings of each data step of the imputation branch, for impute_upstream
+IMPUTE_STEP_SETTINGS = {
+    "data": {"data": IMPUTE["data"],
+             "simulate": IMPUTE["simulate"] if IMPUTE["data"]["source"] == "simulate" else None},
+    "ingest": IMPUTE["ingest"],
+    "windows": IMPUTE["windows"],
+    "split": IMPUTE["split"],
+    "array": IMPUTE["array"],
+}
+
+
+def impute_upstream(*steps):
+    """The settings of the named data steps: a param of every step downstream of them.
+
+    For the reason given in impute_method_settings: a data step (say split_samples after a seed
+    change) killed mid-run must not leave the later files of the old settings standing. A step
+    lists only the steps it descends from, so an edit reruns nothing that was not stale already.
+    """
+    return {s: IMPUTE_STEP_SETTINGS[s] for s in steps}
 
 
 def impute_method_settings(method):
@@ -49,10 +68,13 @@ def impute_method_settings(method):
     done"). With the settings also a param downstream, the params trigger sees the change there
     and the chain reruns from the killed step.
     """
-    if method == "beagle":
-        b = IMPUTE["baselines"]
-        return {"ne": b.get("beagle_ne"), "seed": b.get("seed", 1)}
     model = IMPUTE.get("model") or {}
     if method in (model.get("variants") or {}):
-        return model
-    return {}
+        return {"model": model, "upstream": impute_upstream("data", "ingest", "windows", "split", "array")}
+    if method == "af_floor":  # panel allele frequencies of the reference samples: no array sites
+        return {"upstream": impute_upstream("data", "ingest", "split")}
+    out = {"upstream": impute_upstream("data", "ingest", "split", "array")}
+    if method == "beagle":
+        b = IMPUTE["baselines"]
+        out.update(ne=b.get("beagle_ne"), seed=b.get("seed", 1))
+    return out

@@ -30,6 +30,7 @@ rule vcf_to_h5:
     output:
         h5=f"{IMPUTE_DIR}/panel.h5",
     params:
+        upstream=impute_upstream("data"),
         min_maf=IMPUTE["ingest"]["min_maf"],
         on_unphased=IMPUTE["ingest"]["on_unphased"],
         chunk_size=IMPUTE["ingest"]["chunk_size"],
@@ -48,6 +49,7 @@ rule windows:
     output:
         tsv=f"{IMPUTE_DIR}/windows.tsv",
     params:
+        upstream=impute_upstream("data", "ingest"),
         sites=IMPUTE["windows"]["sites"],
         overlap=IMPUTE["windows"]["overlap"],
     log:
@@ -64,6 +66,7 @@ rule split_samples:
     output:
         tsv=f"{IMPUTE_DIR}/split.tsv",
     params:
+        upstream=impute_upstream("data", "ingest"),
         split=IMPUTE["split"],
     log:
         "logs/impute/split_samples.log",
@@ -80,6 +83,7 @@ rule array_sites:
     output:
         tsv=f"{IMPUTE_DIR}/array_sites.tsv",
     params:
+        upstream=impute_upstream("data", "ingest", "split"),
         array=IMPUTE["array"],
     log:
         "logs/impute/array_sites.log",
@@ -96,6 +100,8 @@ rule panel_vcf:
     output:
         vcf=f"{IMPUTE_DIR}/inputs/panel.vcf.gz",
         tbi=f"{IMPUTE_DIR}/inputs/panel.vcf.gz.tbi",
+    params:
+        upstream=impute_upstream("data", "ingest", "split"),
     log:
         "logs/impute/panel_vcf.log",
     conda:
@@ -112,6 +118,8 @@ rule target_vcf:
     output:
         vcf=f"{IMPUTE_DIR}/inputs/targets.vcf.gz",
         tbi=f"{IMPUTE_DIR}/inputs/targets.vcf.gz.tbi",
+    params:
+        upstream=impute_upstream("data", "ingest", "split", "array"),
     log:
         "logs/impute/target_vcf.log",
     conda:
@@ -126,6 +134,8 @@ rule genetic_map:
         h5=rules.vcf_to_h5.output.h5,
     output:
         plink=f"{IMPUTE_DIR}/inputs/genetic_map.plink.map",
+    params:
+        upstream=impute_upstream("data", "ingest"),
     log:
         "logs/impute/genetic_map.log",
     conda:
@@ -144,6 +154,7 @@ rule beagle:
         tbi=f"{IMPUTE_DIR}/beagle/imputed.vcf.gz.tbi",
         runtime=f"{IMPUTE_DIR}/beagle/runtime.json",
     params:
+        made_with=impute_method_settings("beagle"),  # see impute_method_settings
         mem_gb=IMPUTE["baselines"].get("beagle_mem_gb", 2),
         ne=IMPUTE["baselines"].get("beagle_ne"),
         seed=IMPUTE["baselines"].get("seed", 1),
@@ -166,6 +177,8 @@ rule minimac4_compress:
     output:
         msav=f"{IMPUTE_DIR}/minimac4/panel.msav",
     threads: IMPUTE["baselines"].get("threads", 2)
+    params:
+        upstream=impute_upstream("data", "ingest", "split"),
     log:
         "logs/impute/minimac4_compress.log",
     conda:
@@ -184,6 +197,8 @@ rule minimac4:
         tbi=f"{IMPUTE_DIR}/minimac4/imputed.vcf.gz.tbi",
         runtime=f"{IMPUTE_DIR}/minimac4/runtime.json",
     threads: IMPUTE["baselines"].get("threads", 2)
+    params:
+        made_with=impute_method_settings("minimac4"),
     log:
         "logs/impute/minimac4.log",
     benchmark:
@@ -202,6 +217,8 @@ rule af_floor:
         vcf=f"{IMPUTE_DIR}/af_floor/imputed.vcf.gz",
         tbi=f"{IMPUTE_DIR}/af_floor/imputed.vcf.gz.tbi",
         runtime=f"{IMPUTE_DIR}/af_floor/runtime.json",
+    params:
+        made_with=impute_method_settings("af_floor"),
     log:
         "logs/impute/af_floor.log",
     conda:
@@ -261,6 +278,8 @@ rule plot_impute_eval:
             caption="../report/impute_r2_by_maf.rst",
             category="Imputation",
         ),
+    params:
+        made_with={m: impute_method_settings(m) for m in IMPUTE_METHODS},  # see impute_method_settings
     log:
         "logs/impute/plot_impute_eval.log",
     conda:

@@ -32,6 +32,7 @@ rule train_ragbert:
         runtime=f"{IMPUTE_DIR}/{{variant}}/model/train_runtime.json",
     params:
         model=IMPUTE_MODEL,
+        upstream=impute_upstream("data", "ingest", "windows", "split", "array"),
         maf_bins=IMPUTE_MODEL.get("val_maf_bins", IMPUTE["evaluate"]["maf_bins"]),
         work_dir=f"{IMPUTE_DIR}/{{variant}}/model_work",
     threads: MODEL_THREADS
@@ -62,6 +63,7 @@ rule impute_ragbert:
         runtime=f"{IMPUTE_DIR}/{{variant}}/runtime.json",
     params:
         model=IMPUTE_MODEL,  # a killed train_ragbert after a model change still reruns (impute_method_settings)
+        upstream=impute_upstream("data", "ingest", "windows", "split", "array"),
         batch_size=IMPUTE_MODEL.get("batch_size", 64),
         device=(IMPUTE_MODEL.get("train") or {}).get("device", "auto"),
     threads: MODEL_THREADS
@@ -87,6 +89,7 @@ rule plot_training_curves:
         ),
     params:
         variants=MODEL_VARIANTS,
+        made_with={v: impute_method_settings(v) for v in MODEL_VARIANTS},  # see impute_method_settings
         metric=(IMPUTE_MODEL.get("train") or {}).get("early_stopping_metric", "val_loss"),
     log:
         "logs/impute/plot_training_curves.log",
