@@ -56,6 +56,24 @@ def test_changing_the_prompt_reruns_only_the_evaluation(workdir):
     assert set(jobs) == {"textlm_evaluate", "textlm_eval"}
 
 
+def test_a_chunk_step_killed_after_an_edit_still_reruns_the_models(workdir):
+    # a new block size: the chunks and everything below them rerun. A textlm_chunk job killed after the edit
+    # leaves the chunks missing (Snakemake removed them when it started) and, here, no record of them; the
+    # models and tables below hold the data settings as params, so the same chain is planned again
+    cfg = write_config(workdir / "block.yaml", {"textlm": {"data": {"block_size": 32}}})
+    below = {"textlm_chunk", "textlm_train", "textlm_evaluate", "textlm_eval"}
+    assert set(planned_jobs(snakemake(workdir, "-n", TARGET, configs=[cfg]))) == below
+    chunks = workdir / "results/textlm/chunks/clm"
+    aside = workdir / "chunks_clm_aside"
+    chunks.rename(aside)
+    try:
+        snakemake(workdir, "--cleanup-metadata", "results/textlm/chunks/clm")
+        jobs = planned_jobs(snakemake(workdir, "-n", TARGET, configs=[cfg]))
+    finally:
+        aside.rename(chunks)
+    assert set(jobs) == below and jobs["textlm_train"] == 2
+
+
 def test_undecodable_text_fails_clearly_and_leaves_no_corpus(tmp_path):
     texts = tmp_path / "texts"
     texts.mkdir()

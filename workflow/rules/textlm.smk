@@ -60,6 +60,7 @@ rule textlm_tokenizers:
         clm=directory(f"{TEXTLM_DIR}/tokenizer/clm"),
         mlm=directory(f"{TEXTLM_DIR}/tokenizer/mlm"),
     params:
+        upstream=textlm_upstream("tokenizers"),
         tokenizer=TEXTLM["tokenizer"],
     log:
         "logs/textlm/tokenizers.log",
@@ -76,6 +77,7 @@ rule textlm_tokenize:
     output:
         tokenized=directory(f"{TEXTLM_DIR}/tokenized/{{tlm_kind}}"),
     params:
+        upstream=textlm_upstream("tokenize"),
         batch_rows=TEXTLM["data"]["batch_rows"],
     threads: TEXTLM.get("threads", 1)
     log:
@@ -92,6 +94,7 @@ rule textlm_chunk:
     output:
         chunks=directory(f"{TEXTLM_DIR}/chunks/{{tlm_kind}}"),
     params:
+        upstream=textlm_upstream("chunk"),
         block_size=TEXTLM["data"]["block_size"],
         batch_rows=TEXTLM["data"]["batch_rows"],
     log:
@@ -111,6 +114,7 @@ rule textlm_train:
         history=f"{TEXTLM_DIR}/{{tlm_model}}/history.tsv",
         summary=f"{TEXTLM_DIR}/{{tlm_model}}/train_summary.json",
     params:
+        upstream=textlm_upstream("train"),
         spec=lambda wc: TEXTLM["models"][wc.tlm_model],
         training=TEXTLM["train"],
         mlm_probability=TEXTLM["mlm_probability"],

@@ -36,6 +36,24 @@ def textlm_kind(wildcards):
     return TEXTLM["models"][wildcards.tlm_model]["objective"]
 
 
+# the settings of each data step, for textlm_upstream
+TEXTLM_STEP_SETTINGS = {"corpus": TEXTLM["corpus"], "tokenizer": TEXTLM["tokenizer"], "data": TEXTLM["data"]}
+
+
+def textlm_upstream(step):
+    """The settings of the data steps above ``step``: a param of ``step`` (its own settings are params already).
+
+    For the reason given in textlm_model_settings: a data step killed after an edit must not leave
+    the later files of the old settings standing. A step lists only the steps it descends from (the
+    tokenizer descends from the corpus only when it is trained on it), so an edit reruns nothing that
+    was not stale already.
+    """
+    tokenizer = ["corpus", "tokenizer"] if TEXTLM["tokenizer"]["source"] == "train" else ["tokenizer"]
+    steps = {"tokenizers": tokenizer, "tokenize": ["corpus", *tokenizer], "chunk": ["corpus", *tokenizer],
+             "train": ["corpus", *tokenizer, "data"]}[step]
+    return {s: TEXTLM_STEP_SETTINGS[s] for s in dict.fromkeys(steps)}
+
+
 def textlm_model_settings(name):
     """What model ``name`` is trained with: params of textlm_train and of the steps downstream of it.
 
@@ -44,4 +62,4 @@ def textlm_model_settings(name):
     otherwise leave the old evaluation standing.
     """
     return {"spec": TEXTLM["models"][name], "training": TEXTLM["train"], "mlm_probability": TEXTLM["mlm_probability"],
-            "max_eval_blocks": TEXTLM.get("max_eval_blocks")}
+            "max_eval_blocks": TEXTLM.get("max_eval_blocks"), "upstream": textlm_upstream("train")}
