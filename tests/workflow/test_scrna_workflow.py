@@ -66,6 +66,25 @@ def test_changing_an_evaluation_option_reruns_only_the_evaluation(workdir):
     assert set(jobs) == {"scrna_baselines", "scrna_evaluate", "scrna_eval", "scrna_plot", "scrna_all"}
 
 
+def test_a_tokenize_step_killed_after_an_edit_still_reruns_what_is_below_it(workdir):
+    # a new split seed: tokens, baselines, models, evaluations and tables rerun, the ingest does not. A
+    # scrna_tokenize job killed after the edit leaves its tokens missing (Snakemake removed them when it
+    # started) and, here, no record of them; the steps below hold the data settings as params, so the
+    # same chain is planned again
+    cfg = write_config(workdir / "split.yaml", {"scrna": {"split": {"seed": 11}}})
+    configs = [workdir / "tiny.yaml", cfg]
+    below = planned_jobs(snakemake(workdir, "-n", TARGET, configs=configs))
+    assert set(below) == RULES - {"scrna_fetch_scanpy", "scrna_ingest"} and below["scrna_train"] == 4
+    tokens = workdir / "results/scrna/brain10k/tokens/clip100"
+    aside = workdir / "tokens_aside"
+    tokens.rename(aside)
+    try:
+        snakemake(workdir, "--cleanup-metadata", "results/scrna/brain10k/tokens/clip100", configs=[workdir / "tiny.yaml"])
+        assert planned_jobs(snakemake(workdir, "-n", TARGET, configs=configs)) == below
+    finally:
+        aside.rename(tokens)
+
+
 def test_lognormalized_input_fails_clearly_and_leaves_no_counts(tmp_path):
     rng = np.random.default_rng(0)
     values = np.log1p(rng.poisson(2.0, size=(20, 8)) * 13.7)

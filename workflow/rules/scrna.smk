@@ -66,6 +66,7 @@ rule scrna_tokenize:
     output:
         tokens=directory(f"{SCRNA_DIR}/{{scd}}/tokens/{{scb}}"),
     params:
+        upstream=lambda wc: scrna_upstream(wc.scd),
         binning=lambda wc: SCRNA["binnings"][wc.scb],
         split=SCRNA["split"],
         tokenize=SCRNA["tokenize"],
@@ -84,6 +85,7 @@ rule scrna_baselines:
     output:
         tsv=f"{SCRNA_DIR}/{{scd}}/baselines.tsv",
     params:
+        upstream=lambda wc: {b: scrna_upstream(wc.scd, b) for b in SCRNA_BINNINGS},
         binnings=SCRNA_BINNINGS,
         options={k: v for k, v in SCRNA["evaluate"].items() if k != "batch_size"},
     log:
@@ -102,6 +104,7 @@ rule scrna_train:
         history=f"{SCRNA_DIR}/{{scd}}/{{scm}}/history.tsv",
         summary=f"{SCRNA_DIR}/{{scd}}/{{scm}}/train_summary.json",
     params:
+        upstream=lambda wc: scrna_run_upstream(wc.scd, wc.scm),
         options=lambda wc: scrna_model_spec(wc.scm),
         work_dir=f"{SCRNA_DIR}/{{scd}}/{{scm}}/work",
     threads: SCRNA["threads"]
@@ -125,6 +128,7 @@ rule scrna_evaluate:
     output:
         tsv=f"{SCRNA_DIR}/{{scd}}/{{scm}}/eval.tsv",
     params:
+        upstream=lambda wc: scrna_run_upstream(wc.scd, wc.scm),  # as made_with, for the data steps
         options=lambda wc: {
             "binning": SCRNA["models"][wc.scm]["binning"],
             "device": SCRNA["train"].get("device", "auto"),
@@ -152,6 +156,7 @@ rule scrna_eval:
     output:
         report("results/scrna_eval.tsv", caption="../report/scrna_eval.rst", category="Single-cell"),
     params:
+        upstream=SCRNA_ALL_UPSTREAM,  # see scrna_upstream
         made_with={m: scrna_model_spec(m) for m in dict.fromkeys(m for _, m in SCRNA_RUNS)},  # as scrna_evaluate
     log:
         "logs/scrna/eval.log",
@@ -168,6 +173,8 @@ rule scrna_plot:
     output:
         report("results/scrna_loss_curves.png", caption="../report/scrna_loss_curves.rst", category="Single-cell"),
     params:
+        upstream=SCRNA_ALL_UPSTREAM,  # see scrna_upstream
+        made_with={m: scrna_model_spec(m) for m in dict.fromkeys(m for _, m in SCRNA_RUNS)},
         runs=[f"{d}/{m}/{SCRNA['models'][m]['binning']}" for d, m in SCRNA_RUNS],
         datasets=SCRNA_DATASETS,
     log:

@@ -58,3 +58,27 @@ def scrna_model_spec(model):
 def scrna_tokens(dataset, model):
     """The tokenized folder a model trains on: its data set under its binning."""
     return f"{SCRNA_DIR}/{dataset}/tokens/{SCRNA['models'][model]['binning']}"
+
+
+def scrna_upstream(dataset, binning=None):
+    """The settings of the data steps a file of ``dataset`` descends from (ingest; tokenize under ``binning``).
+
+    A param of every step downstream of them: Snakemake removes a job's outputs when it starts and
+    does not go back for a missing intermediate whose downstream files exist, so an ingest or tokenize
+    job killed after an edit would otherwise leave the later files of the old settings standing.
+    Per data set and binning, so an edit reruns nothing that was not stale already.
+    """
+    out = {"ingest": {"path": scrna_raw_path(dataset), "options": scrna_ingest_options(dataset)}}
+    if binning is not None:
+        out["tokenize"] = {"binning": SCRNA["binnings"][binning], "split": SCRNA["split"],
+                           "tokenize": SCRNA["tokenize"]}
+    return out
+
+
+def scrna_run_upstream(dataset, model):
+    """:func:`scrna_upstream` of a (data set, model) run: the data set under the model's binning."""
+    return scrna_upstream(dataset, SCRNA["models"][model]["binning"])
+
+
+# the upstream settings of everything the tables and plots read: every data set under every binning
+SCRNA_ALL_UPSTREAM = {d: {b: scrna_upstream(d, b) for b in SCRNA_BINNINGS} for d in SCRNA_DATASETS}
