@@ -38,6 +38,19 @@ def impute_methods():
 
 
 IMPUTE_METHODS = impute_methods()
+def upstream_settings(step_settings, steps):
+    """The settings of the named data steps (keys of ``step_settings``): a param of every step below them.
+
+    Snakemake removes a job's outputs when it starts and, where it keeps no record of them, does not
+    go back for a missing intermediate whose downstream files exist. So a data step (say a split
+    after a seed change) killed mid-run would leave every later file of the old settings standing.
+    With the settings of the steps above it as params, each later step sees the change itself and
+    the chain is redone. A step lists only the steps it descends from, so an edit reruns nothing
+    that was not stale already. Every branch uses this (impute_upstream, crispr_upstream, ...).
+    """
+    return {s: step_settings[s] for s in steps}
+
+
 # the settings of each data step of the imputation branch, for impute_upstream
 IMPUTE_STEP_SETTINGS = {
     "data": {"data": IMPUTE["data"],
@@ -50,13 +63,8 @@ IMPUTE_STEP_SETTINGS = {
 
 
 def impute_upstream(*steps):
-    """The settings of the named data steps: a param of every step downstream of them.
-
-    For the reason given in impute_method_settings: a data step (say split_samples after a seed
-    change) killed mid-run must not leave the later files of the old settings standing. A step
-    lists only the steps it descends from, so an edit reruns nothing that was not stale already.
-    """
-    return {s: IMPUTE_STEP_SETTINGS[s] for s in steps}
+    """:func:`upstream_settings` of the imputation data steps."""
+    return upstream_settings(IMPUTE_STEP_SETTINGS, steps)
 
 
 def impute_method_settings(method):

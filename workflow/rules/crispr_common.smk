@@ -26,15 +26,8 @@ CRISPR_STEP_SETTINGS = {
 
 
 def crispr_upstream(*steps):
-    """The settings of the named data steps: a param of every step downstream of them.
-
-    Snakemake removes a job's outputs when it starts and does not go back for a missing intermediate
-    whose downstream files exist, so a data step (say crispr_split after a seed change) killed mid-run
-    would leave every later file of the old settings standing. With the upstream settings as params,
-    the downstream steps see the change themselves and the chain is redone. A step lists only the
-    steps it descends from, so an edit reruns nothing that was not stale already.
-    """
-    return {s: CRISPR_STEP_SETTINGS[s] for s in steps}
+    """:func:`upstream_settings` (common.smk) of the CRISPR data steps."""
+    return upstream_settings(CRISPR_STEP_SETTINGS, steps)
 
 
 def crispr_table(wildcards):
@@ -73,7 +66,7 @@ def crispr_method_settings(method):
     spec = CRISPR["models"]["methods"][method]
     if spec["kind"] == "stack":
         return {"spec": spec, "members": {m: crispr_method_settings(m) for m in spec["members"]}}
-    out = {"spec": spec, "models": CRISPR_MODELS_SHARED, "k": CRISPR["k"], "data": crispr_upstream(*CRISPR_STEP_SETTINGS)}
+    out = {"spec": spec, "models": CRISPR_MODELS_SHARED, "data": crispr_upstream(*CRISPR_STEP_SETTINGS)}  # k: tokenize
     if spec["kind"] in ENCODER_KINDS:
         out["encoder"] = CRISPR["encoder"]
     return out

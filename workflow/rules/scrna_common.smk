@@ -63,10 +63,8 @@ def scrna_tokens(dataset, model):
 def scrna_upstream(dataset, binning=None):
     """The settings of the data steps a file of ``dataset`` descends from (ingest; tokenize under ``binning``).
 
-    A param of every step downstream of them: Snakemake removes a job's outputs when it starts and
-    does not go back for a missing intermediate whose downstream files exist, so an ingest or tokenize
-    job killed after an edit would otherwise leave the later files of the old settings standing.
-    Per data set and binning, so an edit reruns nothing that was not stale already.
+    A param of every step below them, for the reason :func:`upstream_settings` (common.smk) gives;
+    per data set and binning, so an edit reruns nothing that was not stale already.
     """
     out = {"ingest": {"path": scrna_raw_path(dataset), "options": scrna_ingest_options(dataset)}}
     if binning is not None:

@@ -41,17 +41,13 @@ TEXTLM_STEP_SETTINGS = {"corpus": TEXTLM["corpus"], "tokenizer": TEXTLM["tokeniz
 
 
 def textlm_upstream(step):
-    """The settings of the data steps above ``step``: a param of ``step`` (its own settings are params already).
-
-    For the reason given in textlm_model_settings: a data step killed after an edit must not leave
-    the later files of the old settings standing. A step lists only the steps it descends from (the
-    tokenizer descends from the corpus only when it is trained on it), so an edit reruns nothing that
-    was not stale already.
+    """:func:`upstream_settings` (common.smk) of the data steps above ``step`` (its own settings are params
+    already); the tokenizer descends from the corpus only when it is trained on it.
     """
     tokenizer = ["corpus", "tokenizer"] if TEXTLM["tokenizer"]["source"] == "train" else ["tokenizer"]
     steps = {"tokenizers": tokenizer, "tokenize": ["corpus", *tokenizer], "chunk": ["corpus", *tokenizer],
              "train": ["corpus", *tokenizer, "data"]}[step]
-    return {s: TEXTLM_STEP_SETTINGS[s] for s in dict.fromkeys(steps)}
+    return upstream_settings(TEXTLM_STEP_SETTINGS, steps)
 
 
 def textlm_model_settings(name):
