@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -19,6 +20,29 @@ def snakemake(workdir, *args, configs=(), check=True, timeout=1200):
     if check and res.returncode != 0:
         raise AssertionError(f"snakemake failed ({res.returncode}): {' '.join(cmd)}\n{res.stdout[-4000:]}\n{res.stderr[-6000:]}")
     return res
+
+
+@contextmanager
+def killed_outputs(workdir, paths, configs=()):
+    """Outputs ``paths`` (relative to ``workdir``) as a job killed after it started leaves them, for a while.
+
+    Snakemake removes a job's outputs when it starts; here they are also without Snakemake's record of
+    them (as seen after a killed training job; ``--cleanup-metadata``), the case in which Snakemake does
+    not go back for them by itself. The files are moved aside and put back on exit.
+    """
+    aside = workdir / "killed_aside"
+    aside.mkdir(exist_ok=True)
+    moved = []
+    try:
+        for rel in paths:
+            src, dst = workdir / rel, aside / str(rel).replace("/", "__")
+            src.rename(dst)
+            moved.append((src, dst))
+        snakemake(workdir, "--cleanup-metadata", *map(str, paths), configs=configs)
+        yield
+    finally:
+        for src, dst in moved:
+            dst.rename(src)
 
 
 def write_config(path, data):

@@ -10,7 +10,7 @@ import json
 import pandas as pd
 import pytest
 
-from tests.workflow.conftest import ROOT, planned_jobs, snakemake, write_config
+from tests.workflow.conftest import ROOT, killed_outputs, planned_jobs, snakemake, write_config
 
 pytestmark = [
     pytest.mark.workflow,
@@ -88,15 +88,9 @@ def test_editing_one_method_reruns_it_and_the_tables_even_after_a_kill(workdir, 
     # a crispr_train job killed after the edit: Snakemake removed its outputs when it started, the old table
     # remains; with no record of the removed outputs left either (see the data-step test below), only the
     # edited settings being params of the table too make the next run redo the chain
-    model_dir = workdir / "results/crispr/models/gbm"
-    aside = workdir / "gbm_aside"
-    model_dir.rename(aside)
-    try:
-        snakemake(workdir, "--cleanup-metadata", *(f"results/crispr/models/gbm/{f}" for f in
-                                                   ("predictions.tsv", "runtime.json")), configs=[fast_config])
+    outputs = [f"results/crispr/models/gbm/{f}" for f in ("predictions.tsv", "runtime.json")]
+    with killed_outputs(workdir, outputs, configs=[fast_config]):
         assert planned_jobs(snakemake(workdir, "-n", *TARGETS, configs=[fast_config, edit])) == rerun
-    finally:
-        aside.rename(model_dir)
     res = snakemake(workdir, "-n", *TARGETS, configs=[fast_config])
     assert "Nothing to be done" in res.stdout + res.stderr  # outputs back, config as made: nothing is stale
 
@@ -111,11 +105,5 @@ def test_a_data_step_killed_after_an_edit_still_reruns_everything_below_it(workd
     # record of it either (as after the killed training job seen in the imputation branch; --cleanup-metadata
     # does the same), so only the files below it can tell that they are of the old split: their params hold
     # the split settings, and the same chain is planned again
-    split = workdir / "results/crispr/split.tsv"
-    aside = workdir / "split_aside.tsv"
-    split.rename(aside)
-    try:
-        snakemake(workdir, "--cleanup-metadata", "results/crispr/split.tsv", configs=[fast_config])
+    with killed_outputs(workdir, ["results/crispr/split.tsv"], configs=[fast_config]):
         assert planned_jobs(snakemake(workdir, "-n", *TARGETS, configs=[fast_config, edit])) == below
-    finally:
-        aside.rename(split)

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.workflow.conftest import ROOT, SNAKEMAKE, planned_jobs, snakemake, write_config
+from tests.workflow.conftest import ROOT, SNAKEMAKE, killed_outputs, planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -76,18 +76,9 @@ def test_a_peer_killed_after_an_edit_still_reruns_with_its_evaluation(full_run, 
     # outputs either (as seen after a killed train_ragbert; --cleanup-metadata here), only the setting
     # being a param of the evaluation too makes the next run redo the chain instead of "Nothing to be done".
     edit = write_config(full_run / "beagle_ne.yaml", {"impute": {"baselines": {"beagle_ne": 20_000}}})
-    outputs = [full_run / "results/impute/beagle" / name for name in ("imputed.vcf.gz", "imputed.vcf.gz.tbi",
-                                                                       "runtime.json")]
-    aside = full_run / "beagle_aside"
-    aside.mkdir(exist_ok=True)
-    try:
-        for p in outputs:
-            p.rename(aside / p.name)
-        snakemake(full_run, "--cleanup-metadata", *(str(p.relative_to(full_run)) for p in outputs), configs=[tiny])
+    outputs = [f"results/impute/beagle/{name}" for name in ("imputed.vcf.gz", "imputed.vcf.gz.tbi", "runtime.json")]
+    with killed_outputs(full_run, outputs, configs=[tiny]):
         jobs, _ = _plan(full_run, tiny, edit)
-    finally:
-        for p in outputs:
-            (aside / p.name).rename(p)
     assert set(jobs) == {"beagle"} | REPORT and jobs["evaluate_imputation"] == 1
     assert _plan(full_run, tiny)[0] == {}  # outputs back, old setting: nothing is stale
 
@@ -104,14 +95,8 @@ def test_the_split_killed_after_an_edit_still_reruns_everything_below_it(full_ru
     # split_samples killed after a seed change, with no record of its removed output left: every later file
     # is of the old split; the split settings are params of each of them, so the same chain is planned
     edit = write_config(full_run / "split.yaml", {"impute": {"split": {"seed": 43}}})
-    split = full_run / "results/impute/split.tsv"
-    aside = full_run / "split_aside.tsv"
-    split.rename(aside)
-    try:
-        snakemake(full_run, "--cleanup-metadata", "results/impute/split.tsv", configs=[tiny])
+    with killed_outputs(full_run, ["results/impute/split.tsv"], configs=[tiny]):
         jobs, _ = _plan(full_run, tiny, edit)
-    finally:
-        aside.rename(split)
     assert set(jobs) == PEER_RULES - {"vcf_to_h5", "windows"} and jobs["evaluate_imputation"] == 3
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.workflow.conftest import planned_jobs, snakemake, write_config
+from tests.workflow.conftest import killed_outputs, planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -75,14 +75,8 @@ def test_a_tokenize_step_killed_after_an_edit_still_reruns_what_is_below_it(work
     configs = [workdir / "tiny.yaml", cfg]
     below = planned_jobs(snakemake(workdir, "-n", TARGET, configs=configs))
     assert set(below) == RULES - {"scrna_fetch_scanpy", "scrna_ingest"} and below["scrna_train"] == 4
-    tokens = workdir / "results/scrna/brain10k/tokens/clip100"
-    aside = workdir / "tokens_aside"
-    tokens.rename(aside)
-    try:
-        snakemake(workdir, "--cleanup-metadata", "results/scrna/brain10k/tokens/clip100", configs=[workdir / "tiny.yaml"])
+    with killed_outputs(workdir, ["results/scrna/brain10k/tokens/clip100"], configs=[workdir / "tiny.yaml"]):
         assert planned_jobs(snakemake(workdir, "-n", TARGET, configs=configs)) == below
-    finally:
-        aside.rename(tokens)
 
 
 def test_lognormalized_input_fails_clearly_and_leaves_no_counts(tmp_path):

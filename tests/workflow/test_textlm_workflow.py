@@ -7,7 +7,7 @@ this module share one working directory and run in file order.
 import pandas as pd
 import pytest
 
-from tests.workflow.conftest import planned_jobs, snakemake, write_config
+from tests.workflow.conftest import killed_outputs, planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -63,14 +63,8 @@ def test_a_chunk_step_killed_after_an_edit_still_reruns_the_models(workdir):
     cfg = write_config(workdir / "block.yaml", {"textlm": {"data": {"block_size": 32}}})
     below = {"textlm_chunk", "textlm_train", "textlm_evaluate", "textlm_eval"}
     assert set(planned_jobs(snakemake(workdir, "-n", TARGET, configs=[cfg]))) == below
-    chunks = workdir / "results/textlm/chunks/clm"
-    aside = workdir / "chunks_clm_aside"
-    chunks.rename(aside)
-    try:
-        snakemake(workdir, "--cleanup-metadata", "results/textlm/chunks/clm")
+    with killed_outputs(workdir, ["results/textlm/chunks/clm"]):
         jobs = planned_jobs(snakemake(workdir, "-n", TARGET, configs=[cfg]))
-    finally:
-        aside.rename(chunks)
     assert set(jobs) == below and jobs["textlm_train"] == 2
 
 
