@@ -27,7 +27,7 @@ import torch
 
 from omicslm.impute.baselines import run_beagle
 from omicslm.impute.layout import read_panel
-from omicslm.impute.ragbert_impute import impute_ragbert
+from omicslm.impute.ragbert.predict import impute_ragbert
 from omicslm.impute.split import read_split
 
 

@@ -2,7 +2,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 from omicslm.io.logs import setup_logging
-from omicslm.impute.ragbert_impute import impute_ragbert
+from omicslm.impute.ragbert.predict import impute_ragbert
 
 setup_logging()
 i, o = snakemake.input, snakemake.output

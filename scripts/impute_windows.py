@@ -2,7 +2,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 from omicslm.io.logs import setup_logging
-from omicslm.impute.windows_data import write_windows
+from omicslm.impute.ragbert.windows import write_windows
 
 setup_logging()
 write_windows(snakemake.input.h5, snakemake.output.tsv, sites=snakemake.params.sites, overlap=snakemake.params.overlap)

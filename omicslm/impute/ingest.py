@@ -3,7 +3,7 @@
 :func:`vcf_to_hdf5` streams a VCF in chunks of records, keeps the biallelic SNPs of the
 samples listed in a population panel file, checks that every genotype is diploid and
 phased, filters on minor-allele frequency and writes the arrays described in
-:mod:`omicslm.impute.layout`. :func:`omicslm.impute.windows_data.write_windows` cuts the
+:mod:`omicslm.impute.layout`. :func:`omicslm.impute.ragbert.windows.write_windows` cuts the
 kept sites into the overlapping windows a model is trained on.
 
 Records are decoded by :mod:`omicslm.impute.vcf_records`: cyvcf2 (htslib) for the

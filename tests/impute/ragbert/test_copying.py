@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from omicslm.errors import InputError
-from omicslm.impute.copying import copying_alt_prob, forward_backward, site_cm, switch_probability
-from omicslm.impute.retrieval import retrieve_windows, window_query_sites
+from omicslm.impute.ragbert.copying import copying_alt_prob, forward_backward, site_cm, switch_probability
+from omicslm.impute.ragbert.retrieval import retrieve_windows, window_query_sites
 
 
 def test_switch_probability_is_beagles_form():

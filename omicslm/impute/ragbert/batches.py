@@ -12,7 +12,7 @@ Every item becomes a row of ``window_sites`` positions (short windows are padded
 * the site's substitution class (layout ``TYPE``) and the item's population;
 * optionally the alleles of its K retrieved panel haplotypes at every window site, and the
   ALT probability of the copying model over the retrieved candidates
-  (:mod:`omicslm.impute.copying`), computed from the query's array sites only.
+  (:mod:`omicslm.impute.ragbert.copying`), computed from the query's array sites only.
 
 Masking follows the test data: only genotyping-array sites are shown. While training, a
 curriculum also shows a fraction of the other sites in early epochs (falling linearly to 0
@@ -24,118 +24,15 @@ can see both haplotypes of a sample in the same window.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import Iterator
 
-import h5py
 import numpy as np
-import pandas as pd
 import torch
 
-from omicslm.errors import InputError
-from omicslm.impute import layout
-from omicslm.io.atomic import atomic_open
+from omicslm.impute.ragbert.model import IGNORE, TOKEN_MASK, TOKEN_PAD
 
 log = logging.getLogger(__name__)
-
-#: Allele tokens (the model's vocabulary).
-TOKEN_REF, TOKEN_ALT, TOKEN_MASK, TOKEN_PAD = 0, 1, 2, 3
-N_TOKENS = 4
-#: Label value of positions that carry no loss (shown alleles, padding).
-IGNORE = -100
-#: Site feature columns: global AF, population AF, 3 genotype frequencies, relative position.
-N_SITE_FEATURES = 6
-
-
-def write_windows(h5: str | os.PathLike, out_tsv: str | os.PathLike, *, sites: int, overlap: int) -> pd.DataFrame:
-    """Tile an ingested panel's sites into windows of ``sites`` consecutive sites.
-
-    Consecutive windows share ``overlap`` sites (step ``sites - overlap``); the last
-    window is moved back to end at the last site, so every site is covered and every
-    window has exactly ``sites`` sites (one window of all sites when the panel has
-    fewer than ``sites``).
-
-    Parameters
-    ----------
-    h5 : path-like
-        Ingested panel (:mod:`omicslm.impute.layout`).
-    out_tsv : path-like
-        Tab-separated output, written atomically.
-    sites, overlap : int
-        Window length and overlap in sites; ``0 <= overlap < sites``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per window: ``window, start_idx, end_idx`` (exclusive), ``start_pos,
-        end_pos`` (1-based, inclusive), ``n_sites``.
-    """
-    if sites < 1 or not 0 <= overlap < sites:
-        raise ValueError(f"need sites >= 1 and 0 <= overlap < sites, got sites={sites}, overlap={overlap}")
-    layout.check_h5(h5, required=("variants/POS",))
-    with h5py.File(h5, "r") as f:
-        pos = f["variants/POS"][:]
-    n = len(pos)
-    if n == 0:
-        raise InputError(h5, "panel has no sites to tile into windows")
-    if n <= sites:
-        starts = np.array([0])
-    else:
-        step = sites - overlap
-        starts = np.arange(0, n - sites + 1, step)
-        if starts[-1] + sites < n:
-            starts = np.append(starts, n - sites)
-    ends = np.minimum(starts + sites, n)
-    df = pd.DataFrame(
-        {
-            "window": np.arange(len(starts)),
-            "start_idx": starts,
-            "end_idx": ends,
-            "start_pos": pos[starts],
-            "end_pos": pos[ends - 1],
-            "n_sites": ends - starts,
-        }
-    )
-    with atomic_open(out_tsv, "w") as fh:
-        df.to_csv(fh, sep="\t", index=False)
-    log.info("%s: %d windows of %d sites (overlap %d) over %d sites", out_tsv, len(df), sites, overlap, n)
-    return df
-
-
-def read_windows(windows_tsv: str | os.PathLike, n_variants: int) -> np.ndarray:
-    """Read ``windows.tsv`` (columns ``start_idx``, ``end_idx`` exclusive).
-
-    Returns
-    -------
-    ndarray, int64, shape (n_windows, 2)
-        ``[start, end)`` site indices of every window.
-
-    Raises
-    ------
-    InputError
-        A column is missing, a window is empty or outside ``[0, n_variants)``, or a site is
-        covered by no window.
-    """
-    try:
-        df = pd.read_csv(windows_tsv, sep="\t")
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InputError(windows_tsv, f"cannot read window table ({exc})") from exc
-    for col in ("start_idx", "end_idx"):
-        if col not in df.columns:
-            raise InputError(windows_tsv, f"missing column {col!r}; header is {list(df.columns)}")
-    win = df[["start_idx", "end_idx"]].to_numpy(dtype=np.int64)
-    bad = (win[:, 0] < 0) | (win[:, 1] > n_variants) | (win[:, 1] <= win[:, 0])
-    if bad.any():
-        k = int(np.argmax(bad))
-        raise InputError(windows_tsv, f"window [{win[k, 0]}, {win[k, 1]}) is empty or outside the panel's "
-                         f"{n_variants} sites (was the window table made from another panel?)", record=f"row {k + 1}")
-    covered = np.zeros(n_variants, dtype=bool)
-    for s, e in win:
-        covered[s:e] = True
-    if not covered.all():
-        raise InputError(windows_tsv, f"site index {int(np.argmin(covered))} is in no window")
-    return win
 
 
 @dataclass

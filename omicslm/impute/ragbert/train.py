@@ -1,4 +1,4 @@
-"""Train the retrieval-augmented BERT imputer (inference: :mod:`omicslm.impute.ragbert_impute`).
+"""Train the retrieval-augmented BERT imputer (inference: :mod:`omicslm.impute.ragbert.predict`).
 
 Data roles (``split.tsv``) keep the test samples out of everything the model sees:
 
@@ -36,18 +36,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from omicslm.errors import InputError
-from omicslm.impute.copying import copying_alt_prob, site_cm
 from omicslm.impute.evaluate import score
-from omicslm.impute.layout import TYPE_NAMES, Panel, read_panel
-from omicslm.impute.model import LossWeights, ModelConfig, RagBert, model_loss
-from omicslm.impute.retrieval import retrieve_windows, window_query_sites, window_site_weights
+from omicslm.impute.layout import TYPE_NAMES, read_panel
+from omicslm.impute.ragbert.batches import TrainEpochs
+from omicslm.impute.ragbert.model import LossWeights, ModelConfig, RagBert, model_loss
+from omicslm.impute.ragbert.predict import predict_alt_prob
+from omicslm.impute.ragbert.windows import (copying_options, file_sha1, haplotype_columns, panel_fingerprint, read_windows,
+                                           window_data)
 from omicslm.impute.split import read_array_sites, read_split, role_indices
-from omicslm.impute.windows_data import TrainEpochs, WindowData, panel_site_stats, read_windows
 from omicslm.io.atomic import atomic_open, atomic_path
-from omicslm.train.device import autocast, pick_device, set_seed
+from omicslm.train.device import pick_device, set_seed
 from omicslm.train.distributed import is_main_process, shard_rows
 from omicslm.train.loop import TrainConfig, fit, to_device
 
@@ -82,31 +82,9 @@ def resolve_variant(model_block: dict, variant: str) -> dict:
     return resolved
 
 
-def file_sha1(path) -> str | None:
-    """SHA-1 of a file's bytes (None for no file): which genetic map a model was trained with."""
-    return None if path is None else hashlib.sha1(Path(path).read_bytes()).hexdigest()
-
-
-def panel_fingerprint(panel: Panel) -> dict:
-    """What identifies the panel a model was trained on: contig, sites, sample count."""
-    return {
-        "contig": panel.contig,
-        "n_sites": int(panel.n_variants),
-        "positions_sha1": hashlib.sha1(np.ascontiguousarray(panel.pos, dtype=np.int64).tobytes()).hexdigest(),
-        "n_samples": int(panel.n_samples),
-        "populations": [str(p) for p in panel.populations],
-    }
-
-
-def _copying_options(cfg: dict) -> dict | None:
-    """The ``copying`` block when the copying model is on (it needs retrieval), else None."""
-    copying = cfg.get("copying") or {}
-    return copying if copying.get("enabled") and cfg.get("retrieval", True) else None
-
-
 def _model_config(cfg: dict, window_sites: int, n_pops: int) -> ModelConfig:
     arch = {k: cfg[k] for k in _ARCH_KEYS if k in cfg}
-    copying = _copying_options(cfg)
+    copying = copying_options(cfg)
     if copying is not None:
         arch.update(copying=True, copy_prior_clip=float(copying["prior_clip"]))
     return ModelConfig.from_dict({**arch, "window_sites": int(window_sites), "n_types": len(TYPE_NAMES),
@@ -114,95 +92,6 @@ def _model_config(cfg: dict, window_sites: int, n_pops: int) -> ModelConfig:
 
 
 # --------------------------------------------------------------------------- data
-
-
-def _haps(hap: np.ndarray, sample_idx: np.ndarray) -> np.ndarray:
-    """(n_variants, n_samples, 2) -> (n_variants, 2 * len(sample_idx)), column 2i+h."""
-    return np.ascontiguousarray(hap[:, sample_idx, :].reshape(hap.shape[0], -1))
-
-
-def window_data(panel: Panel, windows: np.ndarray, observed: np.ndarray, *, query_idx: np.ndarray,
-                 query_hap: np.ndarray, labels: bool, panel_idx: np.ndarray, cfg: dict, exclude_self: bool,
-                 seed: int, threads: int, window_sites: int, genetic_map=None) -> WindowData:
-    """Features from ``panel_idx`` samples; retrieval of query haplotypes against them.
-
-    ``genetic_map`` (PLINK map, optional) places sites in cM for the copying model; without
-    one the map is uniform (``copying.cm_per_mb``).
-    """
-    stats = panel_site_stats(panel.hap, panel.pop, panel_idx, len(panel.populations))
-    panel_hap = _haps(panel.hap, panel_idx)
-    panel_pop = np.repeat(panel.pop[panel_idx].astype(np.int64), 2)
-    neighbours = copy_prob = None
-    if cfg.get("retrieval", True):
-        observed_idx = np.flatnonzero(observed)
-        sites = window_query_sites(windows, observed_idx, flank_sites=cfg["query_flank_sites"])
-        weights = window_site_weights(windows, sites, decay_sites=cfg.get("query_decay_sites"))
-        exclude = None
-        if exclude_self:
-            # Queries are the panel's own haplotypes: column j must not retrieve j or its partner j^1.
-            ids = np.arange(panel_hap.shape[1])
-            exclude = np.stack([ids, ids ^ 1], axis=1)
-        r = cfg["retrieval_index"]
-        index_opts = dict(ivf_min_haplotypes=r["ivf_min_haplotypes"], nlist=r["nlist"], nprobe=r["nprobe"],
-                          seed=seed, threads=threads)
-        try:
-            neighbours = retrieve_windows(panel_hap, query_hap, sites, k=cfg["k"], exclude=exclude, weights=weights,
-                                          **index_opts)
-        except ValueError as exc:
-            raise InputError("config impute.model.k", str(exc)) from None
-        copying = _copying_options(cfg)
-        if copying is not None:
-            # the copying model's states: more candidates, retrieved on their own query (the
-            # model's when copying.query_flank_sites / query_decay_sites are null)
-            available = panel_hap.shape[1] - (0 if exclude is None else exclude.shape[1])
-            flank = copying.get("query_flank_sites")
-            decay = copying.get("query_decay_sites") if flank is not None else cfg.get("query_decay_sites")
-            c_sites = sites if flank is None else window_query_sites(windows, observed_idx, flank_sites=flank)
-            c_weights = weights if flank is None else window_site_weights(windows, c_sites, decay_sites=decay)
-            candidates = retrieve_windows(panel_hap, query_hap, c_sites, k=max(1, min(copying["candidates"], available)),
-                                          exclude=exclude, weights=c_weights, **index_opts)
-            cm = site_cm(panel.pos, genetic_map=genetic_map, cm_per_mb=copying["cm_per_mb"])
-            # the HMM reads a longer stretch of array sites than the retrieval compared: a copied
-            # segment is pinned down by the matches on both sides of it, far beyond the window
-            hmm_sites = window_query_sites(windows, observed_idx, flank_sites=copying["flank_sites"])
-            copy_prob = copying_alt_prob(panel_hap, query_hap, windows, hmm_sites, candidates, cm,
-                                         ne=copying["ne"], error=copying["error"])
-    return WindowData(windows=windows, window_sites=window_sites,
-                      positions=panel.pos, vtype=panel.vtype, stats=stats, observed=observed,
-                      query_hap=query_hap, query_pop=panel.pop[query_idx], panel_hap=panel_hap,
-                      panel_pop=panel_pop, neighbours=neighbours, copy_prob=copy_prob, labels=labels)
-
-
-@torch.no_grad()
-def predict_alt_prob(model: RagBert, data: WindowData, *, batch_size: int, device: torch.device,
-                     amp: bool = True, desc: str = "impute") -> np.ndarray:
-    """ALT probability of every query haplotype at every site, averaged over covering windows.
-
-    Returns
-    -------
-    ndarray, float32, shape (n_variants, n_query_haplotypes)
-    """
-    was_training = model.training
-    model.eval()
-    n_var, n_hap = data.query_hap.shape
-    total = np.zeros((n_var, n_hap), dtype=np.float64)
-    count = np.zeros(n_var, dtype=np.int64)
-    for s, e in data.windows:
-        count[s:e] += 1
-    pairs = data.items()
-    n_batches = (len(pairs) + max(1, batch_size // 2) - 1) // max(1, batch_size // 2)
-    for batch in tqdm(data.iter_batches(pairs, batch_size), total=n_batches, desc=desc, unit="batch",
-                      mininterval=5, leave=False):
-        sites = batch["sites"].numpy()
-        hap = batch["hap"].numpy()
-        with autocast(device, amp):
-            out = model(to_device(batch, device))
-        p = torch.softmax(out["allele_logits"].float(), dim=-1)[..., 1].cpu().numpy()
-        ok = sites >= 0
-        rows = np.broadcast_to(hap[:, None], sites.shape)
-        np.add.at(total, (sites[ok], rows[ok]), p[ok])
-    model.train(was_training)
-    return (total / count[:, None]).astype(np.float32)
 
 
 def validation_metrics(p_alt: np.ndarray, truth_hap: np.ndarray, observed: np.ndarray, panel_af: np.ndarray,
@@ -326,10 +215,10 @@ def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, v
     log.info("%s: %d reference / %d validation samples, %d sites (%d on the array), %d windows",
              variant, len(ref_idx), len(val_idx), panel.n_variants, int(observed.sum()), len(windows))
     data_started = time.perf_counter()
-    train_data = window_data(panel, windows, observed, query_idx=ref_idx, query_hap=_haps(panel.hap, ref_idx),
+    train_data = window_data(panel, windows, observed, query_idx=ref_idx, query_hap=haplotype_columns(panel.hap, ref_idx),
                               labels=True, panel_idx=ref_idx, cfg=cfg, exclude_self=True, seed=tcfg.seed,
                               threads=threads, window_sites=mcfg.window_sites, genetic_map=genetic_map)
-    val_hap = _haps(panel.hap, val_idx)
+    val_hap = haplotype_columns(panel.hap, val_idx)
     val_data = window_data(panel, windows, observed, query_idx=val_idx, query_hap=val_hap, labels=False,
                             panel_idx=ref_idx, cfg=cfg, exclude_self=False, seed=tcfg.seed + 1, threads=threads,
                             window_sites=mcfg.window_sites, genetic_map=genetic_map)

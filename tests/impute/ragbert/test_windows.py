@@ -1,4 +1,4 @@
-"""Tests for omicslm.impute.windows_data.write_windows: tiling a panel's sites into windows."""
+"""Tests for omicslm.impute.ragbert.windows.write_windows: tiling a panel's sites into windows."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from omicslm.impute import layout
-from omicslm.impute.windows_data import write_windows
+from omicslm.impute.ragbert.windows import write_windows
 
 
 def make_sites_h5(path: Path, n: int) -> Path:

@@ -2,7 +2,7 @@ import faiss
 import numpy as np
 import pytest
 
-from omicslm.impute.retrieval import build_index, retrieve_windows, search, window_query_sites, window_site_weights
+from omicslm.impute.ragbert.retrieval import build_index, retrieve_windows, search, window_query_sites, window_site_weights
 
 
 def _random_panel(n_hap, d, seed=0):

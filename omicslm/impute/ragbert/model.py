@@ -13,12 +13,12 @@
   MAF (clamped at ``max_inv_maf``: rare sites lean harder on retrieval), added to the own
   representation with ``residual_scale``.
 * Copying prior (``copying``): the ALT probability of a Li-Stephens copying model over the
-  retrieved candidates (:mod:`omicslm.impute.copying`) is embedded into the query input and
+  retrieved candidates (:mod:`omicslm.impute.ragbert.copying`) is embedded into the query input and
   its log-odds, times a learned scale (initially 1), is added to the allele logits: the
   network starts from the copying model's answer and learns a correction from context,
   allele frequencies and population.
 * Heads: allele logits per haplotype site; genotype class (0/1/2) per sample site from
-  both haplotypes of a pair (rows 2i, 2i+1, see :mod:`omicslm.impute.windows_data`).
+  both haplotypes of a pair (rows 2i, 2i+1, see :mod:`omicslm.impute.ragbert.batches`).
 * Losses on masked positions only: focal loss (``gamma = 0`` is cross-entropy) on alleles
   and genotypes, and a reconstruction MSE between the predicted ALT probability and the
   true allele (a Brier term: it rewards calibrated dosages, which r² measures).
@@ -35,7 +35,17 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers import BertConfig, BertModel
 
-from omicslm.impute.windows_data import IGNORE, N_SITE_FEATURES, N_TOKENS, TOKEN_ALT, TOKEN_PAD
+
+
+#: Allele tokens (the model's vocabulary).
+TOKEN_REF, TOKEN_ALT, TOKEN_MASK, TOKEN_PAD = 0, 1, 2, 3
+N_TOKENS = 4
+
+#: Label value of positions that carry no loss (shown alleles, padding).
+IGNORE = -100
+
+#: Site feature columns: global AF, population AF, 3 genotype frequencies, relative position.
+N_SITE_FEATURES = 6
 
 
 @dataclass
@@ -131,7 +141,7 @@ class RareVariantFusion(nn.Module):
 class RagBert(nn.Module):
     """BERT over haplotype windows with optional retrieval fusion.
 
-    ``forward(batch)`` takes the dict of :meth:`omicslm.impute.windows_data.WindowData.batch`
+    ``forward(batch)`` takes the dict of :meth:`omicslm.impute.ragbert.batches.WindowData.batch`
     and returns ``allele_logits`` (B, L, 2), ``genotype_logits`` (B/2, L, 3) and
     ``hidden`` (B, L, H).
     """

@@ -10,9 +10,9 @@ from safetensors import safe_open
 
 from omicslm.errors import InputError
 from omicslm.impute.evaluate import evaluate_method
-from omicslm.impute.windows_data import write_windows
-from omicslm.impute.ragbert import resolve_variant, train_ragbert
-from omicslm.impute.ragbert_impute import genotype_outputs, impute_ragbert
+from omicslm.impute.ragbert.windows import write_windows
+from omicslm.impute.ragbert.train import resolve_variant, train_ragbert
+from omicslm.impute.ragbert.predict import genotype_outputs, impute_ragbert
 from omicslm.impute.split import select_array_sites, split_samples, write_target_vcf
 from omicslm.io.vcf import write_vcf
 from tests.impute.h5fixture import make_panel_h5
@@ -228,7 +228,7 @@ def test_resolve_variant_applies_overrides():
 
 
 def test_training_curves_plot(trained, tmp_path):
-    from omicslm.impute.plot_training import plot_training_curves
+    from omicslm.impute.ragbert.plot import plot_training_curves
 
     out, _ = trained
     png = tmp_path / "curves.png"

@@ -3,9 +3,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from omicslm.impute.model import LossWeights, ModelConfig, RagBert, RareVariantFusion, focal_loss, model_loss
-from omicslm.impute.windows_data import (IGNORE, TOKEN_MASK, TOKEN_PAD, TrainEpochs, WindowData, curriculum_reveal,
-                                         panel_site_stats)
+from omicslm.impute.ragbert.batches import TrainEpochs, WindowData, curriculum_reveal, panel_site_stats
+from omicslm.impute.ragbert.model import (IGNORE, TOKEN_MASK, TOKEN_PAD, LossWeights, ModelConfig, RagBert, RareVariantFusion,
+                                          focal_loss, model_loss)
 
 N_VAR, N_SAMP, L, K = 40, 6, 16, 2
 

@@ -1,6 +1,6 @@
 """A Li-Stephens copying model over the haplotypes FAISS retrieved: per-site ALT probability.
 
-The K haplotypes nearest to a query over a whole window (:mod:`omicslm.impute.retrieval`)
+The K haplotypes nearest to a query over a whole window (:mod:`omicslm.impute.ragbert.retrieval`)
 are the right ones *on average* over that window; which of them the query copies from
 changes along it (recombination), and a rare allele is carried only by the few that share
 the query's haplotype right at that site. The copying model of Li and Stephens (2003), the

@@ -1,4 +1,4 @@
-"""Impute target samples with a trained retrieval-augmented BERT checkpoint (training: :mod:`omicslm.impute.ragbert`).
+"""Impute target samples with a trained retrieval-augmented BERT checkpoint (training: :mod:`omicslm.impute.ragbert.train`).
 
 The target VCF holds phased haplotypes at the array sites; the retrieval panel and the site
 features use the reference + validation samples, never the targets. A site covered by several
@@ -16,19 +16,52 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from omicslm.errors import InputError
 from omicslm.impute.layout import Panel, read_panel
-from omicslm.impute.model import ModelConfig, RagBert
-from omicslm.impute.ragbert import file_sha1, panel_fingerprint, predict_alt_prob, window_data
+from omicslm.impute.ragbert.batches import WindowData
+from omicslm.impute.ragbert.model import ModelConfig, RagBert
 from omicslm.impute.split import read_split, role_indices
-from omicslm.impute.windows_data import read_windows
+from omicslm.impute.ragbert.windows import file_sha1, panel_fingerprint, read_windows, window_data
 from omicslm.io.atomic import atomic_open
 from omicslm.io.vcf import write_vcf
 from omicslm.train.checkpoint import load_checkpoint, read_checkpoint_config
-from omicslm.train.device import pick_device
+from omicslm.train.device import autocast, pick_device, to_device
 
 log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def predict_alt_prob(model: RagBert, data: WindowData, *, batch_size: int, device: torch.device,
+                     amp: bool = True, desc: str = "impute") -> np.ndarray:
+    """ALT probability of every query haplotype at every site, averaged over covering windows.
+
+    Returns
+    -------
+    ndarray, float32, shape (n_variants, n_query_haplotypes)
+    """
+    was_training = model.training
+    model.eval()
+    n_var, n_hap = data.query_hap.shape
+    total = np.zeros((n_var, n_hap), dtype=np.float64)
+    count = np.zeros(n_var, dtype=np.int64)
+    for s, e in data.windows:
+        count[s:e] += 1
+    pairs = data.items()
+    n_batches = (len(pairs) + max(1, batch_size // 2) - 1) // max(1, batch_size // 2)
+    for batch in tqdm(data.iter_batches(pairs, batch_size), total=n_batches, desc=desc, unit="batch",
+                      mininterval=5, leave=False):
+        sites = batch["sites"].numpy()
+        hap = batch["hap"].numpy()
+        with autocast(device, amp):
+            out = model(to_device(batch, device))
+        p = torch.softmax(out["allele_logits"].float(), dim=-1)[..., 1].cpu().numpy()
+        ok = sites >= 0
+        rows = np.broadcast_to(hap[:, None], sites.shape)
+        np.add.at(total, (sites[ok], rows[ok]), p[ok])
+    model.train(was_training)
+    return (total / count[:, None]).astype(np.float32)
 
 
 def read_targets(targets_vcf, panel: Panel) -> tuple[np.ndarray, np.ndarray, list[str]]:
