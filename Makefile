@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CORES  ?= all
 
-.PHONY: setup system-tools slurm-tools run test lint clean
+.PHONY: setup system-tools slurm-tools run test test-fast lint clean
 
 setup: $(VENV)/.installed system-tools
 
@@ -29,6 +29,10 @@ slurm-tools:
 
 test: setup slurm-tools
 	$(BIN)/python -m pytest -q -rs --durations=15
+
+# Unit tests only (no Snakemake runs, no SLURM): the quick loop while changing omicslm/ (a few minutes on 2 cores).
+test-fast: setup
+	$(BIN)/python -m pytest -q -rs -m "not workflow" --ignore=tests/workflow --durations=10
 
 lint: setup
 	$(BIN)/snakemake --lint

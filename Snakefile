@@ -9,13 +9,15 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
-validate(config, schema="workflow/schemas/config.schema.yaml")
+# defaults of optional keys live in the schema: the rules read config[...] directly
+validate(config, schema="workflow/schemas/config.schema.yaml", set_default=True)
 
 
 report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/impute_common.smk"
 include: "workflow/rules/impute.smk"
 include: "workflow/rules/impute_model.smk"
 include: "workflow/rules/crispr.smk"

@@ -14,9 +14,9 @@ from tests.workflow.conftest import ROOT, SNAKEMAKE, planned_jobs, snakemake, wr
 
 pytestmark = pytest.mark.workflow
 
-IMPUTE_RULES = {"simulate_panel", "vcf_to_h5", "windows", "split_samples", "array_sites", "panel_vcf", "target_vcf",
-                "beagle", "minimac4_compress", "minimac4", "af_floor", "evaluate_imputation", "impute_eval",
-                "plot_impute_eval", "impute_all", "train_ragbert", "impute_ragbert"}
+IMPUTE_RULES = {"impute_simulate", "impute_vcf_to_h5", "impute_windows", "impute_split", "impute_array_sites", "impute_panel_vcf", "impute_target_vcf",
+                "impute_beagle", "impute_minimac4_compress", "impute_minimac4", "impute_af_floor", "impute_evaluate", "impute_eval",
+                "impute_plot", "impute_all", "impute_train", "impute_ragbert"}
 TARGET = "impute_all"  # the imputation branch only; other branches have their own workflow tests
 
 
@@ -34,8 +34,8 @@ def test_lint_is_clean():
 def test_dry_run_lists_the_whole_dag(workdir):
     jobs = planned_jobs(snakemake(workdir, TARGET, "-n"))
     assert set(jobs) == IMPUTE_RULES
-    assert jobs["evaluate_imputation"] == 7  # beagle, minimac4, af_floor + 4 model variants
-    assert jobs["train_ragbert"] == 4
+    assert jobs["impute_evaluate"] == 7  # beagle, minimac4, af_floor + 4 model variants
+    assert jobs["impute_train"] == 4
 
 
 def test_full_run_produces_the_report_table(workdir):
@@ -80,7 +80,7 @@ def test_second_run_does_nothing(workdir):
 def test_changing_bins_reruns_only_the_evaluation(workdir):
     cfg = write_config(workdir / "bins.yaml", {"impute": {"evaluate": {"maf_bins": [0.0, 0.02, 0.1, 0.5]}}})
     jobs = planned_jobs(snakemake(workdir, TARGET, "-n", configs=[cfg]))
-    assert set(jobs) == {"evaluate_imputation", "impute_eval", "plot_impute_eval", "impute_all"}
+    assert set(jobs) == {"impute_evaluate", "impute_eval", "impute_plot", "impute_all"}
     snakemake(workdir, TARGET, configs=[cfg])
     table = pd.read_csv(workdir / "results/impute_eval.tsv", sep="\t")
     assert "[0.100,0.500]" in set(table.bin)
@@ -89,8 +89,8 @@ def test_changing_bins_reruns_only_the_evaluation(workdir):
 def test_changing_min_maf_reruns_from_ingest_on(workdir):
     cfg = write_config(workdir / "maf.yaml", {"impute": {"ingest": {"min_maf": 0.02}}})
     jobs = planned_jobs(snakemake(workdir, TARGET, "-n", configs=[cfg]))
-    assert "simulate_panel" not in jobs
-    assert {"vcf_to_h5", "split_samples", "beagle", "minimac4", "evaluate_imputation"} <= set(jobs)
+    assert "impute_simulate" not in jobs
+    assert {"impute_vcf_to_h5", "impute_split", "impute_beagle", "impute_minimac4", "impute_evaluate"} <= set(jobs)
 
 
 def test_bad_vcf_fails_clearly_and_leaves_no_artefact(tmp_path):

@@ -38,7 +38,7 @@ def test_slurm_profile_submits_with_account_partition_memory_and_time():
 def test_every_gpu_rule_gets_gpus_one_task_and_its_cpus_as_threads():
     bodies = rule_bodies()
     gpu_rules = {name for name, body in bodies.items() if re.search(r"^\s+gpu\s*=", body, re.M)}
-    assert {"train_ragbert", "crispr_train", "textlm_train"} <= gpu_rules
+    assert {"impute_train", "crispr_train", "textlm_train"} <= gpu_rules
     per_rule = profile("slurm")["set-resources"]
     assert set(per_rule) <= set(bodies), f"set-resources names no rule: {set(per_rule) - set(bodies)}"
     assert gpu_rules <= set(per_rule), f"GPU rules without SLURM resources: {gpu_rules - set(per_rule)}"
@@ -56,4 +56,4 @@ def test_every_gpu_rule_gets_gpus_one_task_and_its_cpus_as_threads():
 @pytest.mark.parametrize("name", ["local", "slurm"])
 def test_profile_is_accepted_by_snakemake(name, tmp_path):
     res = snakemake(tmp_path, "-n", "impute_all", "--profile", str(PROFILES / name))
-    assert planned_jobs(res)["evaluate_imputation"] >= 3
+    assert planned_jobs(res)["impute_evaluate"] >= 3

@@ -29,10 +29,10 @@ MODEL = {"impute": {"model": {
     "enabled": True, "pairs_per_epoch": 256, "threads": 1,
     "train": {"max_epochs": 2, "warmup_steps": 2, "checkpoint_every_steps": 2, "device": "cpu"},
 }}}
-PEER_RULES = {"vcf_to_h5", "windows", "split_samples", "array_sites", "panel_vcf", "target_vcf", "beagle",
-              "minimac4_compress", "minimac4", "af_floor", "evaluate_imputation", "impute_eval", "plot_impute_eval",
+PEER_RULES = {"impute_vcf_to_h5", "impute_windows", "impute_split", "impute_array_sites", "impute_panel_vcf", "impute_target_vcf", "impute_beagle",
+              "impute_minimac4_compress", "impute_minimac4", "impute_af_floor", "impute_evaluate", "impute_eval", "impute_plot",
               "impute_all"}
-REPORT = {"evaluate_imputation", "impute_eval", "plot_impute_eval", "impute_all"}
+REPORT = {"impute_evaluate", "impute_eval", "impute_plot", "impute_all"}
 NOTHING = "Nothing to be done"
 
 
@@ -66,20 +66,20 @@ def test_after_a_full_run_nothing_reruns(full_run, tiny):
 def test_editing_a_peer_option_reruns_only_that_peer_and_the_report(full_run, tiny):
     edit = write_config(full_run / "beagle_ne.yaml", {"impute": {"baselines": {"beagle_ne": 20_000}}})
     jobs, _ = _plan(full_run, tiny, edit)
-    assert set(jobs) == {"beagle"} | REPORT
-    assert jobs["evaluate_imputation"] == 1  # beagle's; minimac4 and af_floor are untouched
+    assert set(jobs) == {"impute_beagle"} | REPORT
+    assert jobs["impute_evaluate"] == 1  # beagle's; minimac4 and af_floor are untouched
 
 
 def test_a_peer_killed_after_an_edit_still_reruns_with_its_evaluation(full_run, tiny):
     # Snakemake removes a job's outputs when it starts; a job killed then leaves them missing while the
     # evaluation made with the old setting still exists. Where Snakemake keeps no record of the removed
-    # outputs either (as seen after a killed train_ragbert; --cleanup-metadata here), only the setting
+    # outputs either (as seen after a killed impute_train; --cleanup-metadata here), only the setting
     # being a param of the evaluation too makes the next run redo the chain instead of "Nothing to be done".
     edit = write_config(full_run / "beagle_ne.yaml", {"impute": {"baselines": {"beagle_ne": 20_000}}})
     outputs = [f"results/impute/beagle/{name}" for name in ("imputed.vcf.gz", "imputed.vcf.gz.tbi", "runtime.json")]
     with killed_outputs(full_run, outputs, configs=[tiny]):
         jobs, _ = _plan(full_run, tiny, edit)
-    assert set(jobs) == {"beagle"} | REPORT and jobs["evaluate_imputation"] == 1
+    assert set(jobs) == {"impute_beagle"} | REPORT and jobs["impute_evaluate"] == 1
     assert _plan(full_run, tiny)[0] == {}  # outputs back, old setting: nothing is stale
 
 
@@ -87,17 +87,17 @@ def test_editing_the_split_reruns_from_the_split_on(full_run, tiny):
     edit = write_config(full_run / "split.yaml", {"impute": {"split": {"seed": 43}}})
     jobs, _ = _plan(full_run, tiny, edit)
     # simulation, ingest and windows do not depend on the split
-    assert set(jobs) == PEER_RULES - {"vcf_to_h5", "windows"}
-    assert jobs["evaluate_imputation"] == 3
+    assert set(jobs) == PEER_RULES - {"impute_vcf_to_h5", "impute_windows"}
+    assert jobs["impute_evaluate"] == 3
 
 
 def test_the_split_killed_after_an_edit_still_reruns_everything_below_it(full_run, tiny):
-    # split_samples killed after a seed change, with no record of its removed output left: every later file
+    # impute_split killed after a seed change, with no record of its removed output left: every later file
     # is of the old split; the split settings are params of each of them, so the same chain is planned
     edit = write_config(full_run / "split.yaml", {"impute": {"split": {"seed": 43}}})
     with killed_outputs(full_run, ["results/impute/split.tsv"], configs=[tiny]):
         jobs, _ = _plan(full_run, tiny, edit)
-    assert set(jobs) == PEER_RULES - {"vcf_to_h5", "windows"} and jobs["evaluate_imputation"] == 3
+    assert set(jobs) == PEER_RULES - {"impute_vcf_to_h5", "impute_windows"} and jobs["impute_evaluate"] == 3
 
 
 def test_editing_other_branches_reruns_nothing_here(full_run, tiny):
@@ -123,7 +123,7 @@ def test_changing_the_raw_vcf_reruns_its_downstream_only(full_run, tiny):
     finally:
         vcf.write_bytes(data)
         os.utime(vcf, ns=(before.st_atime_ns, before.st_mtime_ns))
-    assert set(jobs) == PEER_RULES and "simulate_panel" not in jobs
+    assert set(jobs) == PEER_RULES and "impute_simulate" not in jobs
     assert _plan(full_run, tiny)[0] == {}  # the old file back: nothing is stale again
 
 
@@ -133,7 +133,7 @@ def test_killed_training_job_leaves_no_output_and_the_rerun_resumes(full_run, ti
     outputs = [full_run / f"results/impute/ragbert/model/{name}" for name in ("best", "history.tsv",
                                                                                 "train_runtime.json")]
     jobs, _ = _plan(full_run, tiny, model, target=target)
-    assert jobs == {"train_ragbert": 1}  # turning the model on leaves every input of its training current
+    assert jobs == {"impute_train": 1}  # turning the model on leaves every input of its training current
 
     cmd = [str(SNAKEMAKE), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(full_run), "--configfile",
            str(ROOT / "config.yaml"), str(tiny), str(model), "--cores", "2", target]
@@ -154,7 +154,7 @@ def test_killed_training_job_leaves_no_output_and_the_rerun_resumes(full_run, ti
     assert not (full_run / ".snakemake/locks").is_dir() or not any((full_run / ".snakemake/locks").iterdir())
 
     jobs, _ = _plan(full_run, tiny, model, target=target)
-    assert jobs == {"train_ragbert": 1}
+    assert jobs == {"impute_train": 1}
     snakemake(full_run, target, configs=[tiny, model], timeout=600)
     assert all(p.exists() for p in outputs)
     # Snakemake clears the log before the job starts again; the rerun continued from the kill's checkpoint

@@ -33,8 +33,8 @@ SMALL = {"impute": {
     "baselines": {"threads": 1},  # two peers side by side on a 2-CPU node
     "evaluate": {"bootstrap": 20},
 }}
-RERUN = ("af_floor", "beagle", "minimac4")  # SLURM redoes these and everything downstream
-GPU_STAND_IN = "af_floor"  # submitted with train_ragbert's GPU resources from the profile
+RERUN = ("impute_af_floor", "impute_beagle", "impute_minimac4")  # SLURM redoes these and everything downstream
+GPU_STAND_IN = "impute_af_floor"  # submitted with impute_train's GPU resources from the profile
 RUNTIME_COLUMNS = {"seconds"}
 
 
@@ -72,9 +72,9 @@ def node_gpus() -> int:
 
 
 def gpu_stand_in_resources(gpus: int) -> list[str]:
-    """``--set-resources`` giving GPU_STAND_IN the profile's train_ragbert request, fitted to a small node."""
+    """``--set-resources`` giving GPU_STAND_IN the profile's impute_train request, fitted to a small node."""
     profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
-    train = dict(profile["set-resources"]["train_ragbert"], gpu=gpus, cpus_per_task=1, mem_mb=2000, runtime=30)
+    train = dict(profile["set-resources"]["impute_train"], gpu=gpus, cpus_per_task=1, mem_mb=2000, runtime=30)
     return [f"{GPU_STAND_IN}:{key}={value}" for key, value in train.items()]
 
 
@@ -103,7 +103,7 @@ def test_peers_run_as_slurm_jobs_and_match_a_local_run(slurm_cluster, tmp_path):
                     "--set-resources", *gpu_stand_in_resources(gpus), "--forcerun", *RERUN, configs=[cfg])
     log = res.stdout + res.stderr
     planned = planned_jobs(res)
-    assert planned == {"af_floor": 1, "beagle": 1, "minimac4": 1, "evaluate_imputation": 3, "impute_eval": 1}
+    assert planned == {"impute_af_floor": 1, "impute_beagle": 1, "impute_minimac4": 1, "impute_evaluate": 3, "impute_eval": 1}
 
     run_id = re.search(r"SLURM run ID: (\S+)", log)[1]
     acct = sacct_jobs(run_id)

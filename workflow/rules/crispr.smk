@@ -3,8 +3,7 @@
 # trained ones) -> results/crispr_eval.tsv.
 # Each model's resumable checkpoint lives in models/{method}/work/ (not a declared output), so a killed job
 # resumes from work/last/ when the rule reruns instead of Snakemake deleting it.
-# Every step has the settings of the steps above it as params (crispr_upstream, crispr_method_settings), so a
-# step killed after an edit cannot leave later files of the old settings standing.
+# Every rule's one rerun key is made_with (crispr_made_with, crispr_common.smk): no script reads it.
 
 include: "crispr_common.smk"
 
@@ -56,7 +55,7 @@ rule crispr_mers:
         mer23=f"{CRISPR_DIR}/inputs/23mers.fa",
         mer30=f"{CRISPR_DIR}/inputs/30mers.fa",
     params:
-        upstream=crispr_upstream("inputs"),
+        made_with=crispr_made_with("crispr_mers"),  # rerun key: read by no script (settings_above)
         on_bad_record=CRISPR["on_bad_record"],
     log:
         "logs/crispr/mers.log",
@@ -73,7 +72,7 @@ rule crispr_join:
     output:
         guides=f"{CRISPR_DIR}/inputs/guides.tsv",
     params:
-        upstream=crispr_upstream("inputs", "mers"),
+        made_with=crispr_made_with("crispr_join"),  # rerun key: read by no script (settings_above)
         join=CRISPR["join"],
     log:
         "logs/crispr/join.log",
@@ -89,7 +88,7 @@ rule crispr_energy:
     output:
         energy=f"{CRISPR_DIR}/inputs/energy.tsv",
     params:
-        upstream=crispr_upstream("inputs", "mers", "join"),
+        made_with=crispr_made_with("crispr_energy"),  # rerun key: read by no script (settings_above)
     log:
         "logs/crispr/energy.log",
     conda:
@@ -104,7 +103,7 @@ rule crispr_split:
     output:
         split=f"{CRISPR_DIR}/split.tsv",
     params:
-        upstream=crispr_upstream("inputs", "mers", "join"),
+        made_with=crispr_made_with("crispr_split"),  # rerun key: read by no script (settings_above)
         split=CRISPR["split"],
     log:
         "logs/crispr/split.log",
@@ -122,7 +121,7 @@ rule crispr_tokenize:
     output:
         dataset=f"{CRISPR_DIR}/dataset.npz",
     params:
-        upstream=crispr_upstream("inputs", "mers", "join", "energy", "split"),
+        made_with=crispr_made_with("crispr_tokenize"),  # rerun key: read by no script (settings_above)
         k=CRISPR["k"],
     log:
         "logs/crispr/tokenize.log",
@@ -135,18 +134,18 @@ rule crispr_tokenize:
 rule crispr_pretrain:
     input:
         fastas=[rules.crispr_inputs.output.fasta, rules.crispr_mers.output.mer30,
-                *CRISPR["encoder"].get("extra_fasta", [])],
+                *CRISPR["encoder"]["extra_fasta"]],
     output:
         encoder=directory(f"{CRISPR_DIR}/encoder"),
     params:
-        upstream=crispr_upstream("inputs", "mers"),
+        made_with=crispr_made_with("crispr_pretrain"),  # rerun key: read by no script (settings_above)
         pretrain=CRISPR["encoder"]["pretrain"],
         k=CRISPR["k"],
         work_dir=f"{CRISPR_DIR}/encoder_work",
     threads: CRISPR_THREADS
     resources:
-        gpu=CRISPR_RESOURCES.get("gpu", 0),
-        mem_mb=CRISPR_RESOURCES.get("mem_mb", 4000),
+        gpu=CRISPR_RESOURCES["gpu"],
+        mem_mb=CRISPR_RESOURCES["mem_mb"],
     log:
         "logs/crispr/pretrain.log",
     conda:
@@ -165,16 +164,16 @@ rule crispr_train:
         predictions=f"{CRISPR_DIR}/models/{{method}}/predictions.tsv",
         runtime=f"{CRISPR_DIR}/models/{{method}}/runtime.json",
     params:
+        made_with=lambda wc: crispr_made_with(f"crispr_train/{wc.method}"),  # rerun key: read by no script (settings_above)
         spec=lambda wc: CRISPR["models"]["methods"][wc.method],
         models=CRISPR_MODELS_SHARED,  # not the other methods' blocks: editing one method retrains that one
         k=CRISPR["k"],
         encoder_name=crispr_encoder_name(),
-        made_with=lambda wc: crispr_method_settings(wc.method),  # includes the encoder's pretraining settings
         work_dir=f"{CRISPR_DIR}/models/{{method}}/work",
     threads: CRISPR_THREADS
     resources:
-        gpu=CRISPR_RESOURCES.get("gpu", 0),
-        mem_mb=CRISPR_RESOURCES.get("mem_mb", 4000),
+        gpu=CRISPR_RESOURCES["gpu"],
+        mem_mb=CRISPR_RESOURCES["mem_mb"],
     log:
         "logs/crispr/train_{method}.log",
     conda:
@@ -193,8 +192,8 @@ rule crispr_stack:
         predictions=f"{CRISPR_DIR}/models/{{method}}/predictions.tsv",
         runtime=f"{CRISPR_DIR}/models/{{method}}/runtime.json",
     params:
+        made_with=lambda wc: crispr_made_with(f"crispr_stack/{wc.method}"),  # rerun key: read by no script (settings_above)
         members=lambda wc: CRISPR["models"]["methods"][wc.method]["members"],
-        made_with=lambda wc: crispr_method_settings(wc.method),
     log:
         "logs/crispr/stack_{method}.log",
     conda:
@@ -210,7 +209,7 @@ rule crispr_eval:
     output:
         tsv=report("results/crispr_eval.tsv", caption="../report/crispr_eval.rst", category="CRISPR"),
     params:
-        made_with={m: crispr_method_settings(m) for m in CRISPR_METHODS},  # see crispr_method_settings
+        made_with=crispr_made_with("crispr_eval"),  # rerun key: read by no script (settings_above)
     log:
         "logs/crispr/eval.log",
     conda:
@@ -225,8 +224,8 @@ rule crispr_plot:
     output:
         report("results/crispr_scatter.png", caption="../report/crispr_scatter.rst", category="CRISPR"),
     params:
+        made_with=crispr_made_with("crispr_plot"),  # rerun key: read by no script (settings_above)
         methods=CRISPR_METHODS,
-        made_with={m: crispr_method_settings(m) for m in CRISPR_METHODS},  # see crispr_method_settings
     log:
         "logs/crispr/plot.log",
     conda:

@@ -9,27 +9,11 @@ CRISPR_METHODS = list(CRISPR["models"]["methods"])
 CRISPR_STACKED = [m for m, s in CRISPR["models"]["methods"].items() if s["kind"] == "stack"]
 CRISPR_TRAINED = [m for m in CRISPR_METHODS if m not in CRISPR_STACKED]
 CRISPR_ENCODER_CKPT = CRISPR["encoder"]["checkpoint"]
-CRISPR_THREADS = CRISPR["models"].get("threads", 2)
-CRISPR_RESOURCES = CRISPR["models"].get("resources") or {}
+CRISPR_THREADS = CRISPR["models"]["threads"]
+CRISPR_RESOURCES = CRISPR["models"]["resources"]
 # the models block less its methods: what every trained method shares (batch size, head, train schedule)
 CRISPR_MODELS_SHARED = {k: v for k, v in CRISPR["models"].items() if k != "methods"}
 check_stack_methods(CRISPR["models"]["methods"])
-# the settings of each data step, for crispr_upstream
-CRISPR_STEP_SETTINGS = {
-    "inputs": {"data": CRISPR["data"], "on_bad_record": CRISPR["on_bad_record"]},
-    "mers": {"on_bad_record": CRISPR["on_bad_record"]},
-    "join": CRISPR["join"],
-    "energy": CRISPR["energy"],
-    "split": CRISPR["split"],
-    "tokenize": {"k": CRISPR["k"]},
-}
-
-
-def crispr_upstream(*steps):
-    """:func:`upstream_settings` (common.smk) of the CRISPR data steps."""
-    return upstream_settings(CRISPR_STEP_SETTINGS, steps)
-
-
 def crispr_table(wildcards):
     """The raw efficiency table: the fetched Doench 2016 csv, or the user's CRISPRon-style workbook."""
     if CRISPR["data"]["source"] == "azimuth":
@@ -50,23 +34,51 @@ def crispr_encoder_name():
     return f"pretrained-here:mlm-{p['layers']}x{p['hidden']}"
 
 
+def crispr_method_step(method):
+    """The step that writes ``method``'s predictions: crispr_stack/<method> or crispr_train/<method>."""
+    return f"crispr_stack/{method}" if method in CRISPR_STACKED else f"crispr_train/{method}"
+
+
 def crispr_stack_members(wildcards, what="predictions.tsv"):
     """The member files (predictions.tsv or runtime.json) of stack method ``wildcards.method``."""
     return [f"{CRISPR_DIR}/models/{m}/{what}" for m in CRISPR["models"]["methods"][wildcards.method]["members"]]
 
 
-def crispr_method_settings(method):
-    """The config a method's predictions are made with: params of its step and of the steps downstream.
+# What each step is made with (config name -> value) and which steps it reads: settings_above (common.smk)
+# turns these into each rule's rerun key. "encoder" is the encoder an encoder method is fine-tuned from (a local
+# checkpoint or crispr_pretrain's); the energy step is listed above the tokens even when it is off.
+CRISPR_SETTINGS = {
+    "crispr_inputs": {"crispr.data": CRISPR["data"], "crispr.on_bad_record": CRISPR["on_bad_record"]},
+    "crispr_mers": {"crispr.on_bad_record": CRISPR["on_bad_record"]},
+    "crispr_join": {"crispr.join": CRISPR["join"]},
+    "crispr_energy": {"crispr.energy": CRISPR["energy"]},
+    "crispr_split": {"crispr.split": CRISPR["split"]},
+    "crispr_tokenize": {"crispr.k": CRISPR["k"]},
+    "crispr_pretrain": {"crispr.encoder.pretrain": CRISPR["encoder"]["pretrain"], "crispr.k": CRISPR["k"]},
+    "encoder": {"crispr.encoder.checkpoint": CRISPR_ENCODER_CKPT, "crispr.encoder.extra_fasta": CRISPR["encoder"]["extra_fasta"]},
+    **{f"crispr_train/{m}": {f"crispr.models.methods.{m}": CRISPR["models"]["methods"][m],
+                             "crispr.models (shared)": CRISPR_MODELS_SHARED, "crispr.k": CRISPR["k"],
+                             "crispr.encoder (name)": crispr_encoder_name()} for m in CRISPR_TRAINED},
+    **{f"crispr_stack/{m}": {f"crispr.models.methods.{m}": CRISPR["models"]["methods"][m]} for m in CRISPR_STACKED},
+}
+CRISPR_PARENTS = {
+    "crispr_inputs": [],
+    "crispr_mers": ["crispr_inputs"],
+    "crispr_join": ["crispr_inputs", "crispr_mers"],
+    "crispr_energy": ["crispr_join"],
+    "crispr_split": ["crispr_join"],
+    "crispr_tokenize": ["crispr_join", "crispr_split", "crispr_energy"],
+    "crispr_pretrain": ["crispr_inputs", "crispr_mers"],
+    "encoder": [] if CRISPR_ENCODER_CKPT else ["crispr_pretrain"],
+    **{f"crispr_train/{m}": ["crispr_tokenize", *(["encoder"] if spec["kind"] in ENCODER_KINDS else [])]
+       for m, spec in CRISPR["models"]["methods"].items() if m in CRISPR_TRAINED},
+    **{f"crispr_stack/{m}": [f"crispr_train/{x}" for x in CRISPR["models"]["methods"][m]["members"]]
+       for m in CRISPR_STACKED},
+    "crispr_eval": [crispr_method_step(m) for m in CRISPR_METHODS],
+    "crispr_plot": [crispr_method_step(m) for m in CRISPR_METHODS],
+}
 
-    Downstream too because Snakemake removes a job's outputs when it starts and does not go back for
-    a missing intermediate whose downstream files exist: a crispr_train (or crispr_pretrain) job killed
-    after a parameter change would otherwise leave the old table standing. Per method, so editing one
-    method retrains that one only.
-    """
-    spec = CRISPR["models"]["methods"][method]
-    if spec["kind"] == "stack":
-        return {"spec": spec, "members": {m: crispr_method_settings(m) for m in spec["members"]}}
-    out = {"spec": spec, "models": CRISPR_MODELS_SHARED, "data": crispr_upstream(*CRISPR_STEP_SETTINGS)}  # k: tokenize
-    if spec["kind"] in ENCODER_KINDS:
-        out["encoder"] = CRISPR["encoder"]
-    return out
+
+def crispr_made_with(step):
+    """The rerun key of a CRISPR step: :func:`settings_above` (common.smk) over the tables above."""
+    return settings_above(step, CRISPR_SETTINGS, CRISPR_PARENTS)

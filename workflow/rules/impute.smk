@@ -1,4 +1,5 @@
 # Imputation branch: raw VCF -> HDF5 -> split/array -> peer tools -> evaluation table + plot.
+# Every rule's one rerun key is made_with (impute_made_with, impute_common.smk): no script reads it.
 
 
 rule impute_all:
@@ -8,7 +9,7 @@ rule impute_all:
         f"{IMPUTE_DIR}/windows.tsv",
 
 
-rule simulate_panel:
+rule impute_simulate:
     output:
         vcf="resources/impute/simulated/panel.vcf.gz",
         tbi="resources/impute/simulated/panel.vcf.gz.tbi",
@@ -23,18 +24,18 @@ rule simulate_panel:
         "../../scripts/impute_simulate.py"
 
 
-rule vcf_to_h5:
+rule impute_vcf_to_h5:
     input:
         vcf=impute_raw_vcf,
         panel=impute_raw_panel,
     output:
         h5=f"{IMPUTE_DIR}/panel.h5",
     params:
-        upstream=impute_upstream("data"),
+        made_with=impute_made_with("impute_vcf_to_h5"),  # rerun key: read by no script (settings_above)
         min_maf=IMPUTE["ingest"]["min_maf"],
         on_unphased=IMPUTE["ingest"]["on_unphased"],
         chunk_size=IMPUTE["ingest"]["chunk_size"],
-        panel_subset=IMPUTE["ingest"].get("panel_subset", False),
+        panel_subset=IMPUTE["ingest"]["panel_subset"],
     log:
         "logs/impute/vcf_to_h5.log",
     conda:
@@ -43,13 +44,13 @@ rule vcf_to_h5:
         "../../scripts/impute_vcf_to_h5.py"
 
 
-rule windows:
+rule impute_windows:
     input:
-        h5=rules.vcf_to_h5.output.h5,
+        h5=rules.impute_vcf_to_h5.output.h5,
     output:
         tsv=f"{IMPUTE_DIR}/windows.tsv",
     params:
-        upstream=impute_upstream("data", "ingest"),
+        made_with=impute_made_with("impute_windows"),  # rerun key: read by no script (settings_above)
         sites=IMPUTE["windows"]["sites"],
         overlap=IMPUTE["windows"]["overlap"],
     log:
@@ -60,13 +61,13 @@ rule windows:
         "../../scripts/impute_windows.py"
 
 
-rule split_samples:
+rule impute_split:
     input:
-        h5=rules.vcf_to_h5.output.h5,
+        h5=rules.impute_vcf_to_h5.output.h5,
     output:
         tsv=f"{IMPUTE_DIR}/split.tsv",
     params:
-        upstream=impute_upstream("data", "ingest"),
+        made_with=impute_made_with("impute_split"),  # rerun key: read by no script (settings_above)
         split=IMPUTE["split"],
     log:
         "logs/impute/split_samples.log",
@@ -76,14 +77,14 @@ rule split_samples:
         "../../scripts/impute_split.py"
 
 
-rule array_sites:
+rule impute_array_sites:
     input:
-        h5=rules.vcf_to_h5.output.h5,
-        split=rules.split_samples.output.tsv,
+        h5=rules.impute_vcf_to_h5.output.h5,
+        split=rules.impute_split.output.tsv,
     output:
         tsv=f"{IMPUTE_DIR}/array_sites.tsv",
     params:
-        upstream=impute_upstream("data", "ingest", "split"),
+        made_with=impute_made_with("impute_array_sites"),  # rerun key: read by no script (settings_above)
         array=IMPUTE["array"],
     log:
         "logs/impute/array_sites.log",
@@ -93,15 +94,15 @@ rule array_sites:
         "../../scripts/impute_array_sites.py"
 
 
-rule panel_vcf:
+rule impute_panel_vcf:
     input:
-        h5=rules.vcf_to_h5.output.h5,
-        split=rules.split_samples.output.tsv,
+        h5=rules.impute_vcf_to_h5.output.h5,
+        split=rules.impute_split.output.tsv,
     output:
         vcf=f"{IMPUTE_DIR}/inputs/panel.vcf.gz",
         tbi=f"{IMPUTE_DIR}/inputs/panel.vcf.gz.tbi",
     params:
-        upstream=impute_upstream("data", "ingest", "split"),
+        made_with=impute_made_with("impute_panel_vcf"),  # rerun key: read by no script (settings_above)
     log:
         "logs/impute/panel_vcf.log",
     conda:
@@ -110,16 +111,16 @@ rule panel_vcf:
         "../../scripts/impute_panel_vcf.py"
 
 
-rule target_vcf:
+rule impute_target_vcf:
     input:
-        h5=rules.vcf_to_h5.output.h5,
-        split=rules.split_samples.output.tsv,
-        array=rules.array_sites.output.tsv,
+        h5=rules.impute_vcf_to_h5.output.h5,
+        split=rules.impute_split.output.tsv,
+        array=rules.impute_array_sites.output.tsv,
     output:
         vcf=f"{IMPUTE_DIR}/inputs/targets.vcf.gz",
         tbi=f"{IMPUTE_DIR}/inputs/targets.vcf.gz.tbi",
     params:
-        upstream=impute_upstream("data", "ingest", "split", "array"),
+        made_with=impute_made_with("impute_target_vcf"),  # rerun key: read by no script (settings_above)
     log:
         "logs/impute/target_vcf.log",
     conda:
@@ -128,14 +129,14 @@ rule target_vcf:
         "../../scripts/impute_target_vcf.py"
 
 
-rule genetic_map:
+rule impute_genetic_map:
     input:
         gmap=lambda wc: IMPUTE["data"]["genetic_map"],
-        h5=rules.vcf_to_h5.output.h5,
+        h5=rules.impute_vcf_to_h5.output.h5,
     output:
         plink=f"{IMPUTE_DIR}/inputs/genetic_map.plink.map",
     params:
-        upstream=impute_upstream("data", "ingest"),
+        made_with=impute_made_with("impute_genetic_map"),  # rerun key: read by no script (settings_above)
     log:
         "logs/impute/genetic_map.log",
     conda:
@@ -144,23 +145,23 @@ rule genetic_map:
         "../../scripts/impute_genetic_map.py"
 
 
-rule beagle:
+rule impute_beagle:
     input:
-        ref=rules.panel_vcf.output.vcf,
-        target=rules.target_vcf.output.vcf,
-        gmap=impute_genetic_map,
+        ref=rules.impute_panel_vcf.output.vcf,
+        target=rules.impute_target_vcf.output.vcf,
+        gmap=impute_plink_map,
     output:
         vcf=f"{IMPUTE_DIR}/beagle/imputed.vcf.gz",
         tbi=f"{IMPUTE_DIR}/beagle/imputed.vcf.gz.tbi",
         runtime=f"{IMPUTE_DIR}/beagle/runtime.json",
     params:
-        made_with=impute_method_settings("beagle"),  # see impute_method_settings
-        mem_gb=IMPUTE["baselines"].get("beagle_mem_gb", 2),
-        ne=IMPUTE["baselines"].get("beagle_ne"),
-        seed=IMPUTE["baselines"].get("seed", 1),
-    threads: IMPUTE["baselines"].get("threads", 2)
+        made_with=impute_made_with("impute_beagle"),  # rerun key: read by no script (settings_above)
+        mem_gb=IMPUTE_BASELINES["beagle_mem_gb"],
+        ne=IMPUTE_BASELINES["beagle_ne"],
+        seed=IMPUTE_BASELINES["seed"],
+    threads: IMPUTE_BASELINES["threads"]
     resources:
-        mem_mb=lambda wc: 1024 * (IMPUTE["baselines"].get("beagle_mem_gb", 2) + 1),
+        mem_mb=lambda wc: 1024 * (IMPUTE_BASELINES["beagle_mem_gb"] + 1),
     log:
         "logs/impute/beagle.log",
     benchmark:
@@ -171,14 +172,14 @@ rule beagle:
         "../../scripts/impute_beagle.py"
 
 
-rule minimac4_compress:
+rule impute_minimac4_compress:
     input:
-        ref=rules.panel_vcf.output.vcf,
+        ref=rules.impute_panel_vcf.output.vcf,
     output:
         msav=f"{IMPUTE_DIR}/minimac4/panel.msav",
-    threads: IMPUTE["baselines"].get("threads", 2)
+    threads: IMPUTE_BASELINES["threads"]
     params:
-        upstream=impute_upstream("data", "ingest", "split"),
+        made_with=impute_made_with("impute_minimac4_compress"),  # rerun key: read by no script (settings_above)
     log:
         "logs/impute/minimac4_compress.log",
     conda:
@@ -187,18 +188,18 @@ rule minimac4_compress:
         "../../scripts/impute_minimac4_compress.py"
 
 
-rule minimac4:
+rule impute_minimac4:
     input:
-        msav=rules.minimac4_compress.output.msav,
-        target=rules.target_vcf.output.vcf,
-        gmap=impute_genetic_map,
+        msav=rules.impute_minimac4_compress.output.msav,
+        target=rules.impute_target_vcf.output.vcf,
+        gmap=impute_plink_map,
     output:
         vcf=f"{IMPUTE_DIR}/minimac4/imputed.vcf.gz",
         tbi=f"{IMPUTE_DIR}/minimac4/imputed.vcf.gz.tbi",
         runtime=f"{IMPUTE_DIR}/minimac4/runtime.json",
-    threads: IMPUTE["baselines"].get("threads", 2)
+    threads: IMPUTE_BASELINES["threads"]
     params:
-        made_with=impute_method_settings("minimac4"),
+        made_with=impute_made_with("impute_minimac4"),  # rerun key: read by no script (settings_above)
     log:
         "logs/impute/minimac4.log",
     benchmark:
@@ -209,16 +210,16 @@ rule minimac4:
         "../../scripts/impute_minimac4.py"
 
 
-rule af_floor:
+rule impute_af_floor:
     input:
-        h5=rules.vcf_to_h5.output.h5,
-        split=rules.split_samples.output.tsv,
+        h5=rules.impute_vcf_to_h5.output.h5,
+        split=rules.impute_split.output.tsv,
     output:
         vcf=f"{IMPUTE_DIR}/af_floor/imputed.vcf.gz",
         tbi=f"{IMPUTE_DIR}/af_floor/imputed.vcf.gz.tbi",
         runtime=f"{IMPUTE_DIR}/af_floor/runtime.json",
     params:
-        made_with=impute_method_settings("af_floor"),
+        made_with=impute_made_with("impute_af_floor"),  # rerun key: read by no script (settings_above)
     log:
         "logs/impute/af_floor.log",
     conda:
@@ -227,18 +228,18 @@ rule af_floor:
         "../../scripts/impute_af_floor.py"
 
 
-rule evaluate_imputation:
+rule impute_evaluate:
     input:
-        h5=rules.vcf_to_h5.output.h5,
-        split=rules.split_samples.output.tsv,
-        array=rules.array_sites.output.tsv,
+        h5=rules.impute_vcf_to_h5.output.h5,
+        split=rules.impute_split.output.tsv,
+        array=rules.impute_array_sites.output.tsv,
         vcf=f"{IMPUTE_DIR}/{{method}}/imputed.vcf.gz",
         runtime=f"{IMPUTE_DIR}/{{method}}/runtime.json",
     output:
         tsv=f"{IMPUTE_DIR}/eval/{{method}}.tsv",
     params:
+        made_with=lambda wc: impute_made_with(f"impute_evaluate/{wc.method}"),  # rerun key: read by no script (settings_above)
         evaluate=IMPUTE["evaluate"],
-        made_with=lambda wc: impute_method_settings(wc.method),  # see impute_method_settings
     wildcard_constraints:
         method="[A-Za-z0-9_]+",
     log:
@@ -259,8 +260,7 @@ rule impute_eval:
             category="Imputation",
         ),
     params:
-        evaluate=IMPUTE["evaluate"],
-        made_with={m: impute_method_settings(m) for m in IMPUTE_METHODS},  # see impute_method_settings
+        made_with=impute_made_with("impute_eval"),  # rerun key: read by no script (settings_above)
     log:
         "logs/impute/impute_eval.log",
     conda:
@@ -269,7 +269,7 @@ rule impute_eval:
         "../../scripts/impute_combine.py"
 
 
-rule plot_impute_eval:
+rule impute_plot:
     input:
         tsv="results/impute_eval.tsv",
     output:
@@ -279,7 +279,7 @@ rule plot_impute_eval:
             category="Imputation",
         ),
     params:
-        made_with={m: impute_method_settings(m) for m in IMPUTE_METHODS},  # see impute_method_settings
+        made_with=impute_made_with("impute_plot"),  # rerun key: read by no script (settings_above)
     log:
         "logs/impute/plot_impute_eval.log",
     conda:

@@ -1,13 +1,7 @@
 # Imputation model branch: train each retrieval-augmented BERT variant, impute the targets, plot curves.
-# Variants (config impute.model.variants) are scored beside the peers by rule evaluate_imputation.
+# Variants (config impute.model.variants) are scored beside the peers by rule impute_evaluate.
 # The training loop's resumable checkpoint lives in {variant}/model_work/ (not a declared output), so a
 # killed job resumes from model_work/last/ when the rule reruns instead of Snakemake deleting it.
-
-IMPUTE_MODEL = IMPUTE.get("model") or {}
-MODEL_VARIANTS = list(IMPUTE_MODEL.get("variants") or []) if IMPUTE_MODEL.get("enabled", True) else []
-MODEL_RESOURCES = IMPUTE_MODEL.get("resources") or {}
-MODEL_THREADS = IMPUTE_MODEL.get("threads", 1)
-
 
 wildcard_constraints:
     variant="|".join(MODEL_VARIANTS) if MODEL_VARIANTS else "ragbert",
@@ -19,27 +13,27 @@ rule impute_model_all:
         "results/impute_training_curves.png" if MODEL_VARIANTS else [],
 
 
-rule train_ragbert:
+rule impute_train:
     input:
-        h5=rules.vcf_to_h5.output.h5,
-        split=rules.split_samples.output.tsv,
-        array=rules.array_sites.output.tsv,
-        windows=rules.windows.output.tsv,
-        gmap=impute_genetic_map,
+        h5=rules.impute_vcf_to_h5.output.h5,
+        split=rules.impute_split.output.tsv,
+        array=rules.impute_array_sites.output.tsv,
+        windows=rules.impute_windows.output.tsv,
+        gmap=impute_plink_map,
     output:
         best=directory(f"{IMPUTE_DIR}/{{variant}}/model/best"),
         history=f"{IMPUTE_DIR}/{{variant}}/model/history.tsv",
         runtime=f"{IMPUTE_DIR}/{{variant}}/model/train_runtime.json",
     params:
+        made_with=lambda wc: impute_made_with(f"impute_train/{wc.variant}"),  # rerun key: read by no script (settings_above)
         model=IMPUTE_MODEL,
-        upstream=impute_upstream("data", "ingest", "windows", "split", "array"),
-        maf_bins=IMPUTE_MODEL.get("val_maf_bins", IMPUTE["evaluate"]["maf_bins"]),
+        maf_bins=MODEL_VAL_MAF_BINS,
         work_dir=f"{IMPUTE_DIR}/{{variant}}/model_work",
-    threads: MODEL_THREADS
+    threads: IMPUTE_MODEL["threads"]
     resources:
-        gpu=MODEL_RESOURCES.get("gpu", 0),
-        mem_mb=MODEL_RESOURCES.get("mem_mb", 4000),
-        runtime=MODEL_RESOURCES.get("runtime", 60),
+        gpu=MODEL_RESOURCES["gpu"],
+        mem_mb=MODEL_RESOURCES["mem_mb"],
+        runtime=MODEL_RESOURCES["runtime"],
     log:
         "logs/impute/train_{variant}.log",
     conda:
@@ -50,26 +44,25 @@ rule train_ragbert:
 
 rule impute_ragbert:
     input:
-        h5=rules.vcf_to_h5.output.h5,
-        split=rules.split_samples.output.tsv,
-        target=rules.target_vcf.output.vcf,
-        windows=rules.windows.output.tsv,
-        best=rules.train_ragbert.output.best,
-        train_runtime=rules.train_ragbert.output.runtime,
-        gmap=impute_genetic_map,
+        h5=rules.impute_vcf_to_h5.output.h5,
+        split=rules.impute_split.output.tsv,
+        target=rules.impute_target_vcf.output.vcf,
+        windows=rules.impute_windows.output.tsv,
+        best=rules.impute_train.output.best,
+        train_runtime=rules.impute_train.output.runtime,
+        gmap=impute_plink_map,
     output:
         vcf=f"{IMPUTE_DIR}/{{variant}}/imputed.vcf.gz",
         tbi=f"{IMPUTE_DIR}/{{variant}}/imputed.vcf.gz.tbi",
         runtime=f"{IMPUTE_DIR}/{{variant}}/runtime.json",
     params:
-        model=IMPUTE_MODEL,  # a killed train_ragbert after a model change still reruns (impute_method_settings)
-        upstream=impute_upstream("data", "ingest", "windows", "split", "array"),
-        batch_size=IMPUTE_MODEL.get("batch_size", 64),
-        device=(IMPUTE_MODEL.get("train") or {}).get("device", "auto"),
-    threads: MODEL_THREADS
+        made_with=lambda wc: impute_made_with(f"impute_ragbert/{wc.variant}"),  # rerun key: read by no script (settings_above)
+        batch_size=IMPUTE_MODEL["batch_size"],
+        device=IMPUTE_MODEL["train"]["device"],
+    threads: IMPUTE_MODEL["threads"]
     resources:
-        gpu=MODEL_RESOURCES.get("gpu", 0),
-        mem_mb=MODEL_RESOURCES.get("mem_mb", 4000),
+        gpu=MODEL_RESOURCES["gpu"],
+        mem_mb=MODEL_RESOURCES["mem_mb"],
     log:
         "logs/impute/impute_{variant}.log",
     conda:
@@ -78,7 +71,7 @@ rule impute_ragbert:
         "../../scripts/impute_ragbert.py"
 
 
-rule plot_training_curves:
+rule impute_plot_training:
     input:
         histories=expand(f"{IMPUTE_DIR}/{{variant}}/model/history.tsv", variant=MODEL_VARIANTS),
     output:
@@ -88,9 +81,9 @@ rule plot_training_curves:
             category="Imputation",
         ),
     params:
+        made_with=impute_made_with("impute_plot_training"),  # rerun key: read by no script (settings_above)
         variants=MODEL_VARIANTS,
-        made_with={v: impute_method_settings(v) for v in MODEL_VARIANTS},  # see impute_method_settings
-        metric=(IMPUTE_MODEL.get("train") or {}).get("early_stopping_metric", "val_loss"),
+        metric=IMPUTE_MODEL["train"]["early_stopping_metric"],
     log:
         "logs/impute/plot_training_curves.log",
     conda:

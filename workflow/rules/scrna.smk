@@ -66,7 +66,7 @@ rule scrna_tokenize:
     output:
         tokens=directory(f"{SCRNA_DIR}/{{scd}}/tokens/{{scb}}"),
     params:
-        upstream=lambda wc: scrna_upstream(wc.scd),
+        made_with=lambda wc: scrna_made_with(f"scrna_tokenize/{wc.scd}/{wc.scb}"),  # rerun key: read by no script (settings_above)
         binning=lambda wc: SCRNA["binnings"][wc.scb],
         split=SCRNA["split"],
         tokenize=SCRNA["tokenize"],
@@ -85,9 +85,9 @@ rule scrna_baselines:
     output:
         tsv=f"{SCRNA_DIR}/{{scd}}/baselines.tsv",
     params:
-        upstream=lambda wc: {b: scrna_upstream(wc.scd, b) for b in SCRNA_BINNINGS},
+        made_with=lambda wc: scrna_made_with(f"scrna_baselines/{wc.scd}"),  # rerun key: read by no script (settings_above)
         binnings=SCRNA_BINNINGS,
-        options={k: v for k, v in SCRNA["evaluate"].items() if k != "batch_size"},
+        options=SCRNA_BASELINE_OPTIONS,
     log:
         "logs/scrna/baselines_{scd}.log",
     conda:
@@ -104,14 +104,14 @@ rule scrna_train:
         history=f"{SCRNA_DIR}/{{scd}}/{{scm}}/history.tsv",
         summary=f"{SCRNA_DIR}/{{scd}}/{{scm}}/train_summary.json",
     params:
-        upstream=lambda wc: scrna_run_upstream(wc.scd, wc.scm),
+        made_with=lambda wc: scrna_made_with(f"scrna_train/{wc.scd}/{wc.scm}"),  # rerun key: read by no script (settings_above)
         options=lambda wc: scrna_model_spec(wc.scm),
         work_dir=f"{SCRNA_DIR}/{{scd}}/{{scm}}/work",
     threads: SCRNA["threads"]
     resources:
-        gpu=SCRNA_RESOURCES.get("gpu", 0),
-        mem_mb=SCRNA_RESOURCES.get("mem_mb", 4000),
-        runtime=SCRNA_RESOURCES.get("runtime", 30),
+        gpu=SCRNA_RESOURCES["gpu"],
+        mem_mb=SCRNA_RESOURCES["mem_mb"],
+        runtime=SCRNA_RESOURCES["runtime"],
     log:
         "logs/scrna/train_{scd}_{scm}.log",
     conda:
@@ -128,19 +128,12 @@ rule scrna_evaluate:
     output:
         tsv=f"{SCRNA_DIR}/{{scd}}/{{scm}}/eval.tsv",
     params:
-        upstream=lambda wc: scrna_run_upstream(wc.scd, wc.scm),  # as made_with, for the data steps
-        options=lambda wc: {
-            "binning": SCRNA["models"][wc.scm]["binning"],
-            "device": SCRNA["train"].get("device", "auto"),
-            **{k: SCRNA["evaluate"][k] for k in ("mask_fraction", "seed", "batch_size", "knn_k", "kmeans_n_init")},
-        },
-        # the model's training options too: a scrna_train job killed after an edit (Snakemake removed its
-        # outputs) must not leave the old evaluation standing; Snakemake does not go back for it by itself
-        made_with=lambda wc: scrna_model_spec(wc.scm),
+        made_with=lambda wc: scrna_made_with(f"scrna_evaluate/{wc.scd}/{wc.scm}"),  # rerun key: read by no script (settings_above)
+        options=lambda wc: scrna_evaluate_options(wc.scm),
     threads: SCRNA["threads"]
     resources:
-        gpu=SCRNA_RESOURCES.get("gpu", 0),
-        mem_mb=SCRNA_RESOURCES.get("mem_mb", 4000),
+        gpu=SCRNA_RESOURCES["gpu"],
+        mem_mb=SCRNA_RESOURCES["mem_mb"],
     log:
         "logs/scrna/evaluate_{scd}_{scm}.log",
     conda:
@@ -156,8 +149,7 @@ rule scrna_eval:
     output:
         report("results/scrna_eval.tsv", caption="../report/scrna_eval.rst", category="Single-cell"),
     params:
-        upstream=SCRNA_ALL_UPSTREAM,  # see scrna_upstream
-        made_with={m: scrna_model_spec(m) for m in dict.fromkeys(m for _, m in SCRNA_RUNS)},  # as scrna_evaluate
+        made_with=scrna_made_with("scrna_eval"),  # rerun key: read by no script (settings_above)
     log:
         "logs/scrna/eval.log",
     conda:
@@ -173,8 +165,7 @@ rule scrna_plot:
     output:
         report("results/scrna_loss_curves.png", caption="../report/scrna_loss_curves.rst", category="Single-cell"),
     params:
-        upstream=SCRNA_ALL_UPSTREAM,  # see scrna_upstream
-        made_with={m: scrna_model_spec(m) for m in dict.fromkeys(m for _, m in SCRNA_RUNS)},
+        made_with=scrna_made_with("scrna_plot"),  # rerun key: read by no script (settings_above)
         runs=[f"{d}/{m}/{SCRNA['models'][m]['binning']}" for d, m in SCRNA_RUNS],
         datasets=SCRNA_DATASETS,
     log:

@@ -4,7 +4,7 @@ SCRNA = config["scrna"]
 SCRNA_DIR = "results/scrna"
 SCRNA_DATASETS = list(SCRNA["datasets"])
 SCRNA_MODELS = list(SCRNA["models"])
-SCRNA_RESOURCES = SCRNA.get("resources") or {}
+SCRNA_RESOURCES = SCRNA["resources"]
 # (data set, model) runs, and the binnings each data set is tokenized with (those its models use)
 SCRNA_RUNS = [(d, m) for d in SCRNA_DATASETS for m in SCRNA_MODELS]
 SCRNA_BINNINGS = list(dict.fromkeys(spec["binning"] for spec in SCRNA["models"].values()))
@@ -14,6 +14,8 @@ SCRNA_SOURCES = {
     "scanpy_pbmc68k": ("resources/scrna/scanpy", "resources/scrna/scanpy/pbmc68k_reduced.h5ad"),
     "celltypist": ("resources/scrna/celltypist/sample_cell_by_gene.csv",) * 2,
 }
+# what scrna_baselines reads of the evaluation options (not the batch size: the baselines run no model)
+SCRNA_BASELINE_OPTIONS = {k: v for k, v in SCRNA["evaluate"].items() if k != "batch_size"}
 # ingest options a data set block may set (the rest of its keys say where the data is)
 SCRNA_INGEST_KEYS = ("format", "matrix", "gene_column", "transpose", "label_column", "lognorm", "max_cells",
                      "integer_tolerance", "min_genes", "min_cells", "max_genes", "on_duplicate_genes")
@@ -44,9 +46,9 @@ def scrna_model_spec(model):
     """A model's resolved options: the shared model / loss / train blocks with the model's overrides."""
     spec = SCRNA["models"][model]
     return {
-        "model": {**SCRNA["model"], **spec.get("model", {})},
-        "loss": {**SCRNA["loss"], "head": spec["head"], **spec.get("loss", {})},
-        "train": {**SCRNA["train"], **spec.get("train", {})},
+        "model": {**SCRNA["model"], **spec["model"]},
+        "loss": {**SCRNA["loss"], "head": spec["head"], **spec["loss"]},
+        "train": {**SCRNA["train"], **spec["train"]},
         "batch_size": SCRNA["batch_size"],
         "steps_per_epoch": SCRNA["steps_per_epoch"],
         "max_val_cells": SCRNA["evaluate"]["max_val_cells"],
@@ -60,23 +62,36 @@ def scrna_tokens(dataset, model):
     return f"{SCRNA_DIR}/{dataset}/tokens/{SCRNA['models'][model]['binning']}"
 
 
-def scrna_upstream(dataset, binning=None):
-    """The settings of the data steps a file of ``dataset`` descends from (ingest; tokenize under ``binning``).
-
-    A param of every step below them, for the reason :func:`upstream_settings` (common.smk) gives;
-    per data set and binning, so an edit reruns nothing that was not stale already.
-    """
-    out = {"ingest": {"path": scrna_raw_path(dataset), "options": scrna_ingest_options(dataset)}}
-    if binning is not None:
-        out["tokenize"] = {"binning": SCRNA["binnings"][binning], "split": SCRNA["split"],
-                           "tokenize": SCRNA["tokenize"]}
-    return out
+def scrna_evaluate_options(model):
+    """What scrna_evaluate reads of config for ``model``: its binning, the device and the evaluation options."""
+    return {"binning": SCRNA["models"][model]["binning"], "device": SCRNA["train"]["device"],
+            **{k: SCRNA["evaluate"][k] for k in ("mask_fraction", "seed", "batch_size", "knn_k", "kmeans_n_init")}}
 
 
-def scrna_run_upstream(dataset, model):
-    """:func:`scrna_upstream` of a (data set, model) run: the data set under the model's binning."""
-    return scrna_upstream(dataset, SCRNA["models"][model]["binning"])
+# What each step is made with (config name -> value) and which steps it reads: settings_above (common.smk)
+# turns these into each rule's rerun key; steps per data set (d), binning (b) and model (m).
+SCRNA_SETTINGS = {
+    **{f"scrna_ingest/{d}": {f"scrna.datasets.{d} (path, ingest options)":
+                             {"path": scrna_raw_path(d), "options": scrna_ingest_options(d)}} for d in SCRNA_DATASETS},
+    **{f"scrna_tokenize/{d}/{b}": {f"scrna.binnings.{b}": SCRNA["binnings"][b], "scrna.split": SCRNA["split"],
+                                   "scrna.tokenize": SCRNA["tokenize"]} for d in SCRNA_DATASETS for b in SCRNA_BINNINGS},
+    **{f"scrna_baselines/{d}": {"scrna.evaluate (less batch_size)": SCRNA_BASELINE_OPTIONS} for d in SCRNA_DATASETS},
+    **{f"scrna_train/{d}/{m}": {f"scrna.models.{m} (resolved)": scrna_model_spec(m)} for d, m in SCRNA_RUNS},
+    **{f"scrna_evaluate/{d}/{m}": {f"scrna evaluation of {m}": scrna_evaluate_options(m)} for d, m in SCRNA_RUNS},
+}
+SCRNA_PARENTS = {
+    **{f"scrna_ingest/{d}": [] for d in SCRNA_DATASETS},
+    **{f"scrna_tokenize/{d}/{b}": [f"scrna_ingest/{d}"] for d in SCRNA_DATASETS for b in SCRNA_BINNINGS},
+    **{f"scrna_baselines/{d}": [f"scrna_ingest/{d}", *(f"scrna_tokenize/{d}/{b}" for b in SCRNA_BINNINGS)]
+       for d in SCRNA_DATASETS},
+    **{f"scrna_train/{d}/{m}": [f"scrna_tokenize/{d}/{SCRNA['models'][m]['binning']}"] for d, m in SCRNA_RUNS},
+    **{f"scrna_evaluate/{d}/{m}": [f"scrna_tokenize/{d}/{SCRNA['models'][m]['binning']}", f"scrna_train/{d}/{m}"]
+       for d, m in SCRNA_RUNS},
+    "scrna_eval": [*(f"scrna_baselines/{d}" for d in SCRNA_DATASETS), *(f"scrna_evaluate/{d}/{m}" for d, m in SCRNA_RUNS)],
+    "scrna_plot": [*(f"scrna_baselines/{d}" for d in SCRNA_DATASETS), *(f"scrna_train/{d}/{m}" for d, m in SCRNA_RUNS)],
+}
 
 
-# the upstream settings of everything the tables and plots read: every data set under every binning
-SCRNA_ALL_UPSTREAM = {d: {b: scrna_upstream(d, b) for b in SCRNA_BINNINGS} for d in SCRNA_DATASETS}
+def scrna_made_with(step):
+    """The rerun key of a single-cell step: :func:`settings_above` (common.smk) over the tables above."""
+    return settings_above(step, SCRNA_SETTINGS, SCRNA_PARENTS)

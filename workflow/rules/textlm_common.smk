@@ -8,7 +8,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 TEXTLM = config["textlm"]
 TEXTLM_DIR = "results/textlm"
 TEXTLM_MODELS = list(TEXTLM["models"])
-TEXTLM_RESOURCES = TEXTLM.get("resources") or {}
+TEXTLM_RESOURCES = TEXTLM["resources"]
 
 
 def textlm_corpus_input(wildcards):
@@ -36,26 +36,35 @@ def textlm_kind(wildcards):
     return TEXTLM["models"][wildcards.tlm_model]["objective"]
 
 
-# the settings of each data step, for textlm_upstream
-TEXTLM_STEP_SETTINGS = {"corpus": TEXTLM["corpus"], "tokenizer": TEXTLM["tokenizer"], "data": TEXTLM["data"]}
+# What each step is made with (config name -> value) and which steps it reads: settings_above (common.smk)
+# turns these into each rule's rerun key; steps per tokenizer kind (clm, mlm) and model. The tokenizer
+# descends from the corpus only when it is trained on it.
+TEXTLM_KINDS = ("clm", "mlm")
+TEXTLM_SETTINGS = {
+    "textlm_corpus": {"textlm.corpus": TEXTLM["corpus"]},
+    "textlm_tokenizers": {"textlm.tokenizer": TEXTLM["tokenizer"]},
+    **{f"textlm_tokenize/{k}": {"textlm.data.batch_rows": TEXTLM["data"]["batch_rows"]} for k in TEXTLM_KINDS},
+    **{f"textlm_chunk/{k}": {"textlm.data.block_size": TEXTLM["data"]["block_size"],
+                             "textlm.data.batch_rows": TEXTLM["data"]["batch_rows"]} for k in TEXTLM_KINDS},
+    **{f"textlm_train/{m}": {f"textlm.models.{m}": TEXTLM["models"][m], "textlm.train": TEXTLM["train"],
+                             "textlm.mlm_probability": TEXTLM["mlm_probability"],
+                             "textlm.max_eval_blocks": TEXTLM["max_eval_blocks"]} for m in TEXTLM_MODELS},
+    **{f"textlm_evaluate/{m}": {"textlm.evaluate": TEXTLM["evaluate"], "textlm.mlm_probability": TEXTLM["mlm_probability"]}
+       for m in TEXTLM_MODELS},
+}
+TEXTLM_PARENTS = {
+    "textlm_corpus": [],
+    "textlm_tokenizers": ["textlm_corpus"] if TEXTLM["tokenizer"]["source"] == "train" else [],
+    **{f"textlm_tokenize/{k}": ["textlm_corpus", "textlm_tokenizers"] for k in TEXTLM_KINDS},
+    **{f"textlm_chunk/{k}": [f"textlm_tokenize/{k}"] for k in TEXTLM_KINDS},
+    **{f"textlm_train/{m}": [f"textlm_chunk/{s['objective']}", "textlm_tokenizers"] for m, s in TEXTLM["models"].items()},
+    **{f"textlm_evaluate/{m}": [f"textlm_chunk/{s['objective']}", f"textlm_train/{m}"]
+       for m, s in TEXTLM["models"].items()},
+    "textlm_eval": [f"textlm_evaluate/{m}" for m in TEXTLM_MODELS],
+    "textlm_plot": [f"textlm_train/{m}" for m in TEXTLM_MODELS],
+}
 
 
-def textlm_upstream(step):
-    """:func:`upstream_settings` (common.smk) of the data steps above ``step`` (its own settings are params
-    already); the tokenizer descends from the corpus only when it is trained on it.
-    """
-    tokenizer = ["corpus", "tokenizer"] if TEXTLM["tokenizer"]["source"] == "train" else ["tokenizer"]
-    steps = {"tokenizers": tokenizer, "tokenize": ["corpus", *tokenizer], "chunk": ["corpus", *tokenizer],
-             "train": ["corpus", *tokenizer, "data"]}[step]
-    return upstream_settings(TEXTLM_STEP_SETTINGS, steps)
-
-
-def textlm_model_settings(name):
-    """What model ``name`` is trained with: params of textlm_train and of the steps downstream of it.
-
-    Downstream too because Snakemake removes a job's outputs when it starts and does not go back for a
-    missing intermediate whose downstream files exist: a textlm_train job killed after an edit would
-    otherwise leave the old evaluation standing.
-    """
-    return {"spec": TEXTLM["models"][name], "training": TEXTLM["train"], "mlm_probability": TEXTLM["mlm_probability"],
-            "max_eval_blocks": TEXTLM.get("max_eval_blocks"), "upstream": textlm_upstream("train")}
+def textlm_made_with(step):
+    """The rerun key of a text LM step: :func:`settings_above` (common.smk) over the tables above."""
+    return settings_above(step, TEXTLM_SETTINGS, TEXTLM_PARENTS)
