@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from omicslm.crispr.tokenize import CLS, MASK, PAD, SEP, SPECIAL, dnabert_vocab,
 from omicslm.io.atomic import atomic_open
 from omicslm.train import TrainConfig, fit, to_device
 from omicslm.train.distributed import is_main_process
+from omicslm.train.publish import replacing_dir
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,27 @@ def masked_lm_loss(model, inputs: torch.Tensor, labels: torch.Tensor) -> torch.T
     return torch.nn.functional.cross_entropy(logits.float(), labels[sel])
 
 
+def split_dev(data: np.ndarray, *, dev_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded random ``(dev, train)`` split of the rows of ``data``; dev holds at least one row."""
+    perm = np.random.default_rng(seed).permutation(len(data))
+    n_dev = max(1, int(round(dev_fraction * len(data))))
+    return torch.from_numpy(data[perm[:n_dev]]), torch.from_numpy(data[perm[n_dev:]])
+
+
+def write_encoder(model, out_dir: str | os.PathLike, *, k: int, summary: dict) -> Path:
+    """Write the Hugging Face model directory ``out_dir`` atomically (written beside, then renamed).
+
+    It holds the model's weights and config, ``vocab.txt`` and ``pretrain_summary.tsv``
+    (one ``key<TAB>value`` row per item of ``summary``).
+    """
+    with replacing_dir(out_dir) as tmp:
+        model.cpu().save_pretrained(str(tmp))
+        write_vocab(tmp / "vocab.txt", k)
+        with atomic_open(tmp / "pretrain_summary.tsv") as fh:
+            fh.write("".join(f"{key}\t{value}\n" for key, value in summary.items()))
+    return Path(out_dir)
+
+
 def pretrain_encoder(fastas, out_dir: str | os.PathLike, work_dir: str | os.PathLike, *, k: int, hidden: int,
                      layers: int, heads: int, intermediate: int, max_len: int, dropout: float, mask_prob: float,
                      batch_size: int, batches_per_epoch: int, dev_fraction: float, train: dict,
@@ -128,9 +149,7 @@ def pretrain_encoder(fastas, out_dir: str | os.PathLike, work_dir: str | os.Path
     data = chunk_fasta(fastas, k=k, max_len=max_len, min_kmers=k)
     if len(data) < 2:
         raise ValueError(f"only {len(data)} sequence chunks in {fastas}: too little DNA to pretrain on")
-    perm = np.random.default_rng(cfg.seed).permutation(len(data))
-    n_dev = max(1, int(round(dev_fraction * len(data))))
-    dev, trn = torch.from_numpy(data[perm[:n_dev]]), torch.from_numpy(data[perm[n_dev:]])
+    dev, trn = split_dev(data, dev_fraction=dev_fraction, seed=cfg.seed)
     log.info("pretraining on %d chunks of <= %d tokens (%d held out)", len(trn), max_len, len(dev))
     model = BertForMaskedLM(bert_config(k=k, hidden=hidden, layers=layers, heads=heads, intermediate=intermediate,
                                         max_len=max_len, dropout=dropout))
@@ -169,16 +188,9 @@ def pretrain_encoder(fastas, out_dir: str | os.PathLike, work_dir: str | os.Path
                 steps_per_epoch=batches_per_epoch)
     if not is_main_process():  # under torchrun rank 0 writes the encoder
         return state
-    out_dir = Path(out_dir)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.cpu().save_pretrained(str(tmp))
-    write_vocab(tmp / "vocab.txt", k)
-    with atomic_open(tmp / "pretrain_summary.tsv") as fh:
-        fh.write(f"chunks\t{len(trn)}\nbest_val_loss\t{state['best_metric']}\nepochs\t{state['epochs_run']}\n"
-                 f"seconds\t{time.perf_counter() - started:.1f}\n")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
+    write_encoder(model, out_dir, k=k, summary={"chunks": len(trn), "best_val_loss": state["best_metric"],
+                                                "epochs": state["epochs_run"],
+                                                "seconds": f"{time.perf_counter() - started:.1f}"})
     log.info("pretrained encoder written to %s (dev masked-k-mer loss %.4f; uniform guess would be %.2f)",
              out_dir, state["best_metric"], float(np.log(4 ** k)))
     return state

@@ -20,7 +20,7 @@ from scipy.optimize import nnls
 
 from omicslm.crispr.train import EFF_MAX, EFF_MIN, write_predictions
 from omicslm.errors import InputError
-from omicslm.io.atomic import atomic_open
+from omicslm.io.runtime import write_runtime
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,6 @@ def stack_method(member_predictions: list, member_runtimes: list, predictions: s
               "encoder": f"stack: {intercept:.2f} + {blend}",
               "members": members, "weights": [round(float(w), 6) for w in weights],
               "intercept": round(intercept, 6), "fit_rows": int(fit_rows.sum())}
-    with atomic_open(runtime) as fh:
-        json.dump(record, fh, indent=1)
+    write_runtime(runtime, **record)
     log.info("%s: %s, fitted on %d out-of-sample guides", method, record["encoder"], record["fit_rows"])
     return record

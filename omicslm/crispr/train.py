@@ -18,7 +18,6 @@ Test rows never have one. A stacked method (:mod:`omicslm.crispr.stack`) fits it
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -32,9 +31,11 @@ from omicslm.crispr.gbm import gbm_inputs, train_gbm_member
 from omicslm.crispr.models import ENCODER_KINDS, build_model, count_trainable, one_hot
 from omicslm.crispr.tokenize import load_dataset
 from omicslm.io.atomic import atomic_open
+from omicslm.io.runtime import write_runtime
 from omicslm.train import TrainConfig, fit, to_device
 from omicslm.train.device import set_seed
 from omicslm.train.distributed import is_main_process
+from omicslm.train.publish import train_seconds
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +104,7 @@ def train_method(dataset: str | os.PathLike, predictions: str | os.PathLike, run
               "best_epoch": first["best_epoch"] if n_members == 1 else [m["best_epoch"] for m in members]}
     if n_members > 1:
         record["ensemble"] = n_members
-    with atomic_open(runtime) as fh:
-        json.dump(record, fh, indent=1)
+    write_runtime(runtime, **record)
     log.info("%s: trained in %.1f s (%d member(s))", method, record["seconds"], n_members)
     return record
 
@@ -222,7 +222,7 @@ def _train_one(dataset, method: str, spec: dict, cfg: TrainConfig, *, encoder_di
     with torch.no_grad():
         pred = predict(model, rows)
     # a resumed-and-finished run measures only its last call; the per-epoch seconds in history are the truth
-    total = sum(float(r.get("seconds", 0.0)) for r in state["history"]) or seconds
+    total = train_seconds(state["history"]) or seconds
     encoder = (encoder_name if kind in ENCODER_KINDS
                else "none (one-hot 30mer" + (" + binding energy)" if use_energy else ")"))
     log.info("%s (seed %d): trained in %.1f s, best epoch %s", method, cfg.seed, total, state["best_epoch"])

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import json
 import logging
 import os
 import shlex
@@ -30,9 +29,13 @@ import numpy as np
 import pysam
 
 from omicslm.errors import InputError
+from omicslm.io import runtime
 from omicslm.io.atomic import atomic_open, atomic_path
 
 logger = logging.getLogger(__name__)
+
+#: The one runtime.json writer (:mod:`omicslm.io.runtime`); the baseline steps' scripts import it from here.
+write_runtime = runtime.write_runtime
 
 #: Where Debian's ``beagle`` package puts the jar its ``/usr/bin/beagle`` wrapper runs;
 #: calling java on it directly lets us pass the heap size (-Xmx), which the wrapper cannot.
@@ -365,11 +368,3 @@ def run_minimac4(
             raise RuntimeError(f"minimac4 exited 0 but wrote no {result.name}")
         _index_and_move(result, out_vcf)
     return seconds
-
-
-def write_runtime(out_json: str | os.PathLike, *, method: str, seconds: float, threads: int) -> Path:
-    """Write a method's runtime record ``{"method", "seconds", "threads"}`` atomically."""
-    with atomic_open(out_json) as fh:
-        json.dump({"method": method, "seconds": float(seconds), "threads": int(threads)}, fh, indent=2)
-        fh.write("\n")
-    return Path(out_json)

@@ -15,22 +15,18 @@ with a 10,000-step run (``config/full.yaml``).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from omicslm.io.atomic import atomic_open, atomic_path
-from omicslm.scrna.fetch import staged_dir
 from omicslm.scrna.model import IGNORE, CellTransformer, ModelConfig, masked_count_nll, training_loss
 from omicslm.scrna.tokenize import PAD, Tokenized, load_tokenized
 from omicslm.train import TrainConfig, fit, load_checkpoint, pick_device, read_checkpoint_config, to_device
+from omicslm.train.publish import publish_run, train_seconds
 
 log = logging.getLogger(__name__)
 
@@ -210,21 +206,13 @@ def train_model(tokens_dir, out_dir, *, work_dir, name: str, model: dict, loss: 
                   "steps_per_epoch": steps, "tokens": data.meta, "eval": [eval_mask_fraction, eval_seed]}
     log.info("%s: %d train / %d validation cells, %d bins, %s head, clip weight %g", name, len(train_rows),
              len(val_rows), mcfg.n_bins, mcfg.head, loss["clip_weight"])
-    work_dir, out_dir = Path(work_dir), Path(out_dir)
     state = fit(net, train_batches, loss_fn, validate, tcfg, work_dir, run_config=run_config, steps_per_epoch=steps)
-    with staged_dir(out_dir / "best") as stage:
-        shutil.copytree(work_dir / "best", stage, dirs_exist_ok=True)
-    with atomic_path(out_dir / "history.tsv") as tmp:
-        shutil.copyfile(work_dir / "history.tsv", tmp)
-    summary = {"model": name, "best_epoch": state["best_epoch"], "best_val_loss": state["best_metric"],
-               "epochs_run": state["epochs_run"], "optimizer_steps": state["global_step"],
-               "steps_per_epoch": math.ceil(steps / tcfg.grad_accum), "stopped_early": state["stopped_early"],
-               "train_seconds": float(sum(r["seconds"] for r in state["history"])),
-               "this_run_seconds": time.perf_counter() - started, "device": str(device),
-               "parameters": sum(p.numel() for p in net.parameters())}
-    with atomic_open(out_dir / "train_summary.json") as fh:
-        json.dump(summary, fh, indent=1)
-        fh.write("\n")
+    publish_run(work_dir, out_dir, summary_name="train_summary.json", summary={
+        "model": name, "best_epoch": state["best_epoch"], "best_val_loss": state["best_metric"],
+        "epochs_run": state["epochs_run"], "optimizer_steps": state["global_step"],
+        "steps_per_epoch": math.ceil(steps / tcfg.grad_accum), "stopped_early": state["stopped_early"],
+        "train_seconds": train_seconds(state["history"]), "this_run_seconds": time.perf_counter() - started,
+        "device": str(device), "parameters": sum(p.numel() for p in net.parameters())})
     log.info("%s: best val masked-count NLL %.4f at epoch %d (log n_bins = %.3f)", name, state["best_metric"],
              state["best_epoch"] + 1, math.log(mcfg.n_bins))
     return state

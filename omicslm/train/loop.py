@@ -51,6 +51,7 @@ from omicslm.train.device import autocast, pick_device, set_seed, to_device
 from omicslm.train.distributed import DataParallel, NullWriter
 from omicslm.train.run_config import check_run_config, jsonable, set_aside_previous_run
 from omicslm.train.schedule import lr_lambda
+from omicslm.train.state import TrainState
 
 __all__ = ["TrainConfig", "fit", "to_device"]
 
@@ -81,14 +82,6 @@ def _batches_per_epoch(train_batches: Callable[[int], Iterable[Any]], steps_per_
                          "so the lr schedule knows its length") from None
 
 
-def _improved(value: float, best: float | None, mode: str) -> bool:
-    if value is None or math.isnan(value):
-        return False
-    if best is None:
-        return True
-    return value < best if mode == "min" else value > best
-
-
 def _write_history(path: Path, history: list[dict]) -> None:
     columns: list[str] = []
     for row in history:
@@ -105,27 +98,6 @@ def _fmt_cell(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
     return str(value)
-
-
-def _new_state(cfg: TrainConfig) -> dict:
-    return {
-        "epoch": 0,               # epoch in progress (0-based); == max_epochs when all ran
-        "step_in_epoch": 0,       # optimizer steps done in that epoch
-        "global_step": 0,         # optimizer steps done overall
-        "epoch_loss_sum": 0.0,    # running train-loss sum / count of the epoch in progress
-        "epoch_loss_count": 0,
-        "epoch_seconds": 0.0,     # wall time already spent on the epoch in progress
-        "best_metric": None,
-        "best_epoch": None,
-        "bad_epochs": 0,          # epochs since the last improvement (patience counter)
-        "epochs_run": 0,
-        "stopped_early": False,
-        "done": False,
-        "metric": cfg.early_stopping_metric,
-        "mode": cfg.early_stopping_mode,
-        "history": [],
-        "train_config": jsonable(dataclasses.asdict(cfg)),
-    }
 
 
 def fit(model: torch.nn.Module,
@@ -191,88 +163,56 @@ def fit(model: torch.nn.Module,
     device = pick_device(cfg.device)
     ddp = DataParallel.start(device, shard_batch)
     try:
-        return _fit(model, train_batches, loss_fn, validate, cfg, Path(out_dir), jsonable(run_config),
-                    steps_per_epoch, on_epoch_end, restore_best, device, ddp, on_config_change)
+        return _fit(model, train_batches, loss_fn, validate, cfg, Path(out_dir), run_config=jsonable(run_config),
+                    steps_per_epoch=steps_per_epoch, on_epoch_end=on_epoch_end, restore_best=restore_best,
+                    device=device, ddp=ddp, on_config_change=on_config_change)
     finally:
         if ddp is not None:
             ddp.close()
 
 
-def _fit(model, train_batches, loss_fn, validate, cfg: TrainConfig, out_dir: Path, run_config: dict,
-         steps_per_epoch, on_epoch_end, restore_best: bool, device: torch.device, ddp: DataParallel | None,
-         on_config_change: str = "restart") -> dict:
-    last_dir, best_dir = out_dir / "last", out_dir / "best"
+def _fit(model, train_batches, loss_fn, validate, cfg: TrainConfig, out_dir: Path, *, run_config: dict,
+         steps_per_epoch: int | None, on_epoch_end, restore_best: bool, device: torch.device,
+         ddp: DataParallel | None, on_config_change: str) -> dict:
+    """:func:`fit` once the device and the process group are set up."""
     # ranks differ in their random streams (dropout) and agree on data: train_batches seeds its own generators
     set_seed(_seed(cfg, ddp, 0))
-    if ddp is not None:
-        if ddp.main:  # repair an interrupted checkpoint swap once, not racing on every rank
-            checkpoint_exists(last_dir), checkpoint_exists(best_dir)
-        ddp.barrier()
-
-    resuming = checkpoint_exists(last_dir)
-    saved = read_checkpoint_config(last_dir) if resuming else None
-    if resuming and saved != run_config:
-        if on_config_change != "restart":
-            check_run_config(last_dir, run_config)  # raises, naming the keys that differ
-        if ddp is not None:
-            ddp.barrier()  # every rank has read the old config before it moves
-        if ddp is None or ddp.main:
-            set_aside_previous_run(out_dir, saved, run_config)
-        if ddp is not None:
-            ddp.barrier()
-        resuming = False
-
+    resuming = _resumable(out_dir, run_config, ddp=ddp, on_config_change=on_config_change)
     model.to(device)
     optimizer = _make_optimizer(model, cfg, device)
     n_batches = _batches_per_epoch(train_batches, steps_per_epoch)
-    steps_per_epoch_opt = math.ceil(n_batches / cfg.grad_accum)
-    total_steps = steps_per_epoch_opt * cfg.max_epochs
-    # A schedule shorter than the run decays over schedule_steps, then holds min_lr_ratio (the scRNA seed's
-    # "cosine to 5e-4 over 10,000 steps, then flat"); lr_lambda is flat after its total_steps.
-    sched_steps = cfg.schedule_steps if cfg.schedule_steps is not None else total_steps
-    if cfg.warmup_steps >= total_steps:
-        log.warning("warmup_steps %d >= total optimizer steps %d: the lr never reaches its peak %g",
-                    cfg.warmup_steps, total_steps, cfg.lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(
-        lr_lambda, warmup_steps=cfg.warmup_steps, total_steps=sched_steps, schedule=cfg.schedule,
-        min_lr_ratio=cfg.min_lr_ratio))
-
+    optimizer_steps = math.ceil(n_batches / cfg.grad_accum)
+    scheduler = _make_scheduler(optimizer, cfg, steps_per_epoch=optimizer_steps)
     if resuming:
-        main = ddp is None or ddp.main
-        state = load_checkpoint(last_dir, model=model, optimizer=optimizer, scheduler=scheduler, map_location=device,
-                                restore_rng=main)
-        if not main:  # rank 0's generator states are in the checkpoint; give the others their own again
-            set_seed(_seed(cfg, ddp, state["global_step"]))
-        if state.get("done"):
+        state = _resume(out_dir / "last", model=model, optimizer=optimizer, scheduler=scheduler, cfg=cfg,
+                        device=device, ddp=ddp)
+        if state.done:
             log.info("%s: training already finished (%d epochs, best %s %s at epoch %s); nothing to do",
-                     out_dir, state["epochs_run"], state["metric"], state["best_metric"], state["best_epoch"])
-            if restore_best and checkpoint_exists(best_dir):
-                load_checkpoint(best_dir, model=model, restore_rng=False)
-            return state
+                     out_dir, state.epochs_run, state.metric, state.best_metric, state.best_epoch)
+            if restore_best:
+                _load_best(model, out_dir)
+            return state.to_dict()
         log.info("resuming %s at epoch %d, step %d of the epoch (global step %d)",
-                 last_dir, state["epoch"] + 1, state["step_in_epoch"], state["global_step"])
+                 out_dir / "last", state.epoch + 1, state.step_in_epoch, state.global_step)
     else:
-        state = _new_state(cfg)
+        state = TrainState.start(cfg)
         log.info("training on %s: %d epochs x %d optimizer steps (%d batches, grad_accum %d), %d parameters",
-                 device, cfg.max_epochs, steps_per_epoch_opt, n_batches, cfg.grad_accum,
+                 device, cfg.max_epochs, optimizer_steps, n_batches, cfg.grad_accum,
                  sum(p.numel() for p in model.parameters()))
 
-    if ddp is None or ddp.main:
-        from torch.utils.tensorboard import SummaryWriter  # imports tensorboard (slow); only when training
-        # purge_step hides events a killed run logged after its last checkpoint, so curves do not double back
-        writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=state["global_step"] if resuming else None)
-    else:
-        writer = NullWriter()
+    writer = _open_writer(out_dir, ddp, purge_step=state.global_step if resuming else None)
     try:
-        _train(model, train_batches, loss_fn, validate, cfg, state, optimizer, scheduler, device, writer,
-               out_dir, run_config, n_batches, on_epoch_end, ddp)
+        run = _Run(model=model, cfg=cfg, optimizer=optimizer, scheduler=scheduler, device=device, ddp=ddp,
+                   out_dir=out_dir, run_config=run_config, writer=writer)
+        _train(run, state, train_batches=train_batches, loss_fn=loss_fn, validate=validate, n_batches=n_batches,
+               on_epoch_end=on_epoch_end)
     finally:
         writer.close()
     if ddp is not None:
         ddp.barrier()  # rank 0 has written best/ and last/
-    if restore_best and checkpoint_exists(best_dir):
-        load_checkpoint(best_dir, model=model, restore_rng=False)
-    return state
+    if restore_best:
+        _load_best(model, out_dir)
+    return state.to_dict()
 
 
 def _seed(cfg: TrainConfig, ddp: DataParallel | None, global_step: int) -> int:
@@ -280,158 +220,307 @@ def _seed(cfg: TrainConfig, ddp: DataParallel | None, global_step: int) -> int:
     return cfg.seed if ddp is None else cfg.seed + ddp.world * global_step + ddp.rank
 
 
-def _train(model, train_batches, loss_fn, validate, cfg: TrainConfig, state: dict, optimizer, scheduler,
-           device: torch.device, writer, out_dir: Path, run_config: dict, n_batches: int, on_epoch_end,
-           ddp: DataParallel | None) -> None:
-    """Run epochs ``state['epoch']`` .. ``max_epochs - 1``, updating ``state`` in place."""
+def _resumable(out_dir: Path, run_config: dict, *, ddp: DataParallel | None, on_config_change: str) -> bool:
+    """True when ``out_dir/last`` holds a checkpoint made with ``run_config``.
+
+    A run made with another config is set aside (``on_config_change`` "restart") or refused
+    (``InputError``), see :func:`fit`.
+    """
     last_dir, best_dir = out_dir / "last", out_dir / "best"
-    params = [p for p in model.parameters() if p.requires_grad]
+    if ddp is not None:
+        if ddp.main:  # repair an interrupted checkpoint swap once, not racing on every rank
+            checkpoint_exists(last_dir), checkpoint_exists(best_dir)
+        ddp.barrier()
+    if not checkpoint_exists(last_dir):
+        return False
+    saved = read_checkpoint_config(last_dir)
+    if saved == run_config:
+        return True
+    if on_config_change != "restart":
+        check_run_config(last_dir, run_config)  # raises, naming the keys that differ
+    if ddp is not None:
+        ddp.barrier()  # every rank has read the old config before it moves
+    if ddp is None or ddp.main:
+        set_aside_previous_run(out_dir, saved, run_config)
+    if ddp is not None:
+        ddp.barrier()
+    return False
+
+
+def _make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, *,
+                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Warmup + decay over the run's optimizer steps (``cfg.schedule_steps`` when set)."""
+    total_steps = steps_per_epoch * cfg.max_epochs
+    # A schedule shorter than the run decays over schedule_steps, then holds min_lr_ratio (the scRNA seed's
+    # "cosine to 5e-4 over 10,000 steps, then flat"); lr_lambda is flat after its total_steps.
+    sched_steps = cfg.schedule_steps if cfg.schedule_steps is not None else total_steps
+    if cfg.warmup_steps >= total_steps:
+        log.warning("warmup_steps %d >= total optimizer steps %d: the lr never reaches its peak %g",
+                    cfg.warmup_steps, total_steps, cfg.lr)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(
+        lr_lambda, warmup_steps=cfg.warmup_steps, total_steps=sched_steps, schedule=cfg.schedule,
+        min_lr_ratio=cfg.min_lr_ratio))
+
+
+def _resume(last_dir: Path, *, model, optimizer, scheduler, cfg: TrainConfig, device: torch.device,
+            ddp: DataParallel | None) -> TrainState:
+    """Load ``last_dir`` into the model, optimizer and schedule (and rank 0's generators); return its state."""
     main = ddp is None or ddp.main
-    if ddp is None:
+    state = TrainState.from_dict(load_checkpoint(last_dir, model=model, optimizer=optimizer, scheduler=scheduler,
+                                                 map_location=device, restore_rng=main))
+    if not main:  # rank 0's generator states are in the checkpoint; give the others their own again
+        set_seed(_seed(cfg, ddp, state.global_step))
+    return state
+
+
+def _load_best(model: torch.nn.Module, out_dir: Path) -> None:
+    if checkpoint_exists(out_dir / "best"):
+        load_checkpoint(out_dir / "best", model=model, restore_rng=False)
+
+
+def _open_writer(out_dir: Path, ddp: DataParallel | None, *, purge_step: int | None):
+    """TensorBoard's ``SummaryWriter`` on ``out_dir/tensorboard`` (rank 0), a :class:`NullWriter` on other ranks."""
+    if ddp is not None and not ddp.main:
+        return NullWriter()
+    from torch.utils.tensorboard import SummaryWriter  # imports tensorboard (slow); only when training
+    # purge_step hides events a killed run logged after its last checkpoint, so curves do not double back
+    return SummaryWriter(str(out_dir / "tensorboard"), purge_step=purge_step)
+
+
+@dataclasses.dataclass
+class _Run:
+    """What stays fixed while a run trains (what changes is its :class:`TrainState`)."""
+
+    model: torch.nn.Module
+    cfg: TrainConfig
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    device: torch.device
+    ddp: DataParallel | None
+    out_dir: Path
+    run_config: dict
+    writer: Any  # SummaryWriter on the process that writes out_dir, NullWriter on the others
+    params: list[torch.nn.Parameter] = dataclasses.field(init=False)  # the trainable ones (clipped)
+
+    def __post_init__(self):
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+
+    @property
+    def main(self) -> bool:
+        """This process writes ``out_dir`` (the only process, or rank 0)."""
+        return self.ddp is None or self.ddp.main
+
+    def lr(self) -> float:
+        return self.scheduler.get_last_lr()[0]
+
+    def save_last(self, state: TrainState) -> None:
+        """The resumable checkpoint ``last/`` (weights, optimizer, schedule, generators, state)."""
+        if self.main:
+            save_checkpoint(self.out_dir / "last", model=self.model, optimizer=self.optimizer,
+                            scheduler=self.scheduler, state=state.to_dict(), config=self.run_config)
+
+    def save_best(self, state: TrainState) -> None:
+        if self.main:
+            save_checkpoint(self.out_dir / "best", model=self.model, state=state.to_dict(), config=self.run_config)
+
+
+@dataclasses.dataclass
+class _Epoch:
+    """The epoch in progress: the losses of the accumulation group and of the TensorBoard window."""
+
+    index: int
+    started: float  # time.perf_counter() at its start (earlier by the seconds done before a resume)
+    bar: tqdm
+    group_loss: torch.Tensor | None = None  # loss sum of the group's batches, on the device (no host sync)
+    group_n: int = 0
+    window_loss: float = 0.0  # loss sum / count of the batches since the last TensorBoard write
+    window_n: int = 0
+    window_logs: dict[str, tuple[float, int]] = dataclasses.field(default_factory=dict)  # loss_fn's logs
+
+    def add_batch(self, loss: torch.Tensor, logs: dict | None) -> None:
+        self.group_loss = loss if self.group_loss is None else self.group_loss + loss
+        self.group_n += 1
+        for k, v in (logs or {}).items():
+            s, n = self.window_logs.get(k, (0.0, 0))
+            self.window_logs[k] = (s + float(v), n + 1)
+        self.bar.update(1)
+
+    def end_group(self, loss_sum: float) -> int:
+        """Move the group's loss (``loss_sum``, summed over ranks) into the window; return its batch count."""
+        n = self.group_n
+        self.window_loss += loss_sum
+        self.window_n += n
+        self.group_loss, self.group_n = None, 0
+        return n
+
+
+def _train(run: _Run, state: TrainState, *, train_batches, loss_fn, validate, n_batches: int,
+           on_epoch_end) -> None:
+    """Run epochs ``state.epoch`` .. ``max_epochs - 1``, updating ``state`` in place."""
+    if run.ddp is None:
         def compute(batch, epoch):
-            return loss_fn(model, batch, epoch)
+            return loss_fn(run.model, batch, epoch)
     else:
-        compute = ddp.wrap(model, loss_fn)
-
-    def save_last() -> None:
-        if main:
-            save_checkpoint(last_dir, model=model, optimizer=optimizer, scheduler=scheduler, state=state,
-                            config=run_config)
-
-    for epoch in range(state["epoch"], cfg.max_epochs):
-        model.train()
-        started = time.perf_counter() - state["epoch_seconds"]
-        batches = train_batches(epoch)
-        skip = state["step_in_epoch"] * cfg.grad_accum
-        it = iter(batches)
-        if skip:
-            # consume (not just count) the done batches so the iterator's own state advances identically
-            for _ in itertools.islice(it, skip):
-                pass
-        try:
-            total = len(batches)
-        except TypeError:
-            total = n_batches
-        bar = tqdm(total=total, initial=skip, desc=f"epoch {epoch + 1}/{cfg.max_epochs}", file=sys.stderr,
-                   unit="batch", leave=False, dynamic_ncols=True, disable=not main)
-        window_loss, window_n, window_logs = 0.0, 0, {}
-        group_loss, group_n = None, 0
-        optimizer.zero_grad(set_to_none=True)
-
-        def step() -> None:
-            nonlocal group_loss, group_n, window_loss, window_n
-            grad_norm = None
-            if cfg.max_grad_norm is not None:
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            if ddp is not None:  # every rank's share of the global batches' loss
-                group_loss = ddp.mean(group_loss)
-            # one host sync per optimizer step: the loss sum of the group's batches
-            loss_sum = float(group_loss)
-            if not math.isfinite(loss_sum):
-                raise FloatingPointError(f"non-finite training loss {loss_sum} at epoch {epoch + 1}, global step "
-                                         f"{state['global_step'] + 1}; lower lr or check the inputs")
-            state["epoch_loss_sum"] += loss_sum
-            state["epoch_loss_count"] += group_n
-            window_loss += loss_sum
-            window_n += group_n
-            group_loss, group_n = None, 0
-            state["global_step"] += 1
-            state["step_in_epoch"] += 1
-            gs = state["global_step"]
-            if gs % cfg.log_every_steps == 0:
-                mean = window_loss / window_n
-                writer.add_scalar("train/loss", mean, gs)
-                writer.add_scalar("train/lr", scheduler.get_last_lr()[0], gs)
-                if grad_norm is not None:
-                    writer.add_scalar("train/grad_norm", float(grad_norm), gs)
-                for k, v in window_logs.items():
-                    writer.add_scalar(f"train/{k}", v[0] / v[1], gs)
-                bar.set_postfix(loss=f"{mean:.4g}", lr=f"{scheduler.get_last_lr()[0]:.3g}")
-                window_loss, window_n = 0.0, 0
-                window_logs.clear()
-            if gs % cfg.checkpoint_every_steps == 0:
-                state["epoch_seconds"] = time.perf_counter() - started
-                save_last()
-
-        n_in_group, unsynced = 0, False
-        for i, batch in enumerate(it, start=skip):
-            if ddp is None:
-                with autocast(device, cfg.amp):
-                    loss, logs = compute(batch, epoch)
-                (loss / cfg.grad_accum).backward()
-            else:
-                batch, weight = ddp.shard(batch)
-                # gradients are all-reduced in backward, so only on the last batch of a group
-                unsynced = n_in_group + 1 < cfg.grad_accum and i + 1 < total
-                with ddp.no_sync(compute, unsynced):
-                    with autocast(device, cfg.amp):
-                        loss, logs = compute(batch, epoch)
-                    loss = loss * weight
-                    (loss / cfg.grad_accum).backward()
-            detached = loss.detach().float()
-            group_loss = detached if group_loss is None else group_loss + detached
-            group_n += 1
-            for k, v in (logs or {}).items():
-                s, n = window_logs.get(k, (0.0, 0))
-                window_logs[k] = (s + float(v), n + 1)
-            n_in_group += 1
-            bar.update(1)
-            if n_in_group == cfg.grad_accum:
-                step()
-                n_in_group = 0
-        if n_in_group:
-            if unsynced:  # the epoch yielded fewer than `total` batches
-                ddp.average_gradients(params)
-            step()
-        bar.close()
-        if state["epoch_loss_count"] == 0:
-            raise ValueError(f"train_batches({epoch}) yielded no batches")
-
-        model.eval()
-        with torch.no_grad():
-            metrics = dict(validate(model, epoch))
-        if ddp is not None:  # rank 0's numbers, so every rank takes the same early-stopping decision
-            metrics = ddp.broadcast(metrics)
-        model.train()
-        train_loss = state["epoch_loss_sum"] / state["epoch_loss_count"]
-        metrics_all = {"train_loss": train_loss, **metrics}
-        name = cfg.early_stopping_metric
-        if name not in metrics_all:
-            raise KeyError(f"validate() returned {sorted(metrics)} but early_stopping_metric is {name!r}")
-        value = float(metrics_all[name])
-        improved = _improved(value, state["best_metric"], cfg.early_stopping_mode)
-        seconds = time.perf_counter() - started
-        row = {"epoch": epoch, "train_loss": train_loss, **{k: float(v) for k, v in metrics.items()},
-               "lr": scheduler.get_last_lr()[0], "seconds": round(seconds, 3)}
-        state["history"].append(row)
-        state["epochs_run"] = epoch + 1
-        if improved:
-            state["best_metric"], state["best_epoch"], state["bad_epochs"] = value, epoch, 0
-        else:
-            state["bad_epochs"] += 1
-        stop = state["bad_epochs"] >= cfg.patience
-        state.update(epoch=epoch + 1, step_in_epoch=0, epoch_loss_sum=0.0, epoch_loss_count=0, epoch_seconds=0.0,
-                     stopped_early=stop and epoch + 1 < cfg.max_epochs)
-        state["done"] = stop or epoch + 1 >= cfg.max_epochs
-        if improved and main:
-            save_checkpoint(best_dir, model=model, state=state, config=run_config)
-        save_last()
-        if main:
-            _write_history(out_dir / "history.tsv", state["history"])
-
-        gs = state["global_step"]
-        for k, v in metrics_all.items():
-            writer.add_scalar(f"epoch/{k}", float(v), gs)
-        writer.add_scalar("epoch", epoch, gs)
-        writer.flush()
-        shown = " ".join(f"{k} {float(v):.4g}" for k, v in metrics_all.items())
-        log.info("epoch %d/%d %s%s %.1f s", epoch + 1, cfg.max_epochs, shown, " (best)" if improved else "", seconds)
-        if on_epoch_end is not None and main:
-            on_epoch_end(epoch, row)
-        if stop:
-            log.info("early stopping: %s has not improved for %d epochs; best %.4g at epoch %d",
-                     name, cfg.patience, state["best_metric"], state["best_epoch"] + 1)
+        compute = run.ddp.wrap(run.model, loss_fn)
+    for epoch in range(state.epoch, run.cfg.max_epochs):
+        started = _run_epoch(run, state, epoch=epoch, train_batches=train_batches, compute=compute,
+                             n_batches=n_batches)
+        metrics = _validate(run, validate, epoch=epoch)
+        if _end_epoch(run, state, epoch=epoch, started=started, metrics=metrics, on_epoch_end=on_epoch_end):
             break
+
+
+def _run_epoch(run: _Run, state: TrainState, *, epoch: int, train_batches, compute, n_batches: int) -> float:
+    """Train ``epoch`` from its optimizer step ``state.step_in_epoch`` on; return its start time.
+
+    A resumed epoch re-creates its batches and consumes (not just counts) the ones already
+    done, so the iterator's own state advances as in an uninterrupted run.
+    """
+    cfg = run.cfg
+    run.model.train()
+    started = time.perf_counter() - state.epoch_seconds
+    batches = train_batches(epoch)
+    skip = state.step_in_epoch * cfg.grad_accum
+    it = iter(batches)
+    for _ in itertools.islice(it, skip):
+        pass
+    total = _length(batches, default=n_batches)
+    bar = tqdm(total=total, initial=skip, desc=f"epoch {epoch + 1}/{cfg.max_epochs}", file=sys.stderr,
+               unit="batch", leave=False, dynamic_ncols=True, disable=not run.main)
+    ep = _Epoch(epoch, started, bar)
+    unsynced = False
+    run.optimizer.zero_grad(set_to_none=True)
+    for i, batch in enumerate(it, start=skip):
+        # under DDP gradients are all-reduced in backward, so only on the last batch of a group
+        unsynced = run.ddp is not None and ep.group_n + 1 < cfg.grad_accum and i + 1 < total
+        ep.add_batch(*_forward_backward(run, compute, batch, epoch=epoch, sync=not unsynced))
+        if ep.group_n == cfg.grad_accum:
+            _optimizer_step(run, state, ep)
+    if ep.group_n:  # a last partial group still steps
+        if unsynced:  # the epoch yielded fewer than `total` batches
+            run.ddp.average_gradients(run.params)
+        _optimizer_step(run, state, ep)
+    bar.close()
+    if state.epoch_loss_count == 0:
+        raise ValueError(f"train_batches({epoch}) yielded no batches")
+    return started
+
+
+def _length(batches, *, default: int) -> int:
+    try:
+        return len(batches)
+    except TypeError:
+        return default
+
+
+def _forward_backward(run: _Run, compute, batch, *, epoch: int, sync: bool) -> tuple[torch.Tensor, dict | None]:
+    """One batch's loss and its backward (scaled for accumulation); return the detached loss and the logs.
+
+    Under DDP this rank runs its shard of ``batch``, its loss weighted by its share of the rows;
+    ``sync`` False accumulates the gradients locally (DDP's ``no_sync``).
+    """
+    if run.ddp is None:
+        with autocast(run.device, run.cfg.amp):
+            loss, logs = compute(batch, epoch)
+        (loss / run.cfg.grad_accum).backward()
+        return loss.detach().float(), logs
+    batch, weight = run.ddp.shard(batch)
+    with run.ddp.no_sync(compute, not sync):
+        with autocast(run.device, run.cfg.amp):
+            loss, logs = compute(batch, epoch)
+        loss = loss * weight
+        (loss / run.cfg.grad_accum).backward()
+    return loss.detach().float(), logs
+
+
+def _optimizer_step(run: _Run, state: TrainState, ep: _Epoch) -> None:
+    """Clip, step the optimizer and schedule, count the step; log and checkpoint when due."""
+    cfg = run.cfg
+    grad_norm = None
+    if cfg.max_grad_norm is not None:
+        grad_norm = torch.nn.utils.clip_grad_norm_(run.params, cfg.max_grad_norm)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    group_loss = ep.group_loss if run.ddp is None else run.ddp.mean(ep.group_loss)  # every rank's share
+    # one host sync per optimizer step: the loss sum of the group's batches
+    loss_sum = float(group_loss)
+    if not math.isfinite(loss_sum):
+        raise FloatingPointError(f"non-finite training loss {loss_sum} at epoch {ep.index + 1}, global step "
+                                 f"{state.global_step + 1}; lower lr or check the inputs")
+    state.add_step(loss_sum, ep.end_group(loss_sum))
+    if state.global_step % cfg.log_every_steps == 0:
+        _log_steps(run, ep, global_step=state.global_step, grad_norm=grad_norm)
+    if state.global_step % cfg.checkpoint_every_steps == 0:
+        state.epoch_seconds = time.perf_counter() - ep.started
+        run.save_last(state)
+
+
+def _log_steps(run: _Run, ep: _Epoch, *, global_step: int, grad_norm: torch.Tensor | None) -> None:
+    """Write the window's mean train loss and logs, the lr and grad norm to TensorBoard; start a new window."""
+    mean = ep.window_loss / ep.window_n
+    run.writer.add_scalar("train/loss", mean, global_step)
+    run.writer.add_scalar("train/lr", run.lr(), global_step)
+    if grad_norm is not None:
+        run.writer.add_scalar("train/grad_norm", float(grad_norm), global_step)
+    for k, (s, n) in ep.window_logs.items():
+        run.writer.add_scalar(f"train/{k}", s / n, global_step)
+    ep.bar.set_postfix(loss=f"{mean:.4g}", lr=f"{run.lr():.3g}")
+    ep.window_loss, ep.window_n = 0.0, 0
+    ep.window_logs.clear()
+
+
+def _validate(run: _Run, validate, *, epoch: int) -> dict:
+    """``validate(model, epoch)`` in eval mode without gradients; under DDP, rank 0's metrics on every rank."""
+    run.model.eval()
+    with torch.no_grad():
+        metrics = dict(validate(run.model, epoch))
+    if run.ddp is not None:  # rank 0's numbers, so every rank takes the same early-stopping decision
+        metrics = run.ddp.broadcast(metrics)
+    run.model.train()
+    return metrics
+
+
+def _end_epoch(run: _Run, state: TrainState, *, epoch: int, started: float, metrics: dict,
+               on_epoch_end) -> bool:
+    """Close ``epoch`` with its validation ``metrics``: early stopping, checkpoints, history, logs.
+
+    Writes ``best/`` when the epoch improved, ``last/`` and ``history.tsv``; returns True when
+    patience has run out.
+    """
+    cfg = run.cfg
+    train_loss = state.train_loss()
+    metrics_all = {"train_loss": train_loss, **metrics}
+    name = cfg.early_stopping_metric
+    if name not in metrics_all:
+        raise KeyError(f"validate() returned {sorted(metrics)} but early_stopping_metric is {name!r}")
+    value = float(metrics_all[name])
+    seconds = time.perf_counter() - started
+    row = {"epoch": epoch, "train_loss": train_loss, **{k: float(v) for k, v in metrics.items()},
+           "lr": run.lr(), "seconds": round(seconds, 3)}
+    improved, stop = state.finish_epoch(epoch, row, value, cfg)
+    if improved:
+        run.save_best(state)
+    run.save_last(state)
+    if run.main:
+        _write_history(run.out_dir / "history.tsv", state.history)
+    _log_epoch(run, epoch=epoch, global_step=state.global_step, metrics_all=metrics_all, improved=improved,
+               seconds=seconds)
+    if on_epoch_end is not None and run.main:
+        on_epoch_end(epoch, row)
+    if stop:
+        log.info("early stopping: %s has not improved for %d epochs; best %.4g at epoch %d",
+                 name, cfg.patience, state.best_metric, state.best_epoch + 1)
+    return stop
+
+
+def _log_epoch(run: _Run, *, epoch: int, global_step: int, metrics_all: dict, improved: bool,
+               seconds: float) -> None:
+    """Every metric of the epoch to TensorBoard (``epoch/<name>``) and the log line ``epoch i/n ...``."""
+    for k, v in metrics_all.items():
+        run.writer.add_scalar(f"epoch/{k}", float(v), global_step)
+    run.writer.add_scalar("epoch", epoch, global_step)
+    run.writer.flush()
+    shown = " ".join(f"{k} {float(v):.4g}" for k, v in metrics_all.items())
+    log.info("epoch %d/%d %s%s %.1f s", epoch + 1, run.cfg.max_epochs, shown, " (best)" if improved else "",
+             seconds)

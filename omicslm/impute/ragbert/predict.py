@@ -24,7 +24,7 @@ from omicslm.impute.ragbert.batches import WindowData
 from omicslm.impute.ragbert.model import ModelConfig, RagBert
 from omicslm.impute.split import read_split, role_indices
 from omicslm.impute.ragbert.windows import file_sha1, panel_fingerprint, read_windows, window_data
-from omicslm.io.atomic import atomic_open
+from omicslm.io.runtime import write_runtime
 from omicslm.io.vcf import write_vcf
 from omicslm.train.checkpoint import load_checkpoint, read_checkpoint_config
 from omicslm.train.device import autocast, pick_device, to_device
@@ -162,6 +162,44 @@ def genotype_outputs(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                                 "R2": np.clip(r2, 0, 1).astype(np.float32)}
 
 
+def _check_genetic_map(config: dict, checkpoint_dir, genetic_map, *, copying: bool) -> None:
+    """InputError unless ``genetic_map`` is the map (or lack of one) the copying model was trained with."""
+    trained_map = config.get("genetic_map_sha1")
+    if copying and "genetic_map_sha1" in config and trained_map != file_sha1(genetic_map):
+        had = "a different genetic map" if trained_map and genetic_map else "a genetic map" if trained_map else "none"
+        raise InputError(Path(checkpoint_dir) / "config.json",
+                         f"the copying model was trained with {had}, this run gives {genetic_map or 'none'}; "
+                         f"retrain, or pass the map it was trained with")
+
+
+def _target_indices(targets_vcf, panel: Panel, samples: list[str], panel_idx: np.ndarray) -> np.ndarray:
+    """Panel index of every target sample; InputError when one is unknown or in the retrieval panel."""
+    index_of = {s: i for i, s in enumerate(panel.samples)}
+    missing = [s for s in samples if s not in index_of]
+    if missing:
+        raise InputError(targets_vcf, "target sample is not in the panel HDF5 (population unknown)", missing[0])
+    query_idx = np.array([index_of[s] for s in samples], dtype=np.int64)
+    leaked = set(query_idx.tolist()) & set(panel_idx.tolist())
+    if leaked:
+        raise InputError(targets_vcf, "target sample is also a reference-panel sample in the split",
+                         panel.samples[min(leaked)])
+    return query_idx
+
+
+def _write_imputed_vcf(out_vcf, panel: Panel, samples: list[str], p: np.ndarray, observed: np.ndarray, *,
+                       method: str) -> None:
+    """Every panel site from haplotype ALT probabilities ``p`` (n_variants, n_samples, 2); ``observed``: TYPED."""
+    hap, ds, gp, info = genotype_outputs(p)
+    info["TYPED"] = observed.astype(np.int8)
+    write_vcf(out_vcf, contig=panel.contig, positions=panel.pos, ref=panel.ref, alt=panel.alt, samples=samples,
+              haplotypes=hap, dosages=ds, genotype_probs=gp, info=info, source=f"omicslm {method}",
+              info_header=[
+                  '##INFO=<ID=AF,Number=A,Type=Float,Description="Mean imputed ALT allele frequency">',
+                  '##INFO=<ID=R2,Number=1,Type=Float,Description="Estimated imputation r2: var(DS)/(2AF(1-AF))">',
+                  '##INFO=<ID=TYPED,Number=1,Type=Integer,Description="1 = array site (observed genotypes)">',
+              ])
+
+
 def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_vcf, runtime_json, *, method: str,
                    batch_size: int, threads: int = 1, device: str = "auto", train_runtime_json=None,
                    genetic_map=None) -> float:
@@ -207,24 +245,11 @@ def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_
     model, config = load_model(checkpoint_dir, panel)
     model.to(dev)
     cfg = config["options"]
-    trained_map = config.get("genetic_map_sha1")
-    if model.cfg.copying and "genetic_map_sha1" in config and trained_map != file_sha1(genetic_map):
-        had = "a different genetic map" if trained_map and genetic_map else "a genetic map" if trained_map else "none"
-        raise InputError(Path(checkpoint_dir) / "config.json",
-                         f"the copying model was trained with {had}, this run gives {genetic_map or 'none'}; "
-                         f"retrain, or pass the map it was trained with")
+    _check_genetic_map(config, checkpoint_dir, genetic_map, copying=model.cfg.copying)
     site_idx, target_hap, samples = read_targets(targets_vcf, panel)
     observed = np.zeros(panel.n_variants, dtype=bool)
     observed[site_idx] = True
-    index_of = {s: i for i, s in enumerate(panel.samples)}
-    missing = [s for s in samples if s not in index_of]
-    if missing:
-        raise InputError(targets_vcf, "target sample is not in the panel HDF5 (population unknown)", missing[0])
-    query_idx = np.array([index_of[s] for s in samples], dtype=np.int64)
-    leaked = set(query_idx.tolist()) & set(panel_idx.tolist())
-    if leaked:
-        raise InputError(targets_vcf, "target sample is also a reference-panel sample in the split",
-                         panel.samples[min(leaked)])
+    query_idx = _target_indices(targets_vcf, panel, samples, panel_idx)
     windows = read_windows(windows_tsv, panel.n_variants)
     if (windows[:, 1] - windows[:, 0]).max() > model.cfg.window_sites:
         raise InputError(windows_tsv, f"windows are longer than the model's {model.cfg.window_sites} sites")
@@ -236,22 +261,12 @@ def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_
     p = predict_alt_prob(model, data, batch_size=batch_size, device=dev, amp=bool(cfg["train"].get("amp", True)))
     p = p.reshape(panel.n_variants, len(samples), 2)
     p[site_idx] = target_hap  # array sites carry their observed alleles
-    hap, ds, gp, info = genotype_outputs(p)
-    info["TYPED"] = observed.astype(np.int8)
-    write_vcf(out_vcf, contig=panel.contig, positions=panel.pos, ref=panel.ref, alt=panel.alt, samples=samples,
-              haplotypes=hap, dosages=ds, genotype_probs=gp, info=info, source=f"omicslm {method}",
-              info_header=[
-                  '##INFO=<ID=AF,Number=A,Type=Float,Description="Mean imputed ALT allele frequency">',
-                  '##INFO=<ID=R2,Number=1,Type=Float,Description="Estimated imputation r2: var(DS)/(2AF(1-AF))">',
-                  '##INFO=<ID=TYPED,Number=1,Type=Integer,Description="1 = array site (observed genotypes)">',
-              ])
+    _write_imputed_vcf(out_vcf, panel, samples, p, observed, method=method)
     seconds = time.perf_counter() - started
-    runtime = {"method": method, "seconds": seconds, "threads": int(threads), "device": str(dev)}
+    extra = {"device": str(dev)}
     if train_runtime_json is not None:
         with open(train_runtime_json) as fh:
-            runtime["train_seconds"] = float(json.load(fh)["train_seconds"])
-    with atomic_open(runtime_json) as fh:
-        json.dump(runtime, fh, indent=2)
-        fh.write("\n")
+            extra["train_seconds"] = float(json.load(fh)["train_seconds"])
+    write_runtime(runtime_json, method=method, seconds=seconds, threads=threads, **extra)
     log.info("%s: imputed %d samples x %d sites in %.1f s on %s", method, len(samples), panel.n_variants, seconds, dev)
     return seconds

@@ -27,29 +27,26 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
-import json
 import logging
-import os
-import shutil
 import time
-from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from omicslm.errors import InputError
 from omicslm.impute.evaluate import score
-from omicslm.impute.layout import TYPE_NAMES, read_panel
-from omicslm.impute.ragbert.batches import TrainEpochs
+from omicslm.impute.layout import TYPE_NAMES, Panel, read_panel
+from omicslm.impute.ragbert.batches import TrainEpochs, WindowData
 from omicslm.impute.ragbert.model import LossWeights, ModelConfig, RagBert, model_loss
 from omicslm.impute.ragbert.predict import predict_alt_prob
 from omicslm.impute.ragbert.windows import (copying_options, file_sha1, haplotype_columns, panel_fingerprint, read_windows,
                                            window_data)
 from omicslm.impute.split import read_array_sites, read_split, role_indices
-from omicslm.io.atomic import atomic_open, atomic_path
 from omicslm.train.device import pick_device, set_seed
 from omicslm.train.distributed import is_main_process, shard_rows
 from omicslm.train.loop import TrainConfig, fit, to_device
+from omicslm.train.publish import publish_run, train_seconds
 
 log = logging.getLogger(__name__)
 
@@ -142,17 +139,56 @@ def validation_metrics(p_alt: np.ndarray, truth_hap: np.ndarray, observed: np.nd
 # --------------------------------------------------------------------------- training
 
 
-def _copy_dir_atomic(src: Path, dst: Path) -> None:
-    """Replace ``dst`` with a copy of ``src`` (copy beside it, then rename)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.parent / f".{dst.name}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    old = dst.parent / f".{dst.name}.old{os.getpid()}"
-    if dst.exists():
-        os.replace(dst, old)
-    os.replace(tmp, dst)
-    shutil.rmtree(old, ignore_errors=True)
+class _Inputs(NamedTuple):
+    panel: Panel
+    ref_idx: np.ndarray       # reference samples: training queries and retrieval panel
+    val_idx: np.ndarray       # validation samples: validation queries
+    array_idx: np.ndarray     # panel index of every array site
+    observed: np.ndarray      # (n_variants,) bool, array sites
+    windows: np.ndarray       # (n_windows, 2) start_idx end_idx
+
+
+def _read_inputs(h5, split_tsv, array_tsv, windows_tsv) -> _Inputs:
+    """The panel, the training roles, the array sites and the windows; InputError when they disagree."""
+    panel = read_panel(h5)
+    split = read_split(split_tsv)
+    ref_idx = role_indices(panel, split, ["reference"])
+    val_idx = role_indices(panel, split, ["validation"])
+    if len(val_idx) == 0:
+        raise InputError(split_tsv, "no validation samples: model training validates every epoch "
+                                    "(set impute.split.validation_fraction > 0)")
+    array = read_array_sites(array_tsv)
+    a_idx = array["idx"].to_numpy(dtype=np.int64)
+    if a_idx.max() >= panel.n_variants or not np.array_equal(panel.pos[a_idx], array["pos"].to_numpy()):
+        raise InputError(array_tsv, f"array sites do not match the panel sites of {h5}")
+    observed = np.zeros(panel.n_variants, dtype=bool)
+    observed[a_idx] = True
+    return _Inputs(panel, ref_idx, val_idx, a_idx, observed, read_windows(windows_tsv, panel.n_variants))
+
+
+def _window_datasets(inputs: _Inputs, *, cfg: dict, seed: int, threads: int, window_sites: int,
+                     genetic_map) -> tuple[WindowData, WindowData, float]:
+    """Training and validation queries, both retrieved against the reference, and the seconds that took.
+
+    The seconds cover retrieval (and the copying model) of both.
+    """
+    started = time.perf_counter()
+    panel, ref_idx, val_idx = inputs.panel, inputs.ref_idx, inputs.val_idx
+    common = dict(panel_idx=ref_idx, cfg=cfg, threads=threads, window_sites=window_sites, genetic_map=genetic_map)
+    train_data = window_data(panel, inputs.windows, inputs.observed, query_idx=ref_idx,
+                             query_hap=haplotype_columns(panel.hap, ref_idx), labels=True, exclude_self=True,
+                             seed=seed, **common)
+    val_data = window_data(panel, inputs.windows, inputs.observed, query_idx=val_idx,
+                           query_hap=haplotype_columns(panel.hap, val_idx), labels=False, exclude_self=False,
+                           seed=seed + 1, **common)
+    return train_data, val_data, time.perf_counter() - started
+
+
+def _run_config(variant: str, mcfg: ModelConfig, cfg: dict, inputs: _Inputs, genetic_map) -> dict:
+    """What a checkpoint records: model, options, and the panel, array sites and map it was trained on."""
+    array_pos = np.ascontiguousarray(inputs.panel.pos[inputs.array_idx], dtype=np.int64)
+    return {"variant": variant, "model": mcfg.to_dict(), "options": cfg, "panel": panel_fingerprint(inputs.panel),
+            "array_sha1": hashlib.sha1(array_pos.tobytes()).hexdigest(), "genetic_map_sha1": file_sha1(genetic_map)}
 
 
 def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, variant: str, model_block: dict,
@@ -194,35 +230,16 @@ def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, v
     torch.set_num_threads(max(1, int(threads)))
     cfg = resolve_variant(model_block, variant)
     tcfg = TrainConfig.from_dict(cfg["train"])
-    panel = read_panel(h5)
-    split = read_split(split_tsv)
-    ref_idx = role_indices(panel, split, ["reference"])
-    val_idx = role_indices(panel, split, ["validation"])
-    if len(val_idx) == 0:
-        raise InputError(split_tsv, "no validation samples: model training validates every epoch "
-                                    "(set impute.split.validation_fraction > 0)")
-    array = read_array_sites(array_tsv)
-    a_idx = array["idx"].to_numpy(dtype=np.int64)
-    if a_idx.max() >= panel.n_variants or not np.array_equal(panel.pos[a_idx], array["pos"].to_numpy()):
-        raise InputError(array_tsv, f"array sites do not match the panel sites of {h5}")
-    observed = np.zeros(panel.n_variants, dtype=bool)
-    observed[a_idx] = True
-    windows = read_windows(windows_tsv, panel.n_variants)
+    inputs = _read_inputs(h5, split_tsv, array_tsv, windows_tsv)
+    panel, observed, windows = inputs.panel, inputs.observed, inputs.windows
     mcfg = _model_config(cfg, (windows[:, 1] - windows[:, 0]).max(), len(panel.populations))
     weights = LossWeights(**cfg["loss"])
     set_seed(tcfg.seed)
 
-    log.info("%s: %d reference / %d validation samples, %d sites (%d on the array), %d windows",
-             variant, len(ref_idx), len(val_idx), panel.n_variants, int(observed.sum()), len(windows))
-    data_started = time.perf_counter()
-    train_data = window_data(panel, windows, observed, query_idx=ref_idx, query_hap=haplotype_columns(panel.hap, ref_idx),
-                              labels=True, panel_idx=ref_idx, cfg=cfg, exclude_self=True, seed=tcfg.seed,
-                              threads=threads, window_sites=mcfg.window_sites, genetic_map=genetic_map)
-    val_hap = haplotype_columns(panel.hap, val_idx)
-    val_data = window_data(panel, windows, observed, query_idx=val_idx, query_hap=val_hap, labels=False,
-                            panel_idx=ref_idx, cfg=cfg, exclude_self=False, seed=tcfg.seed + 1, threads=threads,
-                            window_sites=mcfg.window_sites, genetic_map=genetic_map)
-    data_seconds = time.perf_counter() - data_started  # retrieval (+ copying model) of train and validation
+    log.info("%s: %d reference / %d validation samples, %d sites (%d on the array), %d windows", variant,
+             len(inputs.ref_idx), len(inputs.val_idx), panel.n_variants, int(observed.sum()), len(windows))
+    train_data, val_data, data_seconds = _window_datasets(inputs, cfg=cfg, seed=tcfg.seed, threads=threads,
+                                                          window_sites=mcfg.window_sites, genetic_map=genetic_map)
     epochs = TrainEpochs(train_data, batch_size=cfg["batch_size"], pairs_per_epoch=cfg.get("pairs_per_epoch"),
                          seed=tcfg.seed, reveal_start=cfg["reveal_start"], curriculum_epochs=cfg["curriculum_epochs"])
     device = pick_device(tcfg.device)
@@ -236,33 +253,20 @@ def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, v
 
     def validate(m, epoch):
         p = predict_alt_prob(m, val_data, batch_size=cfg["batch_size"], device=device, amp=tcfg.amp, desc="validate")
-        return validation_metrics(p, val_hap, observed, train_data.stats.af, maf_bins=maf_bins,
+        return validation_metrics(p, val_data.query_hap, observed, train_data.stats.af, maf_bins=maf_bins,
                                   eps=cfg["prob_eps"])
 
-    run_config = {
-        "variant": variant, "model": mcfg.to_dict(), "options": cfg, "panel": panel_fingerprint(panel),
-        "array_sha1": hashlib.sha1(np.ascontiguousarray(panel.pos[a_idx], dtype=np.int64).tobytes()).hexdigest(),
-        "genetic_map_sha1": file_sha1(genetic_map),
-    }
-    work_dir, out_dir = Path(work_dir), Path(out_dir)
     # under torchrun each rank takes whole samples (both haplotype rows): the genotype loss pairs rows 2i, 2i+1
-    state = fit(model, epochs, loss_fn, validate, tcfg, work_dir, run_config=run_config,
+    state = fit(model, epochs, loss_fn, validate, tcfg, work_dir,
+                run_config=_run_config(variant, mcfg, cfg, inputs, genetic_map),
                 steps_per_epoch=epochs.steps_per_epoch(), shard_batch=functools.partial(shard_rows, multiple=2))
     if not is_main_process():
         return state
-    if not (work_dir / "best").is_dir():
-        raise RuntimeError(f"training of {variant} finished without a best checkpoint in {work_dir}")
-    _copy_dir_atomic(work_dir / "best", out_dir / "best")
-    with atomic_path(out_dir / "history.tsv") as tmp:
-        shutil.copyfile(work_dir / "history.tsv", tmp)
-    # Training time over all (possibly resumed) runs: the loop's per-epoch wall times.
-    train_seconds = float(sum(float(r.get("seconds", 0.0)) for r in state["history"]))
-    with atomic_open(out_dir / "train_runtime.json") as fh:
-        json.dump({"method": variant, "train_seconds": train_seconds, "this_run_seconds": time.perf_counter() - started,
-                   "data_seconds": data_seconds, "threads": int(threads), "device": str(device),
-                   "best_epoch": state["best_epoch"],
-                   "best_metric": state["best_metric"], "metric": tcfg.early_stopping_metric}, fh, indent=2)
-        fh.write("\n")
+    seconds = train_seconds(state["history"])
+    publish_run(work_dir, out_dir, summary_name="train_runtime.json", summary={
+        "method": variant, "train_seconds": seconds, "this_run_seconds": time.perf_counter() - started,
+        "data_seconds": data_seconds, "threads": int(threads), "device": str(device),
+        "best_epoch": state["best_epoch"], "best_metric": state["best_metric"], "metric": tcfg.early_stopping_metric})
     log.info("%s: best %s %.4f at epoch %s; %.0f s training", variant, tcfg.early_stopping_metric,
-             state["best_metric"], state["best_epoch"], train_seconds)
+             state["best_metric"], state["best_epoch"], seconds)
     return state
