@@ -13,6 +13,25 @@ comparable with the literature and between methods:
   genotypes of a bin) with a 95% site-bootstrap interval.
 
 A method that fails to output a scored site or sample is an error, never a silent skip.
+
+Metrics of a row (:func:`score`), with x = dosage and y = truth over the
+N = n_sites * n_samples genotypes of the row, in minor-allele coding:
+
+* ``r2`` (aggregate r²) = ``(NΣxy - ΣxΣy)² / ((NΣxx - (Σx)²)(NΣyy - (Σy)²))``,
+  pooled over all genotypes of the row; NaN if either variance is 0.
+* ``r2_lo``, ``r2_hi``: 2.5 / 97.5 percentiles of r² over ``n_boot`` replicates that
+  resample the row's sites with replacement; computed from per-site sums
+  ``(n, Σx, Σy, Σxx, Σyy, Σxy)`` so a replicate is a weighted sum, not a re-read.
+  Replicates with an undefined r² are ignored.
+* ``concordance`` = #(gt == truth) / N.
+* ``nonref_concordance`` = #(gt == truth) / #(truth > 0 or gt > 0) (minor coding).
+* ``iqs``: mean over sites of Cohen's kappa of the 3x3 table gt x truth
+  (Lin et al. 2010): ``(Po - Pc) / (1 - Pc)`` with ``Po`` = observed agreement and
+  ``Pc = Σ_k n_k. n_.k / n²``; sites with ``Pc = 1`` (undefined) are left out.
+* ``minor_f1`` per allele copy: ``TP = Σ min(gt, truth)``, ``FP = Σ max(gt - truth, 0)``,
+  ``FN = Σ max(truth - gt, 0)``, ``F1 = 2TP / (2TP + FP + FN)``.
+* ``mean_truth_maf`` = mean over the row's sites of the panel MAF (the bin's
+  location on the MAF axis).
 """
 
 from __future__ import annotations
@@ -172,16 +191,8 @@ def _row(label, lo, hi, truth, dosage, gt, maf, stats, n_boot, rng) -> dict:
     return row
 
 
-def score(
-    truth: np.ndarray,
-    dosage: np.ndarray,
-    gt: np.ndarray,
-    panel_af: np.ndarray,
-    *,
-    bins: Sequence[float],
-    n_boot: int = 200,
-    seed: int = 0,
-) -> pd.DataFrame:
+def score(truth: np.ndarray, dosage: np.ndarray, gt: np.ndarray, panel_af: np.ndarray, *,
+          bins: Sequence[float], n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
     """Imputation accuracy by panel-MAF bin (pure numpy).
 
     Parameters
@@ -213,31 +224,36 @@ def score(
     -----
     Minor-allele coding: at sites with ``panel_af > 0.5``, ``truth -> 2 - truth``,
     ``dosage -> 2 - dosage``, ``gt -> 2 - gt``; ``MAF = min(af, 1 - af)``. Sites with
-    ``af`` 0 or 1 are the "monomorphic" row (``maf_lo = maf_hi = 0``).
-
-    With x = dosage and y = truth over the N = n_sites * n_samples genotypes of a row:
-
-    * ``r2`` (aggregate r²) = ``(NΣxy - ΣxΣy)² / ((NΣxx - (Σx)²)(NΣyy - (Σy)²))``,
-      pooled over all genotypes of the row; NaN if either variance is 0.
-    * ``r2_lo``, ``r2_hi``: 2.5 / 97.5 percentiles of r² over ``n_boot`` replicates that
-      resample the row's sites with replacement; computed from per-site sums
-      ``(n, Σx, Σy, Σxx, Σyy, Σxy)`` so a replicate is a weighted sum, not a re-read.
-      Replicates with an undefined r² are ignored.
-    * ``concordance`` = #(gt == truth) / N.
-    * ``nonref_concordance`` = #(gt == truth) / #(truth > 0 or gt > 0) (minor coding).
-    * ``iqs``: mean over sites of Cohen's kappa of the 3x3 table gt x truth
-      (Lin et al. 2010): ``(Po - Pc) / (1 - Pc)`` with ``Po`` = observed agreement and
-      ``Pc = Σ_k n_k. n_.k / n²``; sites with ``Pc = 1`` (undefined) are left out.
-    * ``minor_f1`` per allele copy: ``TP = Σ min(gt, truth)``, ``FP = Σ max(gt - truth, 0)``,
-      ``FN = Σ max(truth - gt, 0)``, ``F1 = 2TP / (2TP + FP + FN)``.
-    * ``mean_truth_maf`` = mean over the row's sites of the panel MAF (the bin's
-      location on the MAF axis).
+    ``af`` 0 or 1 are the "monomorphic" row (``maf_lo = maf_hi = 0``). The metrics
+    (``r2``, its interval, ``concordance``, ``nonref_concordance``, ``iqs``, ``minor_f1``,
+    ``mean_truth_maf``) are defined in the module docstring.
     """
     truth = np.asarray(truth)
     dosage = np.asarray(dosage, dtype=np.float64)
     gt = np.asarray(gt)
     panel_af = np.asarray(panel_af, dtype=np.float64)
     edges = np.asarray(bins, dtype=np.float64)
+    _check_score_inputs(truth, dosage, gt, panel_af, edges)
+    flip = panel_af > 0.5
+    truth = np.where(flip[:, None], 2 - truth, truth).astype(np.int8)
+    gt = np.where(flip[:, None], 2 - gt, gt).astype(np.int8)
+    dosage = np.where(flip[:, None], 2.0 - dosage, dosage)
+    maf = np.minimum(panel_af, 1.0 - panel_af)
+    stats = _site_stats(truth, dosage)
+    rows = []
+    for r, (label, lo, hi, sel) in enumerate(_score_groups(edges, maf, (panel_af == 0) | (panel_af == 1))):
+        rng = np.random.default_rng([seed, r])
+        rows.append(_row(label, float(lo), float(hi), truth[sel], dosage[sel], gt[sel], maf[sel],
+                         stats[sel], n_boot, rng))
+    binned = sum(row["n_sites"] for row in rows[1:-1])
+    if binned != rows[-1]["n_sites"]:
+        log.warning("%d polymorphic sites fall outside the MAF bins %s (they count in 'all' only)",
+                    rows[-1]["n_sites"] - binned, list(edges))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _check_score_inputs(truth, dosage, gt, panel_af, edges) -> None:
+    """ValueError unless :func:`score`'s arrays have matching shapes and values in range."""
     if truth.ndim != 2 or dosage.shape != truth.shape or gt.shape != truth.shape:
         raise ValueError(f"truth {truth.shape}, dosage {dosage.shape}, gt {gt.shape} must share one 2-D shape")
     if panel_af.shape != (truth.shape[0],):
@@ -250,20 +266,19 @@ def score(
     if np.any((panel_af < 0) | (panel_af > 1)) or np.any(np.isnan(panel_af)):
         raise ValueError("panel_af must lie in [0, 1]")
 
-    flip = panel_af > 0.5
-    truth = np.where(flip[:, None], 2 - truth, truth).astype(np.int8)
-    gt = np.where(flip[:, None], 2 - gt, gt).astype(np.int8)
-    dosage = np.where(flip[:, None], 2.0 - dosage, dosage)
-    maf = np.minimum(panel_af, 1.0 - panel_af)
-    mono = (panel_af == 0) | (panel_af == 1)
 
+def _site_stats(truth: np.ndarray, dosage: np.ndarray) -> np.ndarray:
+    """Per-site sums ``n, Σx, Σy, Σxx, Σyy, Σxy`` (x = dosage, y = truth): ndarray, float64, shape (n_sites, 6)."""
     y = truth.astype(np.float64)
-    stats = np.stack([
+    return np.stack([
         np.full(len(y), truth.shape[1], dtype=np.float64),
         dosage.sum(axis=1), y.sum(axis=1),
         (dosage * dosage).sum(axis=1), (y * y).sum(axis=1), (dosage * y).sum(axis=1),
     ], axis=1)
 
+
+def _score_groups(edges: np.ndarray, maf: np.ndarray, mono: np.ndarray) -> list[tuple]:
+    """The rows of a score table: ``(label, maf_lo, maf_hi, site mask)`` for monomorphic, each bin, all."""
     groups = [(MONOMORPHIC, 0.0, 0.0, mono)]
     for k in range(len(edges) - 1):
         lo, hi = edges[k], edges[k + 1]
@@ -271,17 +286,7 @@ def score(
         in_bin = ~mono & (maf >= lo) & ((maf <= hi) if last else (maf < hi))
         groups.append((_bin_label(lo, hi, last), lo, hi, in_bin))
     groups.append((ALL, 0.0, 0.5, ~mono))
-
-    rows = []
-    for r, (label, lo, hi, sel) in enumerate(groups):
-        rng = np.random.default_rng([seed, r])
-        rows.append(_row(label, float(lo), float(hi), truth[sel], dosage[sel], gt[sel], maf[sel],
-                         stats[sel], n_boot, rng))
-    binned = sum(row["n_sites"] for row in rows[1:-1])
-    if binned != rows[-1]["n_sites"]:
-        log.warning("%d polymorphic sites fall outside the MAF bins %s (they count in 'all' only)",
-                    rows[-1]["n_sites"] - binned, list(edges))
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return groups
 
 
 # --------------------------------------------------------------------------- files
@@ -351,17 +356,9 @@ def evaluate_method(
     panel_af = panel_alt_frequency(hap, ref_idx)
     del hap
 
-    try:
-        with open(runtime_json) as fh:
-            runtime = json.load(fh)
-        seconds = float(runtime["seconds"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(runtime_json, f"cannot read 'seconds' from runtime JSON ({exc!r})") from exc
-    if runtime.get("method", method) != method:
-        log.warning("%s: runtime JSON %s names method %r", method, runtime_json, runtime.get("method"))
-
-    dosage, gt = read_imputed(imputed_vcf, panel.pos[sites], panel.samples[test_idx].tolist(), ref=panel.ref[sites], alt=panel.alt[sites],
-                              contig=None)
+    seconds = _read_seconds(runtime_json, method)
+    dosage, gt = read_imputed(imputed_vcf, panel.pos[sites], panel.samples[test_idx].tolist(),
+                              ref=panel.ref[sites], alt=panel.alt[sites], contig=None)
     table = score(truth, dosage, gt, panel_af, bins=bins, n_boot=n_boot, seed=seed)
 
     table.insert(0, "method", method)
@@ -371,6 +368,19 @@ def evaluate_method(
     log.info("%s: aggregate r2 %.4f [%.4f, %.4f] over %d sites, %.1f s", method, all_row["r2"],
              all_row["r2_lo"], all_row["r2_hi"], all_row["n_sites"], seconds)
     return table
+
+
+def _read_seconds(runtime_json: str | os.PathLike, method: str) -> float:
+    """``seconds`` of a runtime JSON (see :func:`evaluate_method`); warns when it names another method."""
+    try:
+        with open(runtime_json) as fh:
+            runtime = json.load(fh)
+        seconds = float(runtime["seconds"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(runtime_json, f"cannot read 'seconds' from runtime JSON ({exc!r})") from exc
+    if runtime.get("method", method) != method:
+        log.warning("%s: runtime JSON %s names method %r", method, runtime_json, runtime.get("method"))
+    return seconds
 
 
 def combine_tables(tsvs: Sequence[str | os.PathLike], out_tsv: str | os.PathLike) -> pd.DataFrame:

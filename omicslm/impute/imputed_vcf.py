@@ -64,8 +64,6 @@ def read_imputed(
         REF/ALT differ from ``ref``/``alt``; a position is ambiguous (several records and
         no alleles to choose); a genotype or dosage is missing or out of [0, 2].
     """
-    import cyvcf2  # imported here so the pure-numpy scoring works without it
-
     positions = np.asarray(positions, dtype=np.int64)
     samples = [str(s) for s in samples]
     if (ref is None) != (alt is None):
@@ -73,27 +71,11 @@ def read_imputed(
     if len(set(positions.tolist())) != len(positions):
         raise ValueError("requested positions must be unique")
     row_of = {int(p): i for i, p in enumerate(positions)}
-    try:
-        reader = cyvcf2.VCF(str(vcf), gts012=True, lazy=True)
-    except (OSError, IOError) as exc:
-        raise InputError(vcf, f"cannot open imputed VCF ({exc})") from exc
-    have = set(reader.samples)
-    for s in samples:
-        if s not in have:
-            raise InputError(vcf, "requested sample is absent from the imputed VCF", record=s)
-    reader.close()
-    # Decoding only the samples we score is much faster on wide outputs; cyvcf2 keeps the
-    # file's sample order, so columns are permuted afterwards.
-    reader = cyvcf2.VCF(str(vcf), gts012=True, samples=samples, lazy=True)
-    file_col = {s: j for j, s in enumerate(reader.samples)}
-    perm = np.array([file_col[s] for s in samples], dtype=np.intp)
-
-    n_pos, n_samp = len(positions), len(samples)
-    dosage = np.full((n_pos, n_samp), np.nan, dtype=np.float32)
-    gt = np.full((n_pos, n_samp), -1, dtype=np.int8)
-    filled = np.zeros(n_pos, dtype=bool)
+    reader, perm = _open_for_samples(vcf, samples)
+    dosage = np.full((len(positions), len(samples)), np.nan, dtype=np.float32)
+    gt = np.full((len(positions), len(samples)), -1, dtype=np.int8)
+    filled = np.zeros(len(positions), dtype=bool)
     seen_alleles: dict[int, list[str]] = {}
-
     for rec in tqdm(reader, desc=f"read {Path(vcf).name}", unit=" records", mininterval=5):
         i = row_of.get(rec.POS)
         if i is None or (contig is not None and rec.CHROM != contig):
@@ -108,36 +90,68 @@ def read_imputed(
             raise InputError(vcf, "several records at this position and no alleles given to choose one", where)
         if len(rec.ALT) != 1:
             raise InputError(vcf, f"record is not biallelic ({alleles})", where)
-        row_gt = rec.gt_types[perm]
-        if np.any(row_gt == _GT_UNKNOWN):
-            bad = samples[int(np.argmax(row_gt == _GT_UNKNOWN))]
-            raise InputError(vcf, f"missing genotype (GT) for sample {bad}", where)
-        gt[i] = row_gt
-        fmt = rec.FORMAT
-        if "DS" in fmt:
-            row_ds = rec.format("DS")[perm, 0]
-        elif "HDS" in fmt:
-            # Two haplotype dosages per diploid sample; their sum is the ALT dose.
-            row_ds = rec.format("HDS")[perm, :2].sum(axis=1)
-        else:
-            row_ds = row_gt.astype(np.float32)
-        if not np.all(np.isfinite(row_ds)):
-            bad = samples[int(np.argmax(~np.isfinite(row_ds)))]
-            raise InputError(vcf, f"missing dosage for sample {bad}", where)
-        if np.any((row_ds < 0) | (row_ds > 2)):
-            bad = samples[int(np.argmax((row_ds < 0) | (row_ds > 2)))]
-            raise InputError(vcf, f"dosage outside [0, 2] for sample {bad}", where)
-        dosage[i] = row_ds
+        gt[i], dosage[i] = _record_calls(vcf, rec, perm, samples, where)
         filled[i] = True
     reader.close()
-
     if not filled.all():
-        i = int(np.argmin(filled))
-        if i in seen_alleles:
-            problem = (f"REF/ALT mismatch: expected {ref[i]}>{alt[i]}, "
-                       f"imputed VCF has {' and '.join(seen_alleles[i])}")
-        else:
-            problem = (f"scored position is absent from the imputed VCF "
-                       f"({int((~filled).sum())} of {n_pos} requested positions missing)")
-        raise InputError(vcf, problem, record=f"{contig or 'pos'}:{positions[i]}")
+        raise _unfilled_error(vcf, filled, seen_alleles, positions, ref, alt, contig)
     return dosage, gt
+
+
+def _open_for_samples(vcf, samples: list[str]):
+    """A lazy ``gts012`` cyvcf2 reader of ``samples`` and the permutation from its columns to theirs.
+
+    Returns ``(reader, perm)``; ``perm`` : ndarray, intp, shape (n_samples,).
+    """
+    import cyvcf2  # imported here so the pure-numpy scoring works without it
+
+    try:
+        reader = cyvcf2.VCF(str(vcf), gts012=True, lazy=True)
+    except (OSError, IOError) as exc:
+        raise InputError(vcf, f"cannot open imputed VCF ({exc})") from exc
+    have = set(reader.samples)
+    for s in samples:
+        if s not in have:
+            raise InputError(vcf, "requested sample is absent from the imputed VCF", record=s)
+    reader.close()
+    # Decoding only the samples we score is much faster on wide outputs; cyvcf2 keeps the
+    # file's sample order, so columns are permuted afterwards.
+    reader = cyvcf2.VCF(str(vcf), gts012=True, samples=samples, lazy=True)
+    file_col = {s: j for j, s in enumerate(reader.samples)}
+    return reader, np.array([file_col[s] for s in samples], dtype=np.intp)
+
+
+def _record_calls(vcf, rec, perm: np.ndarray, samples: list[str], where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Best-guess ALT count (int8) and dosage (float) of one record, in ``samples`` order; checked."""
+    row_gt = rec.gt_types[perm]
+    if np.any(row_gt == _GT_UNKNOWN):
+        bad = samples[int(np.argmax(row_gt == _GT_UNKNOWN))]
+        raise InputError(vcf, f"missing genotype (GT) for sample {bad}", where)
+    fmt = rec.FORMAT
+    if "DS" in fmt:
+        row_ds = rec.format("DS")[perm, 0]
+    elif "HDS" in fmt:
+        # Two haplotype dosages per diploid sample; their sum is the ALT dose.
+        row_ds = rec.format("HDS")[perm, :2].sum(axis=1)
+    else:
+        row_ds = row_gt.astype(np.float32)
+    if not np.all(np.isfinite(row_ds)):
+        bad = samples[int(np.argmax(~np.isfinite(row_ds)))]
+        raise InputError(vcf, f"missing dosage for sample {bad}", where)
+    if np.any((row_ds < 0) | (row_ds > 2)):
+        bad = samples[int(np.argmax((row_ds < 0) | (row_ds > 2)))]
+        raise InputError(vcf, f"dosage outside [0, 2] for sample {bad}", where)
+    return row_gt, row_ds
+
+
+def _unfilled_error(vcf, filled: np.ndarray, seen_alleles: dict, positions: np.ndarray, ref, alt,
+                    contig: str | None) -> InputError:
+    """The error for the first requested position no record matched (alleles differ, or absent)."""
+    i = int(np.argmin(filled))
+    if i in seen_alleles:
+        problem = (f"REF/ALT mismatch: expected {ref[i]}>{alt[i]}, "
+                   f"imputed VCF has {' and '.join(seen_alleles[i])}")
+    else:
+        problem = (f"scored position is absent from the imputed VCF "
+                   f"({int((~filled).sum())} of {len(positions)} requested positions missing)")
+    return InputError(vcf, problem, record=f"{contig or 'pos'}:{positions[i]}")

@@ -6,9 +6,9 @@ phased, filters on minor-allele frequency and writes the arrays described in
 :mod:`omicslm.impute.layout`. :func:`omicslm.impute.ragbert.windows.write_windows` cuts the
 kept sites into the overlapping windows a model is trained on.
 
-Records are decoded by :mod:`omicslm.impute.vcf_records`: cyvcf2 (htslib) for the
-header and BCF, and by default a numpy decoder for VCF text that is 3-4x faster than
-cyvcf2's per-record ``genotype.array()`` and faster than ``bcftools view | query``
+Records are read by :func:`omicslm.impute.vcf_records.iter_vcf_chunks`: cyvcf2 (htslib)
+for the header and BCF, and by default a numpy decoder for VCF text that is 3-4x faster
+than cyvcf2's per-record ``genotype.array()`` and faster than ``bcftools view | query``
 (see benchmarks/ingest.py); both give identical output.
 
 Bad input (a missing sample, an unphased genotype, an unsorted or truncated file) raises
@@ -26,7 +26,6 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import cyvcf2
 import h5py
 import numpy as np
 import pandas as pd
@@ -35,26 +34,37 @@ from omicslm.errors import InputError
 from omicslm.impute import layout
 from omicslm.impute.vcf_records import (
     ENGINES,
+    ON_UNPHASED,
     SKIP_REASONS,
-    _State,
-    _check_genotypes,
-    _check_vcf_file,
-    _cyvcf2_chunks,
-    _is_text_vcf,
-    _open_vcf,
-    _reader_errors,
-    _text_chunks,
+    VcfChunk,
+    check_read_options,
+    iter_vcf_chunks,
+    read_vcf_samples,
 )
 from omicslm.io.atomic import atomic_path
+
+__all__ = ["ENGINES", "ON_UNPHASED", "PANEL_COLUMNS", "PANEL_REQUIRED", "SKIP_REASONS", "read_population_panel",
+           "vcf_to_hdf5"]
 
 log = logging.getLogger(__name__)
 
 PANEL_COLUMNS = ("sample", "pop", "super_pop", "gender")
 #: Columns a panel file must have; ``gender`` is optional (autosomes do not need it).
 PANEL_REQUIRED = ("sample", "pop", "super_pop")
-ON_UNPHASED = ("error", "drop_site")
 
-_TYPE_INDEX = {name: i for i, name in enumerate(layout.TYPE_NAMES)}
+
+def _type_table() -> np.ndarray:
+    """``layout.TYPE_NAMES`` index of each (REF, ALT) pair of base codes (A, C, G, T = 0..3); -1 for REF == ALT."""
+    table = np.full((4, 4), -1, dtype=np.int8)
+    for i, name in enumerate(layout.TYPE_NAMES):
+        table["ACGT".index(name[0]), "ACGT".index(name[2])] = i
+    return table
+
+
+_TYPE_TABLE = _type_table()
+#: byte -> base code (A, C, G, T = 0..3)
+_BASE_CODE = np.zeros(256, dtype=np.intp)
+_BASE_CODE[np.frombuffer(b"ACGT", dtype=np.uint8)] = np.arange(4)
 #: Uncompressed size of one HDF5 chunk of calldata/HAP (bytes): big enough for gzip to
 #: work well, small enough that reading one window decompresses little.
 _HAP_CHUNK_BYTES = 1 << 20
@@ -122,7 +132,7 @@ def read_population_panel(path: str | os.PathLike) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-# --------------------------------------------------------------------------- file checks
+# --------------------------------------------------------------------------- HDF5 output
 
 
 class _HapWriter:
@@ -211,20 +221,10 @@ class _HapWriter:
             self.ds.id.write_direct_chunk((offset, 0, 0), payload)
 
 
-def vcf_to_hdf5(
-    vcf: str | os.PathLike,
-    panel: str | os.PathLike,
-    out_h5: str | os.PathLike,
-    *,
-    min_maf: float = 0.01,
-    on_unphased: str = "error",
-    chunk_size: int = 2000,
-    panel_subset: bool = False,
-    engine: str = "auto",
-    threads: int = 2,
-    compression: str | None = "gzip",
-    compression_opts: int | None = 1,
-) -> dict:
+def vcf_to_hdf5(vcf: str | os.PathLike, panel: str | os.PathLike, out_h5: str | os.PathLike, *,
+                min_maf: float = 0.01, on_unphased: str = "error", chunk_size: int = 2000,
+                panel_subset: bool = False, engine: str = "auto", threads: int = 2,
+                compression: str | None = "gzip", compression_opts: int | None = 1) -> dict:
     """Convert a phased VCF of one contig into the HDF5 panel layout (format v1).
 
     Parameters
@@ -248,10 +248,9 @@ def vcf_to_hdf5(
         False: every panel sample must be in the VCF. True: the panel may list more
         samples than the VCF (e.g. the 2,535-sample 1000 Genomes panel for a subset).
     engine : {"auto", "text", "cyvcf2"}
-        Record decoder. "cyvcf2" iterates records with cyvcf2 (any htslib input);
-        "text" splits VCF text lines and decodes genotypes of a whole chunk with numpy,
-        several times faster on wide panels; "auto" = "text" for VCF text, "cyvcf2"
-        for BCF. Both give identical output.
+        Record decoder (see :func:`omicslm.impute.vcf_records.iter_vcf_chunks`): "text"
+        (numpy, several times faster on wide panels), "cyvcf2" (any htslib input), "auto"
+        = "text" for VCF text, "cyvcf2" for BCF. Both give identical output.
     threads : int
         htslib threads for bgzip decompression in the cyvcf2 engine.
     compression, compression_opts
@@ -272,142 +271,146 @@ def vcf_to_hdf5(
         left after filtering.
     """
     t0 = time.perf_counter()
-    if on_unphased not in ON_UNPHASED:
-        raise ValueError(f"on_unphased must be one of {ON_UNPHASED}, got {on_unphased!r}")
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-    if not 0 <= min_maf <= 0.5:
-        raise ValueError(f"min_maf must be in [0, 0.5], got {min_maf}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    check_read_options(on_unphased=on_unphased, engine=engine, min_maf=min_maf, chunk_length=chunk_size,
+                       chunk_arg="chunk_size")
     path = Path(vcf)
     pan = read_population_panel(panel)
-    _check_vcf_file(path)
-
-    header = _open_vcf(path, None, 1)
-    try:
-        header.get_header_type("GT")
-    except KeyError:
-        raise InputError(path, "VCF header declares no GT (genotype) FORMAT field") from None
-    finally:
-        vcf_samples = list(header.samples)
-        header.close()
-    kept, keep_idx = _match_samples(path, panel, pan, vcf_samples, panel_subset)
-    is_text = _is_text_vcf(path)
-    if engine == "auto":
-        engine = "text" if is_text else "cyvcf2"
-    elif engine == "text" and not is_text:
-        raise ValueError(f"{path} is not VCF text (BCF?): use engine='cyvcf2' or 'auto'")
+    kept = _match_samples(path, panel, pan, read_vcf_samples(path), panel_subset)
+    chunks = iter_vcf_chunks(path, samples=kept, chunk_length=chunk_size, engine=engine,
+                             on_unphased=on_unphased, min_maf=min_maf, threads=threads)
     pan = pan.set_index("sample").loc[kept]
-    populations = np.array(sorted(pan["pop"].unique()), dtype=object)
-    pop_idx = np.searchsorted(populations, pan["pop"].to_numpy()).astype(np.int16)
-    # per-population sums with add.reduceat over samples grouped by population: a BLAS
-    # matmul would leave OpenBLAS threads spinning on the core the parser needs
-    by_pop = np.argsort(pop_idx, kind="stable")
-    pop_start = np.searchsorted(pop_idx[by_pop], np.arange(len(populations)))
-    hap_per_pop = 2.0 * np.bincount(pop_idx, minlength=len(populations))
-    if (by_pop == np.arange(len(kept))).all():
-        by_pop = slice(None)  # already grouped: no gather needed
-    n_samples = len(kept)
-
-    st = _State(path=path)
-    if engine == "text":
-        subset = None if n_samples == len(vcf_samples) else keep_idx
-        chunks = _text_chunks(path, st, vcf_samples, subset, chunk_size, min_maf)
-    else:
-        subset = None if n_samples == len(vcf_samples) else kept
-        chunks = _cyvcf2_chunks(path, st, subset, chunk_size, threads)
-
-    min_mac = min_maf * 2 * n_samples
-    sites = {k: [] for k in ("pos", "ids", "ref", "alt", "type", "af", "af_pop", "geno")}
-    last_kept, n_kept = 0, 0
+    sites = _SiteTable(path, _Populations(pan["pop"].to_numpy()))
     with atomic_path(out_h5) as tmp, h5py.File(tmp, "w") as h5:
-        with _HapWriter(h5, n_samples, compression, compression_opts) as writer:
-            for ch in _reader_errors(chunks, path, st):
-                ok = _check_genotypes(path, st, ch, kept, on_unphased)
-                counts = ch.hap[:, :, 0] + ch.hap[:, :, 1]  # (k, n) alt alleles per genotype
-                ac = counts.sum(axis=1, dtype=np.int64)
-                af = ac / (2.0 * n_samples)
-                # minor-allele count vs threshold: exact and symmetric in REF/ALT, unlike 1 - AF
-                take = ok & (np.minimum(ac, 2 * n_samples - ac) >= min_mac)
-                st.skipped["below_maf"] += int((ok & ~take).sum())
-                idx = np.flatnonzero(take)
-                if not len(idx):
-                    continue
-                for i in idx:
-                    p = ch.pos[i]
-                    if p == last_kept:
-                        raise InputError(
-                            path,
-                            f"duplicate position {p}: two biallelic SNPs at one position "
-                            "(merge them with 'bcftools norm -m+', or remove one)",
-                            record=ch.where[i],
-                        )
-                    last_kept = p
-                    sites["pos"].append(p)
-                    sites["ids"].append(ch.ids[i])
-                    sites["ref"].append(ch.ref[i])
-                    sites["alt"].append(ch.alt[i])
-                    sites["type"].append(_TYPE_INDEX[f"{ch.ref[i]}>{ch.alt[i]}"])
-                counts = counts[idx]
-                sites["af"].append(af[idx].astype(np.float32))
-                pop_ac = np.add.reduceat(counts[:, by_pop], pop_start, axis=1, dtype=np.int64)
-                sites["af_pop"].append((pop_ac / hap_per_pop).astype(np.float32))
-                het = np.count_nonzero(counts == 1, axis=1)
-                hom_alt = np.count_nonzero(counts == 2, axis=1)
-                sites["geno"].append(np.stack([n_samples - het - hom_alt, het, hom_alt], axis=1) / n_samples)
-                writer.append(ch.hap[idx])
-                n_kept += len(idx)
-
-        if st.n_records == 0:
-            raise InputError(path, "VCF has a header but no records")
-        if n_kept == 0:
-            raise InputError(path, f"no biallelic SNP with MAF >= {min_maf:g} among {st.n_records} records")
-        h5["variants/POS"] = np.array(sites["pos"], dtype=np.int64)
-        h5["variants/REF"] = np.array(sites["ref"], dtype="S1")
-        h5["variants/ALT"] = np.array(sites["alt"], dtype="S1")
-        h5["variants/ID"] = np.array(sites["ids"], dtype="S")
-        h5["variants/TYPE"] = np.array(sites["type"], dtype=np.int8)
-        h5["variants/AF"] = np.concatenate(sites["af"])
-        h5["variants/AF_POP"] = np.concatenate(sites["af_pop"]).astype(np.float32)
-        h5["variants/GENO_FREQ"] = np.concatenate(sites["geno"]).astype(np.float32)
-        h5["samples/ID"] = np.array(kept, dtype="S")
-        h5["samples/POP"] = pop_idx
-        h5["samples/SUPER_POP"] = pan["super_pop"].to_numpy().astype("S")
-        h5["populations/NAME"] = populations.astype("S")
-        h5.attrs["format_version"] = layout.FORMAT_VERSION
-        h5.attrs["contig"] = st.contig
-        h5.attrs["source_vcf"] = str(path)
-        h5.attrs["min_maf"] = float(min_maf)
-        h5.attrs["type_names"] = layout.TYPE_NAMES
-        for reason, n in st.skipped.items():
-            h5.attrs[f"n_skipped_{reason}"] = n
-
+        with _HapWriter(h5, len(kept), compression, compression_opts) as writer:
+            for ch in chunks:
+                if sites.add(ch):
+                    writer.append(ch.gt)
+        sites.write(h5, min_maf)
+        _write_samples(h5, kept, pan, sites.pops)
+        _write_attrs(h5, sites, path, min_maf)
     seconds = time.perf_counter() - t0
-    log.info(
-        "%s: kept %d of %d records (%d samples, contig %s) in %.1f s; skipped: %s",
-        path,
-        n_kept,
-        st.n_records,
-        n_samples,
-        st.contig,
-        seconds,
-        ", ".join(f"{k} {v}" for k, v in st.skipped.items()),
-    )
-    return {
-        "n_records": st.n_records,
-        "n_kept": n_kept,
-        "n_samples": n_samples,
-        "skipped": dict(st.skipped),
-        "seconds": seconds,
-    }
+    log.info("%s: kept %d of %d records (%d samples, contig %s) in %.1f s; skipped: %s", path, sites.n_kept,
+             sites.n_records, len(kept), sites.contig, seconds, ", ".join(f"{k} {v}" for k, v in sites.skipped.items()))
+    return {"n_records": sites.n_records, "n_kept": sites.n_kept, "n_samples": len(kept),
+            "skipped": dict(sites.skipped), "seconds": seconds}
 
 
-def _match_samples(path: Path, panel, pan: pd.DataFrame, vcf_samples: list[str], panel_subset: bool):
-    """Kept samples (VCF order) and their indices in the VCF; raise on mismatches."""
+class _Populations:
+    """Populations of the kept samples and per-population ALT frequencies.
+
+    ``pop`` : ndarray, str, shape (n_samples,): each kept sample's population.
+    """
+
+    def __init__(self, pop: np.ndarray):
+        self.names = np.array(sorted(pd.unique(pop)), dtype=object)
+        self.index = np.searchsorted(self.names, pop).astype(np.int16)
+        # per-population sums with add.reduceat over samples grouped by population: a BLAS
+        # matmul would leave OpenBLAS threads spinning on the core the parser needs
+        by_pop = np.argsort(self.index, kind="stable")
+        self.start = np.searchsorted(self.index[by_pop], np.arange(len(self.names)))
+        self.n_hap = 2.0 * np.bincount(self.index, minlength=len(self.names))
+        # already grouped: no gather needed
+        self.by_pop = slice(None) if (by_pop == np.arange(len(pop))).all() else by_pop
+
+    def alt_freq(self, counts: np.ndarray) -> np.ndarray:
+        """ALT frequency per population: ndarray, float32, shape (n_sites, n_populations).
+
+        ``counts`` : ndarray, int8, shape (n_sites, n_samples): ALT alleles per genotype.
+        """
+        pop_ac = np.add.reduceat(counts[:, self.by_pop], self.start, axis=1, dtype=np.int64)
+        return (pop_ac / self.n_hap).astype(np.float32)
+
+
+class _SiteTable:
+    """The ``variants/*`` arrays of the kept sites and the record counts, gathered chunk by chunk."""
+
+    def __init__(self, path: Path, pops: _Populations):
+        self.path, self.pops, self.n = path, pops, len(pops.index)
+        self.parts = {k: [] for k in ("pos", "id", "ref", "alt", "type", "af", "af_pop", "geno")}
+        self.contig, self.last_pos, self.n_records, self.n_kept = None, 0, 0, 0
+        self.skipped = dict.fromkeys(SKIP_REASONS, 0)
+
+    def add(self, ch: VcfChunk) -> bool:
+        """Count a chunk's records, check its sites and gather their arrays; False if it has none."""
+        self.contig = ch.contig
+        self.n_records += ch.n_records
+        for reason, n in ch.skipped.items():
+            self.skipped[reason] += n
+        if not len(ch.pos):
+            return False
+        vtype = _site_types(self.path, ch, self.last_pos)
+        self.last_pos = int(ch.pos[-1])
+        counts = ch.gt[:, :, 0] + ch.gt[:, :, 1]  # (k, n) alt alleles per genotype
+        het = np.count_nonzero(counts == 1, axis=1)
+        hom_alt = np.count_nonzero(counts == 2, axis=1)
+        n = self.n
+        for key, part in (("pos", ch.pos), ("id", ch.id), ("ref", ch.ref), ("alt", ch.alt), ("type", vtype),
+                          ("af", (ch.ac / (2.0 * n)).astype(np.float32)), ("af_pop", self.pops.alt_freq(counts)),
+                          ("geno", np.stack([n - het - hom_alt, het, hom_alt], axis=1) / n)):
+            self.parts[key].append(part)
+        self.n_kept += len(ch.pos)
+        return True
+
+    def write(self, h5: h5py.File, min_maf: float) -> None:
+        """Write ``variants/*``; InputError when the VCF has no records or no site was kept."""
+        if self.n_records == 0:
+            raise InputError(self.path, "VCF has a header but no records")
+        if self.n_kept == 0:
+            raise InputError(self.path, f"no biallelic SNP with MAF >= {min_maf:g} among {self.n_records} records")
+        col = {k: np.concatenate(v) for k, v in self.parts.items()}
+        h5["variants/POS"] = col["pos"]
+        h5["variants/REF"] = col["ref"].astype("S1")
+        h5["variants/ALT"] = col["alt"].astype("S1")
+        h5["variants/ID"] = col["id"].astype("S")
+        h5["variants/TYPE"] = col["type"]
+        h5["variants/AF"] = col["af"]
+        h5["variants/AF_POP"] = col["af_pop"]
+        h5["variants/GENO_FREQ"] = col["geno"].astype(np.float32)
+
+
+def _site_types(path: Path, ch: VcfChunk, last_pos: int) -> np.ndarray:
+    """Substitution type (index in ``layout.TYPE_NAMES``) of each site: ndarray, int8, shape (n,).
+
+    Raises InputError at the first site whose position repeats the previous kept site's,
+    and KeyError (as the per-site ``TYPE_NAMES`` lookup did) at one with REF == ALT.
+    """
+    dup = np.flatnonzero(ch.pos == np.concatenate([[last_pos], ch.pos[:-1]]))
+    vtype = _TYPE_TABLE[_BASE_CODE[ch.ref.astype("S1").view(np.uint8)], _BASE_CODE[ch.alt.astype("S1").view(np.uint8)]]
+    no_type = np.flatnonzero(vtype < 0)
+    if len(dup) and not (len(no_type) and no_type[0] < dup[0]):
+        p = int(ch.pos[dup[0]])
+        raise InputError(
+            path,
+            f"duplicate position {p}: two biallelic SNPs at one position "
+            "(merge them with 'bcftools norm -m+', or remove one)",
+            record=f"{ch.contig}:{p}",
+        )
+    if len(no_type):
+        raise KeyError(f"{ch.ref[no_type[0]]}>{ch.alt[no_type[0]]}")
+    return vtype
+
+
+def _write_samples(h5: h5py.File, kept: list[str], pan: pd.DataFrame, pops: _Populations) -> None:
+    h5["samples/ID"] = np.array(kept, dtype="S")
+    h5["samples/POP"] = pops.index
+    h5["samples/SUPER_POP"] = pan["super_pop"].to_numpy().astype("S")
+    h5["populations/NAME"] = pops.names.astype("S")
+
+
+def _write_attrs(h5: h5py.File, sites: _SiteTable, path: Path, min_maf: float) -> None:
+    h5.attrs["format_version"] = layout.FORMAT_VERSION
+    h5.attrs["contig"] = sites.contig
+    h5.attrs["source_vcf"] = str(path)
+    h5.attrs["min_maf"] = float(min_maf)
+    h5.attrs["type_names"] = layout.TYPE_NAMES
+    for reason, n in sites.skipped.items():
+        h5.attrs[f"n_skipped_{reason}"] = n
+
+
+def _match_samples(path: Path, panel, pan: pd.DataFrame, vcf_samples: list[str], panel_subset: bool) -> list[str]:
+    """The VCF samples (in VCF order) that are in the panel; raise on mismatches."""
     in_panel = set(pan["sample"])
-    keep_idx = np.array([i for i, s in enumerate(vcf_samples) if s in in_panel], dtype=np.int64)
-    kept = [vcf_samples[i] for i in keep_idx]
+    kept = [s for s in vcf_samples if s in in_panel]
     if not panel_subset:
         in_vcf = set(vcf_samples)
         absent = [s for s in pan["sample"] if s not in in_vcf]
@@ -422,4 +425,4 @@ def _match_samples(path: Path, panel, pan: pd.DataFrame, vcf_samples: list[str],
         raise InputError(path, f"none of the VCF's {len(vcf_samples)} samples is in the panel file {panel}")
     if len(kept) < len(vcf_samples):
         log.info("%s: ignoring %d VCF sample(s) not in the panel file", path, len(vcf_samples) - len(kept))
-    return kept, keep_idx
+    return kept

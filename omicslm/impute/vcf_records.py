@@ -1,36 +1,187 @@
-"""Decode VCF records for ingest: file checks, the two record decoders, genotype checks.
+"""Read the biallelic SNPs of a phased VCF in decoded, checked chunks.
 
-Split out of :mod:`omicslm.impute.ingest` (which drives them and writes the HDF5).
-Two decoders give identical output. cyvcf2 (htslib) reads the header always, and the
-records of BCF or when asked. For VCF text the default decoder splits each line in
-Python and decodes the genotypes of a whole chunk at once with numpy: a phased
-biallelic sample is always the 4 bytes ``a|b<TAB>``, so a chunk is one uint32 matrix.
-Records that do not fit the 4-byte layout take an exact per-sample parser. Every
-problem is raised as :class:`omicslm.errors.InputError` naming file, record and problem.
+:func:`iter_vcf_chunks` streams a VCF (or BCF) of one contig and yields
+:class:`VcfChunk` s in the manner of scikit-allel's ``iter_vcf_chunks``: positions,
+alleles and int8 haplotypes of the biallelic SNPs whose genotypes are diploid, phased and
+called, optionally above a minor-allele frequency, with the records skipped in the chunk
+counted by reason (:data:`SKIP_REASONS`). :func:`omicslm.impute.ingest.vcf_to_hdf5`
+writes these chunks to the HDF5 panel layout.
+
+Two engines give identical output. cyvcf2 (htslib) reads the header always, and the
+records of BCF or when asked. For VCF text the default engine splits each line in Python
+and decodes the genotypes of a whole chunk at once with numpy (the decoders are in
+:mod:`omicslm.impute.vcf_engines`). Every problem is raised as
+:class:`omicslm.errors.InputError` naming file, record and problem.
 """
 
 from __future__ import annotations
 
-import contextlib
-import re
-import zlib
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, Sequence
 
-import cyvcf2
 import numpy as np
 import pysam
-from tqdm import tqdm
 
 from omicslm.errors import InputError
-from omicslm.impute import layout
+from omicslm.impute.vcf_engines import SKIP_REASONS, DecodedChunk, ReadState, cyvcf2_chunks, open_vcf, text_chunks
 
-#: Reasons a VCF record is not ingested, in the order they are tested.
-SKIP_REASONS = ("multiallelic", "indel_or_other", "missing", "unphased", "below_maf")
+__all__ = [
+    "ENGINES", "ON_UNPHASED", "SKIP_REASONS", "VcfChunk", "check_read_options", "iter_vcf_chunks", "read_vcf_samples",
+]
+
+#: Record decoders of :func:`iter_vcf_chunks`.
+ENGINES = ("auto", "text", "cyvcf2")
+#: What :func:`iter_vcf_chunks` does with an unphased or missing genotype.
+ON_UNPHASED = ("error", "drop_site")
 _GZIP_MAGIC = b"\x1f\x8b"
 #: The empty BGZF block every complete bgzip file ends with (SAM/BAM spec, section 4.1.2).
 _BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
-_BASES = frozenset("ACGT")
+
+
+# --------------------------------------------------------------------------- public reader
+
+
+@dataclass(frozen=True, eq=False)
+class VcfChunk:
+    """The kept sites of one chunk of VCF records.
+
+    Attributes
+    ----------
+    contig : str or None
+        CHROM of the file's records (None only when it has none).
+    pos : ndarray, int64, shape (n,)
+        1-based positions, non-decreasing (also across chunks).
+    id : ndarray, str, shape (n,)
+        ID column (``"."`` when absent).
+    ref, alt : ndarray, str (``<U1``), shape (n,)
+        REF and ALT bases, each one of ``ACGT``.
+    gt : ndarray, int8, shape (n, n_samples, 2)
+        Phased alleles (0 = REF, 1 = ALT) of the selected samples, in the VCF's order.
+    ac : ndarray, int64, shape (n,)
+        ALT-allele count over the selected samples' ``2 * n_samples`` haplotypes.
+    n_records : int
+        VCF records read for this chunk: ``n + sum(skipped.values())``.
+    skipped : dict
+        Reason (:data:`SKIP_REASONS`) -> records of this chunk skipped for it.
+    """
+
+    contig: str | None
+    pos: np.ndarray
+    id: np.ndarray
+    ref: np.ndarray
+    alt: np.ndarray
+    gt: np.ndarray
+    ac: np.ndarray
+    n_records: int
+    skipped: dict
+
+
+def read_vcf_samples(path: str | os.PathLike) -> list[str]:
+    """Check a VCF/BCF file and its header (which must declare GT); return its sample names.
+
+    Raises
+    ------
+    InputError
+        Missing, empty, non-VCF, plain-gzip or truncated bgzip file; unreadable header;
+        no GT FORMAT field declared.
+    """
+    path = Path(path)
+    _check_vcf_file(path)
+    header = open_vcf(path, None, 1)
+    try:
+        header.get_header_type("GT")
+    except KeyError:
+        raise InputError(path, "VCF header declares no GT (genotype) FORMAT field") from None
+    finally:
+        vcf_samples = list(header.samples)
+        header.close()
+    return vcf_samples
+
+
+def iter_vcf_chunks(
+    path: str | os.PathLike,
+    *,
+    samples: Sequence[str] | None = None,
+    chunk_length: int = 2000,
+    engine: str = "auto",
+    on_unphased: str = "error",
+    min_maf: float = 0.0,
+    threads: int = 2,
+) -> Iterator[VcfChunk]:
+    """Stream the biallelic SNPs of a sorted, phased, one-contig VCF in checked chunks.
+
+    The file, its header and the options are checked when this is called; records are
+    read as the chunks are iterated. The skip counts of all chunks add up to the file's:
+    a chunk may keep no site, and records skipped after the last full chunk come in a
+    final chunk with ``n = 0``.
+
+    Parameters
+    ----------
+    path : path-like
+        bgzipped (``.vcf.gz``) or plain VCF, or BCF, with GT first in FORMAT.
+    samples : sequence of str, optional
+        Samples to read (default: all); ``gt`` columns follow the VCF's order.
+    chunk_length : int
+        Biallelic SNP records decoded per chunk (memory is bounded by this).
+    engine : {"auto", "text", "cyvcf2"}
+        "text" splits VCF text lines and decodes a chunk's genotypes with numpy (several
+        times faster on wide panels); "cyvcf2" iterates records with cyvcf2 (any htslib
+        input); "auto" = "text" for VCF text, "cyvcf2" for BCF.
+    on_unphased : {"error", "drop_site"}
+        Unphased or missing genotype: raise, or skip the site (``unphased`` / ``missing``).
+    min_maf : float
+        Skip sites with ``min(AF, 1 - AF) < min_maf`` (``below_maf``), AF over the selected
+        samples, compared as an exact minor-allele count.
+    threads : int
+        htslib decompression threads of the cyvcf2 engine.
+
+    Yields
+    ------
+    VcfChunk
+
+    Raises
+    ------
+    InputError
+        Unreadable, truncated or corrupt file; no GT; a sample not in the VCF; unsorted
+        positions or several contigs; haploid genotypes or alleles > 1; unphased or
+        missing genotypes (``on_unphased="error"``); malformed records.
+    """
+    check_read_options(on_unphased=on_unphased, engine=engine, min_maf=min_maf, chunk_length=chunk_length)
+    path = Path(path)
+    vcf_samples = read_vcf_samples(path)
+    names, keep_idx = _select_samples(path, vcf_samples, samples)
+    is_text = _is_text_vcf(path)
+    if engine == "auto":
+        engine = "text" if is_text else "cyvcf2"
+    elif engine == "text" and not is_text:
+        raise ValueError(f"{path} is not VCF text (BCF?): use engine='cyvcf2' or 'auto'")
+    st = ReadState(path=path)
+    if engine == "text":
+        raw = text_chunks(path, st, vcf_samples, keep_idx, chunk_length, min_maf)
+    else:
+        raw = cyvcf2_chunks(path, st, None if keep_idx is None else names, chunk_length, threads)
+    return _checked_chunks(raw, st, names, on_unphased, min_maf)
+
+
+def check_read_options(*, on_unphased: str, engine: str, min_maf: float, chunk_length: int,
+                       chunk_arg: str = "chunk_length") -> None:
+    """ValueError unless these :func:`iter_vcf_chunks` options are valid.
+
+    ``chunk_arg`` is the caller's name for ``chunk_length``, used in the message.
+    """
+    if on_unphased not in ON_UNPHASED:
+        raise ValueError(f"on_unphased must be one of {ON_UNPHASED}, got {on_unphased!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if not 0 <= min_maf <= 0.5:
+        raise ValueError(f"min_maf must be in [0, 0.5], got {min_maf}")
+    if chunk_length < 1:
+        raise ValueError(f"{chunk_arg} must be >= 1, got {chunk_length}")
+
+
+# --------------------------------------------------------------------------- file checks
 
 
 def _check_vcf_file(path: Path) -> None:
@@ -58,330 +209,74 @@ def _check_vcf_file(path: Path) -> None:
         raise InputError(path, "not a VCF: an uncompressed VCF must start with '##fileformat=VCF'")
 
 
-def _open_vcf(path: Path, samples: list[str] | None, threads: int) -> cyvcf2.VCF:
-    try:
-        return cyvcf2.VCF(str(path), samples=samples, threads=threads)
-    except Exception as e:  # cyvcf2 raises OSError, ValueError or a bare Exception
-        raise InputError(path, f"cannot read VCF header: {e}") from None
-
-
-# --------------------------------------------------------------------------- streaming
-
-
-ENGINES = ("auto", "text", "cyvcf2")
-_BASES_B = frozenset(b.encode() for b in _BASES)
-#: byte -> allele index for the vectorised text decoder: digits, '.' = missing (-1);
-#: anything else is _BAD and sends the record to the slow, exact parser for its message.
-_BAD = -100
-_ALLELE_LUT = np.full(256, _BAD, dtype=np.int8)
-_ALLELE_LUT[ord("0") : ord("9") + 1] = np.arange(10)
-_ALLELE_LUT[ord(".")] = -1
-_GT_SPLIT = re.compile(rb"([|/])")
-
-
-@dataclass
-class _State:
-    """Counters and order checks of one ingest."""
-
-    path: Path
-    contig: str | None = None
-    last_pos: int = 0
-    n_records: int = 0
-    skipped: dict = field(default_factory=lambda: dict.fromkeys(SKIP_REASONS, 0))
-
-    def check_order(self, chrom: str, pos: int) -> None:
-        """Raise unless records stay on one contig in non-decreasing position order."""
-        if chrom != self.contig:
-            if self.contig is not None:
-                raise InputError(
-                    self.path,
-                    f"second contig {chrom} after {self.contig}: ingest one contig per VCF "
-                    "(split it with 'bcftools view -r')",
-                    record=f"{chrom}:{pos}",
-                )
-            self.contig = chrom
-        if pos < self.last_pos:
-            raise InputError(
-                self.path, f"position {pos} after {self.last_pos}: VCF is not sorted", record=f"{chrom}:{pos}"
-            )
-        self.last_pos = pos
-
-
-@dataclass
-class _Chunk:
-    """Candidate biallelic SNPs of one chunk of records, genotypes decoded.
-
-    ``hap`` : ndarray, int8, shape (n_sites, n_samples, 2): allele indices
-    (-1 missing, -2 absent i.e. haploid). ``phased`` : ndarray, bool, shape
-    (n_sites, n_samples), True for '|'. ``clean``: the decoder already knows every
-    allele is 0/1 and every genotype phased, so checks can be skipped.
-    """
-
-    where: list
-    pos: list
-    ids: list
-    ref: list
-    alt: list
-    hap: np.ndarray
-    phased: np.ndarray
-    clean: bool = False
-
-
-def _is_snp(ref, alt, bases) -> bool:
-    return len(ref) == 1 and len(alt) == 1 and ref in bases and alt in bases
-
-
-def _cyvcf2_chunks(path: Path, st: _State, samples: list[str] | None, chunk_size: int, threads: int):
-    """Yield :class:`_Chunk` s decoded by cyvcf2 (reads anything htslib reads, BCF too)."""
-    reader = _open_vcf(path, samples, threads)
-    try:
-        meta, gts = [], []
-        for rec in tqdm(reader, desc=f"ingest {path.name}", unit=" records", disable=None):
-            st.n_records += 1
-            chrom, pos = rec.CHROM, rec.POS
-            st.check_order(chrom, pos)
-            alts = rec.ALT
-            if len(alts) > 1:
-                st.skipped["multiallelic"] += 1
-                continue
-            ref = rec.REF
-            if not alts or not _is_snp(ref, alts[0], _BASES):
-                st.skipped["indel_or_other"] += 1
-                continue
-            where = f"{chrom}:{pos}"
-            try:
-                g = rec.genotype
-            except Exception:  # cyvcf2: "couldn't get genotypes for variant"
-                g = None
-            if g is None:
-                raise InputError(path, "record has no GT (genotype) field", record=where)
-            arr = g.array()
-            if arr.shape[1] != 3:
-                raise InputError(path, f"genotypes have ploidy {arr.shape[1] - 1}: they must be diploid", record=where)
-            meta.append((where, pos, rec.ID or ".", ref, alts[0]))
-            gts.append(arr)
-            if len(meta) == chunk_size:
-                yield _cyvcf2_chunk(meta, gts)
-                meta, gts = [], []
-        if meta:
-            yield _cyvcf2_chunk(meta, gts)
-    finally:
-        reader.close()
-
-
-def _cyvcf2_chunk(meta: list, gts: list) -> _Chunk:
-    arr = np.stack(gts)  # (k, n, 3) int16: allele 1, allele 2, phased flag
-    hap = np.clip(arr[:, :, :2], -2, 127).astype(np.int8)
-    phased = arr[:, :, 2].astype(bool)
-    return _Chunk(*map(list, zip(*meta)), hap, phased)
-
-
-def _parse_gt_row(path: Path, where: str, field_: bytes, names: list[str]) -> np.ndarray:
-    """Parse one record's sample columns (GT is the first FORMAT key) when the chunk
-    decoder could not: other FORMAT keys after GT, or GTs not 3 bytes long.
-
-    Returns ndarray, int8, shape (n_samples, 3): allele 1, allele 2 (-2 = haploid),
-    phased flag.
-    """
-    cols = field_.split(b"\t")
-    n = len(names)
-    if len(cols) != n:
-        raise InputError(
-            path, f"record has {len(cols)} sample columns but the header names {n} samples", record=where
-        )
-    gts = [c.split(b":", 1)[0] for c in cols] if b":" in field_ else cols
-    out = np.empty((n, 3), dtype=np.int8)
-    if set(map(len, gts)) == {3}:  # e.g. GT:DS with one-digit alleles: still vectorised
-        b = np.frombuffer(b"".join(gts), dtype=np.uint8).reshape(n, 3)
-        alleles = _ALLELE_LUT[b[:, 0:3:2]]
-        sep = b[:, 1]
-        if (alleles != _BAD).all() and ((sep == ord("|")) | (sep == ord("/"))).all():
-            out[:, :2] = alleles
-            out[:, 2] = sep == ord("|")
-            return out
-    # exact per-sample parse: haploid or polyploid calls, multi-digit alleles, bad text
-    for j, gt in enumerate(gts):
-        parts = _GT_SPLIT.split(gt)
-        alleles = parts[::2]
-        if len(alleles) > 2:
-            raise InputError(
-                path,
-                f"genotype {gt.decode(errors='replace')} in sample {names[j]} has ploidy {len(alleles)}: "
-                "genotypes must be diploid",
-                record=where,
-            )
-        if not all(a == b"." or a.isdigit() for a in alleles):
-            raise InputError(
-                path, f"cannot parse genotype '{gt.decode(errors='replace')}' in sample {names[j]}", record=where
-            )
-        # alleles past 127 do not fit int8; any allele > 1 is an error for a biallelic site anyway
-        vals = [-1 if a == b"." else min(int(a), 127) for a in alleles]
-        if len(vals) == 1:
-            out[j] = (vals[0], -2, 0)
-        else:
-            out[j] = (vals[0], vals[1], parts[1] == b"|")
-    return out
-
-
-def _alt_counts(v: np.ndarray, n: int) -> np.ndarray:
-    """Alt alleles per row of plain ``a|b<TAB>`` uint32 words (bit 0 of bytes 0 and 2)."""
-    if n < 1 << 16:
-        # one pass: allele 1 counts in the low 16 bits, allele 2 counts above them
-        s = (v & 0x00010001).sum(axis=1, dtype=np.uint64)
-        return (s & 0xFFFF) + (s >> 16)
-    return (v & 1).sum(axis=1, dtype=np.int64) + ((v >> 16) & 1).sum(axis=1, dtype=np.int64)
-
-
-def _decode_text(path: Path, where: list, fmts: list, fields: list, names: list[str], min_mac: float | None):
-    """Decode the sample columns of a chunk of records, vectorised where the layout allows.
-
-    A record whose FORMAT is exactly ``GT`` with one-character alleles has every sample
-    in 4 bytes (``a|b<TAB>``), so the chunk is one (n_sites, n_samples) uint32 array
-    that numpy checks and decodes at memory speed; other records go through
-    :func:`_parse_gt_row`. Plain records (all alleles 0/1, all phased) whose minor-allele
-    count is below ``min_mac`` are dropped before their alleles are unpacked.
-
-    Returns
-    -------
-    rows : ndarray, bool, shape (n_records,)
-        Records decoded (False = dropped as below ``min_mac``).
-    hap : ndarray, int8, shape (rows.sum(), n_samples, 2)
-    phased : ndarray, bool, shape (rows.sum(), n_samples)
-    clean : bool
-        Every decoded allele is 0/1 and every genotype phased.
-    """
-    n, k = len(names), len(fields)
-    width = 4 * n - 1
-    fast = np.fromiter((f == b"GT" and len(g) == width for f, g in zip(fmts, fields)), dtype=bool, count=k)
-    fi = np.flatnonzero(fast)
-    keep = np.ones(k, dtype=bool)
-    plain = np.zeros(k, dtype=bool)
-    at = np.full(k, -1)  # record -> row of b
-    if len(fi):
-        b = np.frombuffer(b"\t".join([fields[i] for i in fi]) + b"\t", dtype=np.uint8).reshape(len(fi), n, 4)
-        v = b.view("<u4").reshape(len(fi), n)
-        at[fi] = np.arange(len(fi))
-        # '0|0\t' .. '1|1\t' differ only in bit 0 of bytes 0 and 2 ('0' = 0x30, '1' = 0x31)
-        p = ((v & 0xFFFEFFFE) == int.from_bytes(b"0|0\t", "little")).all(axis=1)
-        plain[fi] = p
-        if min_mac is not None and p.any():
-            ac = _alt_counts(v[p], n)
-            keep[fi[p][np.minimum(ac, 2 * n - ac) < min_mac]] = False
-    rows = np.flatnonzero(keep)
-    hap = np.empty((len(rows), n, 2), dtype=np.int8)
-    phased = np.ones((len(rows), n), dtype=bool)
-    sel = plain[rows]
-    if sel.any():
-        hap[sel] = b[at[rows[sel]]][:, :, 0:3:2] - ord("0")
-    slow = list(np.flatnonzero(~fast[rows]))
-    other = np.flatnonzero(fast[rows] & ~sel)
-    if len(other):
-        br = b[at[rows[other]]]
-        alleles = _ALLELE_LUT[br[:, :, 0:3:2]]
-        sep = br[:, :, 1]
-        ph = sep == ord("|")
-        ok = (
-            (br[:, :, 3] == ord("\t")).all(axis=1)
-            & (ph | (sep == ord("/"))).all(axis=1)
-            & (alleles != _BAD).all(axis=(1, 2))
-        )
-        hap[other[ok]] = alleles[ok]
-        phased[other[ok]] = ph[ok]
-        slow += list(other[~ok])
-    for j in slow:
-        row = _parse_gt_row(path, where[rows[j]], fields[rows[j]], names)
-        hap[j] = row[:, :2]
-        phased[j] = row[:, 2].astype(bool)
-    return keep, hap, phased, bool(sel.all())
-
-
-def _text_chunks(
-    path: Path, st: _State, names: list[str], keep: np.ndarray | None, chunk_size: int, min_maf: float
-):
-    """Yield :class:`_Chunk` s from a VCF text file (bgzipped or plain) parsed with numpy.
-
-    ``keep`` : ndarray, int, indices of the VCF samples to keep (None = all).
-    Sites that are certainly below ``min_maf`` are dropped here, without decoding.
-    """
-    where, pos_l, ids, refs, alts, fmts, fields = [], [], [], [], [], [], []
-
-    def chunk():
-        rows, hap, phased, clean = _decode_text(path, where, fmts, fields, names, min_mac if prefilter else None)
-        if keep is not None:
-            hap, phased = hap[:, keep], phased[:, keep]
-        meta = [where, pos_l, ids, refs, alts]
-        if not rows.all():
-            st.skipped["below_maf"] += int((~rows).sum())
-            meta = [[x for x, r in zip(m, rows) if r] for m in meta]
-        return _Chunk(*meta, hap, phased, clean)
-
-    n_cols = 9 + len(names)
-    # Rare sites are dropped by _decode_text before unpacking (an exact shortcut of
-    # the MAF filter in vcf_to_hdf5); not with a sample subset, where AF is over the
-    # kept samples only.
-    prefilter = keep is None and min_maf > 0
-    min_mac = min_maf * 2 * len(names)
-    fh = pysam.BGZFile(str(path), "rb")
-    with contextlib.ExitStack() as stack:
-        # pysam ends iteration quietly on a corrupt block and reports it at close
-        stack.callback(_close_bgzf, fh, path, st)
-        for line in tqdm(fh, desc=f"ingest {path.name}", unit=" lines", disable=None):
-            if line[:1] == b"#" or not line:
-                continue
-            parts = line.split(b"\t", 9)
-            chrom = parts[0].decode(errors="replace")
-            if len(parts) < 10:
-                raise InputError(
-                    path,
-                    f"record has {len(parts)} tab-separated columns, expected {n_cols}",
-                    record=f"{chrom}:{parts[1].decode(errors='replace') if len(parts) > 1 else '?'}",
-                )
-            try:
-                pos = int(parts[1])
-            except ValueError:
-                bad = parts[1].decode(errors="replace")
-                raise InputError(path, f"POS '{bad}' is not an integer", record=chrom) from None
-            st.n_records += 1
-            st.check_order(chrom, pos)
-            alt = parts[4]
-            if b"," in alt:
-                st.skipped["multiallelic"] += 1
-                continue
-            ref = parts[3]
-            if not _is_snp(ref, alt, _BASES_B):
-                st.skipped["indel_or_other"] += 1
-                continue
-            fmt = parts[8]
-            if fmt != b"GT" and not fmt.startswith(b"GT:"):
-                raise InputError(path, "record has no GT (genotype) field first in FORMAT", record=f"{chrom}:{pos}")
-            gt = parts[9].rstrip(b"\r\n")
-            where.append(f"{chrom}:{pos}")
-            pos_l.append(pos)
-            ids.append(parts[2].decode())
-            refs.append(ref.decode())
-            alts.append(alt.decode())
-            fmts.append(fmt)
-            fields.append(gt)
-            if len(where) == chunk_size:
-                yield chunk()
-                where, pos_l, ids, refs, alts, fmts, fields = [], [], [], [], [], [], []
-    if where:
-        yield chunk()
-
-
-def _close_bgzf(fh, path: Path, st: _State) -> None:
-    try:
-        fh.close()
-    except OSError:
-        at = f" after record {st.contig}:{st.last_pos}" if st.contig else ""
-        problem = f"corrupt bgzip data{at}: decompression failed (re-download or re-compress the file)"
-        raise InputError(path, problem) from None
-
-
 def _is_text_vcf(path: Path) -> bool:
     """True for VCF text (bgzipped or plain), False for BCF."""
     with pysam.BGZFile(str(path), "rb") as fh:
         return fh.read(len(b"##fileformat=VCF")) == b"##fileformat=VCF"
+
+
+def _select_samples(path: Path, vcf_samples: list[str], samples: Sequence[str] | None):
+    """Names (VCF order) of the selected samples and their VCF indices (None = all)."""
+    if samples is None:
+        return vcf_samples, None
+    wanted = set(samples)
+    absent = sorted(wanted - set(vcf_samples))
+    if absent:
+        raise InputError(path, f"{len(absent)} requested sample(s) not in the VCF: {', '.join(absent[:10])}")
+    keep_idx = np.array([i for i, s in enumerate(vcf_samples) if s in wanted], dtype=np.int64)
+    if len(keep_idx) == len(vcf_samples):
+        return vcf_samples, None
+    return [vcf_samples[i] for i in keep_idx], keep_idx
+
+
+# --------------------------------------------------------------------------- checks and filter
+
+
+def _reader_errors(chunks, path: Path, st: ReadState):
+    """Re-raise errors of the VCF reader (htslib, zlib, malformed text) as InputError."""
+    it = iter(chunks)
+    while True:
+        try:
+            ch = next(it)
+        except StopIteration:
+            return
+        except InputError:
+            raise
+        except Exception as e:  # cyvcf2 raises bare Exception; htslib/zlib OSError/ValueError
+            at = f" after record {st.contig}:{st.last_pos}" if st.contig else ""
+            raise InputError(path, f"cannot parse VCF{at}: {e}") from None
+        yield ch
+
+
+def _checked_chunks(raw, st: ReadState, names: list[str], on_unphased: str, min_maf: float) -> Iterator[VcfChunk]:
+    """Check the genotypes of decoded chunks, drop rare sites, yield :class:`VcfChunk` s."""
+    n = len(names)
+    min_mac = min_maf * 2 * n
+    for ch in _reader_errors(raw, st.path, st):
+        ok = _check_genotypes(st.path, st, ch, names, on_unphased)
+        ac = (ch.hap[:, :, 0] + ch.hap[:, :, 1]).sum(axis=1, dtype=np.int64)
+        # minor-allele count vs threshold: exact and symmetric in REF/ALT, unlike 1 - AF
+        take = ok & (np.minimum(ac, 2 * n - ac) >= min_mac)
+        st.skipped["below_maf"] += int((ok & ~take).sum())
+        idx = np.flatnonzero(take)
+        n_records, skipped = st.counts_since_last()
+        yield VcfChunk(
+            contig=st.contig,
+            pos=np.array(ch.pos, dtype=np.int64)[idx],
+            id=np.array([ch.ids[i] for i in idx], dtype=str),
+            ref=np.array(ch.ref, dtype="U1")[idx],
+            alt=np.array(ch.alt, dtype="U1")[idx],
+            gt=ch.hap[idx],
+            ac=ac[idx],
+            n_records=n_records,
+            skipped=skipped,
+        )
+    n_records, skipped = st.counts_since_last()
+    if n_records:  # records skipped after the last chunk
+        empty = np.empty(0, dtype="U1")
+        gt = np.empty((0, n, 2), dtype=np.int8)
+        yield VcfChunk(st.contig, np.empty(0, dtype=np.int64), empty, empty, empty, gt,
+                       np.empty(0, dtype=np.int64), n_records, skipped)
 
 
 def _gt_string(a: int, b: int, phased: bool) -> str:
@@ -391,7 +286,7 @@ def _gt_string(a: int, b: int, phased: bool) -> str:
     return f"{allele(a)}{'|' if phased else '/'}{allele(b)}"
 
 
-def _check_genotypes(path: Path, st: _State, ch: _Chunk, names: list[str], on_unphased: str) -> np.ndarray:
+def _check_genotypes(path: Path, st: ReadState, ch: DecodedChunk, names: list[str], on_unphased: str) -> np.ndarray:
     """Validate a chunk's genotypes (diploid, biallelic, phased, called); return the sites to keep.
 
     Returns ndarray, bool, shape (n_sites,).
@@ -430,21 +325,3 @@ def _check_genotypes(path: Path, st: _State, ch: _Chunk, names: list[str], on_un
     st.skipped["missing"] += int(missing.sum())
     st.skipped["unphased"] += int(unphased.sum())
     return ~(missing | unphased)
-
-
-def _reader_errors(chunks, path: Path, st: _State):
-    """Re-raise errors of the VCF reader (htslib, zlib, malformed text) as InputError."""
-    it = iter(chunks)
-    while True:
-        try:
-            ch = next(it)
-        except StopIteration:
-            return
-        except InputError:
-            raise
-        except Exception as e:  # cyvcf2 raises bare Exception; htslib/zlib OSError/ValueError
-            at = f" after record {st.contig}:{st.last_pos}" if st.contig else ""
-            raise InputError(path, f"cannot parse VCF{at}: {e}") from None
-        yield ch
-
-

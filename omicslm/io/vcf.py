@@ -72,6 +72,21 @@ def write_vcf(
             f"shape mismatch: {n_var} variants x {n_samp} samples in haplotypes, "
             f"{len(positions)} positions, {len(samples)} sample names"
         )
+    header, fmt_str = _header_lines(contig, samples, source=source, info_header=info_header,
+                                    dosages=dosages is not None, genotype_probs=genotype_probs is not None)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with pysam.BGZFile(str(tmp), "wb") as out:
+            out.write(("\n".join(header) + "\n").encode())
+            _write_records(out, contig, positions, ref, alt, haplotypes, dosages, genotype_probs, info, fmt_str)
+        pysam.tabix_index(str(tmp), preset="vcf", force=True)
+        os.replace(str(tmp) + ".tbi", str(path) + ".tbi")
+    return path
+
+
+def _header_lines(contig: str, samples: Sequence[str], *, source: str, info_header: Sequence[str], dosages: bool,
+                  genotype_probs: bool) -> tuple[list[str], str]:
+    """The VCF header lines (``#CHROM`` line last) and the FORMAT string of the records."""
     fmt = ["GT"]
     header = [
         "##fileformat=VCFv4.2",
@@ -81,34 +96,31 @@ def write_vcf(
         *info_header,
         '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
     ]
-    if dosages is not None:
+    if dosages:
         fmt.append("DS")
         header.append('##FORMAT=<ID=DS,Number=A,Type=Float,Description="Estimated ALT dose [P(RA) + 2*P(AA)]">')
-    if genotype_probs is not None:
+    if genotype_probs:
         fmt.append("GP")
         header.append('##FORMAT=<ID=GP,Number=G,Type=Float,Description="Estimated genotype probability">')
     header.append("\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT", *samples]))
-    fmt_str = ":".join(fmt)
+    return header, ":".join(fmt)
 
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        with pysam.BGZFile(str(tmp), "wb") as out:
-            out.write(("\n".join(header) + "\n").encode())
-            codes = (haplotypes[..., 0].astype(np.intp) * 2 + haplotypes[..., 1]).astype(np.intp)
-            # Numbers are printed with 3 decimals through lookup tables of every possible
-            # string: formatting millions of floats one by one dominates the write time.
-            ds_idx = None if dosages is None else np.rint(np.clip(dosages, 0, 2) * 1000).astype(np.intp)
-            gp_idx = None if genotype_probs is None else np.rint(np.clip(genotype_probs, 0, 1) * 1000).astype(np.intp)
-            for i in range(n_var):
-                columns = [_GT_PHASED[codes[i]].tolist()]
-                if ds_idx is not None:
-                    columns.append(_DS_STR[ds_idx[i]].tolist())
-                if gp_idx is not None:
-                    g = gp_idx[i]
-                    columns.append(map(",".join, zip(_P_STR[g[:, 0]].tolist(), _P_STR[g[:, 1]].tolist(), _P_STR[g[:, 2]].tolist())))
-                fields = columns[0] if len(columns) == 1 else map(":".join, zip(*columns))
-                line = f"{contig}\t{positions[i]}\t.\t{ref[i]}\t{alt[i]}\t.\tPASS\t{_format_info(info, i)}\t{fmt_str}\t"
-                out.write((line + "\t".join(fields) + "\n").encode())
-        pysam.tabix_index(str(tmp), preset="vcf", force=True)
-        os.replace(str(tmp) + ".tbi", str(path) + ".tbi")
-    return path
+
+def _write_records(out, contig: str, positions: np.ndarray, ref, alt, haplotypes: np.ndarray, dosages, genotype_probs,
+                   info, fmt_str: str) -> None:
+    """Write one VCF line per variant to the open BGZF file ``out`` (arrays as in :func:`write_vcf`)."""
+    codes = (haplotypes[..., 0].astype(np.intp) * 2 + haplotypes[..., 1]).astype(np.intp)
+    # Numbers are printed with 3 decimals through lookup tables of every possible
+    # string: formatting millions of floats one by one dominates the write time.
+    ds_idx = None if dosages is None else np.rint(np.clip(dosages, 0, 2) * 1000).astype(np.intp)
+    gp_idx = None if genotype_probs is None else np.rint(np.clip(genotype_probs, 0, 1) * 1000).astype(np.intp)
+    for i in range(len(positions)):
+        columns = [_GT_PHASED[codes[i]].tolist()]
+        if ds_idx is not None:
+            columns.append(_DS_STR[ds_idx[i]].tolist())
+        if gp_idx is not None:
+            g = gp_idx[i]
+            columns.append(map(",".join, zip(_P_STR[g[:, 0]].tolist(), _P_STR[g[:, 1]].tolist(), _P_STR[g[:, 2]].tolist())))
+        fields = columns[0] if len(columns) == 1 else map(":".join, zip(*columns))
+        line = f"{contig}\t{positions[i]}\t.\t{ref[i]}\t{alt[i]}\t.\tPASS\t{_format_info(info, i)}\t{fmt_str}\t"
+        out.write((line + "\t".join(fields) + "\n").encode())

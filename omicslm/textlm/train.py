@@ -175,7 +175,6 @@ def train_lm(chunks_dir: str | os.PathLike, tokenizer_dir: str | os.PathLike, ou
     """
     import datasets
     import torch
-    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
     torch.set_num_threads(max(1, threads))
     tok = load_tokenizer(tokenizer_dir)
@@ -191,8 +190,38 @@ def train_lm(chunks_dir: str | os.PathLike, tokenizer_dir: str | os.PathLike, ou
     seed = training.setdefault("seed", 0)
     lm = build_model(objective, config, seed=seed)
     n_params = sum(p.numel() for p in lm.parameters())
-    cuda = torch.cuda.is_available()
     work_dir = Path(work_dir)
+    trainer = make_trainer(lm, tok, train, val, objective=objective, work_dir=work_dir, training=training,
+                           mlm_probability=mlm_probability, seed=seed)
+    run_config = jsonable({"objective": objective, "model": model, "vocab_size": config.vocab_size,
+                           "block_size": block_size, "mlm_probability": mlm_probability,
+                           "max_eval_blocks": max_eval_blocks, "data": train._fingerprint,
+                           "training": {k: v for k, v in training.items() if k not in CONTINUATION_KEYS}})
+    with trainer.args.main_process_first(desc="checking the run config of resumable checkpoints"):
+        if trainer.is_world_process_zero():
+            keep_only_same_config(work_dir, run_config)
+    last = last_complete_checkpoint(work_dir)
+    log.info("%s: %s, %.2fM parameters, %d train / %d eval blocks of %d, %s%s", name, type(lm).__name__,
+             n_params / 1e6, len(train), len(val), block_size, "cuda bf16" if trainer.args.bf16 else "cpu",
+             f", resuming from {last}" if last else "")
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=last)
+    seconds = time.perf_counter() - start
+    summary = {"name": name, "objective": objective, "parameters": n_params, "steps": trainer.state.global_step,
+               "train_loss": float(result.training_loss), "seconds": seconds, "resumed_from": last}
+    if trainer.is_world_process_zero():  # under torchrun rank 0 writes the outputs
+        save_outputs(trainer, tok, Path(out_dir), summary)
+        log.info("%s: %d steps, train loss %.3f, %.0f s", name, summary["steps"], summary["train_loss"], seconds)
+    return summary
+
+
+def make_trainer(lm, tok, train, val, *, objective: str, work_dir: Path, training: dict, mlm_probability: float,
+                 seed: int):
+    """The ``Trainer`` of :func:`train_lm`: step-based eval/save into ``work_dir``, TensorBoard, bf16 on CUDA."""
+    import torch
+    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+
+    cuda = torch.cuda.is_available()
     # one TensorBoard folder for the whole run, also across resumes (Trainer's default is runs/<date>)
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(work_dir / "tensorboard")
     args = TrainingArguments(
@@ -201,34 +230,17 @@ def train_lm(chunks_dir: str | os.PathLike, tokenizer_dir: str | os.PathLike, ou
         disable_tqdm=False, **training)
     collator = DataCollatorForLanguageModeling(tok, mlm=objective == "mlm", mlm_probability=mlm_probability,
                                                seed=seed)
-    trainer = Trainer(model=lm, args=args, train_dataset=train, eval_dataset=val, data_collator=collator)
-    run_config = jsonable({"objective": objective, "model": model, "vocab_size": config.vocab_size,
-                           "block_size": block_size, "mlm_probability": mlm_probability,
-                           "max_eval_blocks": max_eval_blocks, "data": train._fingerprint,
-                           "training": {k: v for k, v in training.items() if k not in CONTINUATION_KEYS}})
-    with args.main_process_first(desc="checking the run config of resumable checkpoints"):
-        if trainer.is_world_process_zero():
-            keep_only_same_config(work_dir, run_config)
-    last = last_complete_checkpoint(work_dir)
-    log.info("%s: %s, %.2fM parameters, %d train / %d eval blocks of %d, %s%s", name, type(lm).__name__,
-             n_params / 1e6, len(train), len(val), block_size, "cuda bf16" if args.bf16 else "cpu",
-             f", resuming from {last}" if last else "")
-    start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=last)
-    seconds = time.perf_counter() - start
-    summary = {"name": name, "objective": objective, "parameters": n_params, "steps": trainer.state.global_step,
-               "train_loss": float(result.training_loss), "seconds": seconds, "resumed_from": last}
-    if not trainer.is_world_process_zero():  # under torchrun rank 0 writes the outputs
-        return summary
-    out_dir = Path(out_dir)
+    return Trainer(model=lm, args=args, train_dataset=train, eval_dataset=val, data_collator=collator)
+
+
+def save_outputs(trainer, tok, out_dir: Path, summary: dict) -> None:
+    """Write ``out_dir/model/`` (weights, config, tokenizer; atomic), ``history.tsv`` and ``train_summary.json``."""
     with atomic_dir(out_dir / "model") as stage:
         trainer.save_model(str(stage))
         tok.save_pretrained(str(stage))
     write_history(trainer.state.log_history, out_dir / "history.tsv")
     with atomic_open(out_dir / "train_summary.json") as fh:
         json.dump(summary, fh, indent=1)
-    log.info("%s: %d steps, train loss %.3f, %.0f s", name, summary["steps"], summary["train_loss"], seconds)
-    return summary
 
 
 def write_history(log_history: list[dict], path: str | os.PathLike) -> None:
