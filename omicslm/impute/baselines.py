@@ -118,6 +118,20 @@ def _index_and_move(tmp_vcf: Path, out_vcf: Path) -> None:
     os.replace(tmp_vcf, out_vcf)
 
 
+def _region_arg(region: tuple[str, int, int] | None) -> str | None:
+    """``contig:start-end`` for a 1-based inclusive ``(contig, start, end)`` window, or None."""
+    if region is None:
+        return None
+    try:
+        contig, start, end = region
+        start, end = int(start), int(end)
+    except (TypeError, ValueError):
+        raise ValueError(f"region must be (contig, start, end), got {region!r}") from None
+    if not contig or start < 1 or end < start:
+        raise ValueError(f"region {region!r} is not a 1-based inclusive window with start <= end")
+    return f"{contig}:{start}-{end}"
+
+
 def _require_file(path: str | os.PathLike, what: str) -> Path:
     path = Path(path)
     if not path.is_file():
@@ -198,6 +212,13 @@ def convert_genetic_map(in_map: str | os.PathLike, out_map: str | os.PathLike, *
 # --------------------------------------------------------------------------- Beagle
 
 
+def _beagle_cmd(mem_gb: int) -> list[str]:
+    """The command that starts Beagle: java on the Debian jar with ``-Xmx``, else the ``beagle`` wrapper."""
+    if BEAGLE_JAR.is_file():
+        return ["java", f"-Xmx{mem_gb}g", "-jar", str(BEAGLE_JAR)]
+    return ["beagle"]
+
+
 def run_beagle(
     ref_vcf: str | os.PathLike,
     target_vcf: str | os.PathLike,
@@ -209,6 +230,7 @@ def run_beagle(
     ne: float | None = None,
     seed: int = BEAGLE_DEFAULT_SEED,
     log: str | os.PathLike | None = None,
+    region: tuple[str, int, int] | None = None,
 ) -> float:
     """Impute ``target_vcf`` from the phased panel ``ref_vcf`` with Beagle 5.4.
 
@@ -233,6 +255,8 @@ def run_beagle(
         Beagle's random seed.
     log : path, optional
         Where to copy Beagle's own ``.log`` file.
+    region : (contig, start, end), optional
+        Impute only this 1-based inclusive window (``chrom=contig:start-end``); None: everything.
 
     Returns
     -------
@@ -244,11 +268,8 @@ def run_beagle(
     RuntimeError
         Beagle failed or wrote no VCF; the message quotes its output.
     """
-    out_vcf = Path(out_vcf)
-    if BEAGLE_JAR.is_file():
-        cmd = ["java", f"-Xmx{mem_gb}g", "-jar", str(BEAGLE_JAR)]
-    else:
-        cmd = ["beagle"]
+    out_vcf, region_arg = Path(out_vcf), _region_arg(region)
+    cmd = _beagle_cmd(mem_gb)
     with _tmpdir_beside(out_vcf) as tmp:
         prefix = tmp / "beagle"
         cmd += [
@@ -264,6 +285,8 @@ def run_beagle(
             cmd.append(f"map={Path(genetic_map).resolve()}")
         if ne is not None:
             cmd.append(f"ne={ne:g}")
+        if region_arg is not None:
+            cmd.append(f"chrom={region_arg}")
         seconds = _run(cmd, tool="beagle", cwd=tmp)
         result = Path(f"{prefix}.vcf.gz")
         if not result.is_file():
@@ -317,6 +340,7 @@ def run_minimac4(
     *,
     threads: int = 1,
     genetic_map: str | os.PathLike | None = None,
+    region: tuple[str, int, int] | None = None,
 ) -> float:
     """Impute ``target_vcf`` from a compressed panel with minimac4 v4.1.2.
 
@@ -339,6 +363,9 @@ def run_minimac4(
         :func:`convert_genetic_map` writes; minimac4 4.1.2 reads this "old" format
         with a plain stream, so a gzipped map is refused. Without a map minimac4
         estimates recombination from the reference panel itself.
+    region : (contig, start, end), optional
+        Impute and write only this 1-based inclusive window (``--region contig:start-end``;
+        minimac4 still reads ``--overlap`` bp either side as HMM context); None imputes everything.
 
     Returns
     -------
@@ -353,6 +380,7 @@ def run_minimac4(
         minimac4 failed; the message quotes its stderr.
     """
     out_vcf = Path(out_vcf)
+    region_arg = _region_arg(region)
     cmd = ["minimac4", "--threads", threads, "--format", ",".join(MINIMAC4_FORMAT), "--output-format", "vcf.gz"]
     if genetic_map is not None:
         genetic_map = _require_file(genetic_map, "genetic map")
@@ -360,6 +388,8 @@ def run_minimac4(
             if fh.read(2) == b"\x1f\x8b":
                 raise InputError(genetic_map, "minimac4 reads plain-text maps only; gunzip it first")
         cmd += ["--map", genetic_map.resolve()]
+    if region_arg is not None:
+        cmd += ["--region", region_arg]
     with _tmpdir_beside(out_vcf) as tmp:
         result = tmp / "imputed.vcf.gz"
         cmd += ["-o", result, Path(ref_msav).resolve(), Path(target_vcf).resolve()]

@@ -150,6 +150,21 @@ def _read_manifest(path) -> np.ndarray:
         raise InputError(path, f"array manifest positions must be integers ({exc})") from None
 
 
+def density_sites(pos: np.ndarray, af: np.ndarray, *, min_maf: float, spacing_bp: int) -> np.ndarray:
+    """Indices of the array sites of the density rule: in each consecutive ``spacing_bp`` window, the first site
+    whose MAF (from ALT frequency ``af``) is at least ``min_maf``.
+
+    One site per consecutive window ("about one site per 1.2 kb", as array designs are described)
+    rather than a minimum gap, which would leave far fewer sites than the stated density.
+    """
+    maf = np.minimum(af, 1 - af)
+    eligible = np.flatnonzero(maf >= min_maf)
+    window = np.asarray(pos)[eligible] // spacing_bp
+    first = np.ones(len(eligible), dtype=bool)
+    first[1:] = window[1:] != window[:-1]
+    return eligible[first].astype(np.int64)
+
+
 def select_array_sites(h5, split_tsv, out_tsv, *, manifest=None, min_maf: float, spacing_bp: int) -> pd.DataFrame:
     """Choose the sites the test samples are "genotyped" at; writes ``pos\\tidx``.
 
@@ -170,15 +185,7 @@ def select_array_sites(h5, split_tsv, out_tsv, *, manifest=None, min_maf: float,
         idx = np.flatnonzero(keep)
         source = f"manifest {manifest}"
     else:
-        maf = np.minimum(af, 1 - af)
-        eligible = np.flatnonzero(maf >= min_maf)
-        # one site per consecutive spacing_bp window (the first eligible one): "about one
-        # site per 1.2 kb", as array designs are described, rather than a minimum gap,
-        # which would leave far fewer sites than the stated density.
-        window = panel.pos[eligible] // spacing_bp
-        first = np.ones(len(eligible), dtype=bool)
-        first[1:] = window[1:] != window[:-1]
-        idx = eligible[first].astype(np.int64)
+        idx = density_sites(panel.pos, af, min_maf=min_maf, spacing_bp=spacing_bp)
         source = f"density rule (panel MAF >= {min_maf}, first such site in each {spacing_bp} bp window)"
     if len(idx) == 0:
         raise InputError(manifest or h5, f"no array sites selected by {source}")

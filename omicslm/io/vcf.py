@@ -17,6 +17,7 @@ import pysam
 from omicslm.io.atomic import atomic_path
 
 _GT_PHASED = np.array(["0|0", "0|1", "1|0", "1|1"])
+_GT_UNPHASED = np.array(["0/0", "0/1", "0/1", "1/1"])  # what an array genotype call gives: no haplotype order
 _DS_STR = np.array([f"{i / 1000:.3f}" for i in range(2001)])  # dosage 0.000 .. 2.000
 _P_STR = np.array([f"{i / 1000:.3f}" for i in range(1001)])  # probability 0.000 .. 1.000
 
@@ -45,6 +46,7 @@ def write_vcf(
     info: Mapping[str, np.ndarray] | None = None,
     info_header: Sequence[str] = (),
     source: str = "omicslm",
+    phased: bool = True,
 ) -> Path:
     """Write a bgzipped VCF with a tabix index (``path`` + ``.tbi``), atomically.
 
@@ -55,7 +57,8 @@ def write_vcf(
     ref, alt : sequence of str, length n_variants
     samples : sequence of str, length n_samples
     haplotypes : ndarray, int8, shape (n_variants, n_samples, 2), optional
-        Phased alleles (0/1); written as ``GT`` with ``|``.
+        Alleles (0/1); written as ``GT`` with ``|``, or as an unphased call (``0/1``) when
+        ``phased`` is false (the haplotype order is then lost, as in array genotypes).
     dosages : ndarray, float, shape (n_variants, n_samples), optional
         Expected alt-allele count in [0, 2]; written as ``DS``.
     genotype_probs : ndarray, float, shape (n_variants, n_samples, 3), optional
@@ -78,7 +81,8 @@ def write_vcf(
     with atomic_path(path) as tmp:
         with pysam.BGZFile(str(tmp), "wb") as out:
             out.write(("\n".join(header) + "\n").encode())
-            _write_records(out, contig, positions, ref, alt, haplotypes, dosages, genotype_probs, info, fmt_str)
+            _write_records(out, contig, positions, ref, alt, haplotypes, dosages, genotype_probs, info, fmt_str,
+                           gt_strings=_GT_PHASED if phased else _GT_UNPHASED)
         pysam.tabix_index(str(tmp), preset="vcf", force=True)
         os.replace(str(tmp) + ".tbi", str(path) + ".tbi")
     return path
@@ -107,7 +111,7 @@ def _header_lines(contig: str, samples: Sequence[str], *, source: str, info_head
 
 
 def _write_records(out, contig: str, positions: np.ndarray, ref, alt, haplotypes: np.ndarray, dosages, genotype_probs,
-                   info, fmt_str: str) -> None:
+                   info, fmt_str: str, *, gt_strings: np.ndarray = _GT_PHASED) -> None:
     """Write one VCF line per variant to the open BGZF file ``out`` (arrays as in :func:`write_vcf`)."""
     codes = (haplotypes[..., 0].astype(np.intp) * 2 + haplotypes[..., 1]).astype(np.intp)
     # Numbers are printed with 3 decimals through lookup tables of every possible
@@ -115,7 +119,7 @@ def _write_records(out, contig: str, positions: np.ndarray, ref, alt, haplotypes
     ds_idx = None if dosages is None else np.rint(np.clip(dosages, 0, 2) * 1000).astype(np.intp)
     gp_idx = None if genotype_probs is None else np.rint(np.clip(genotype_probs, 0, 1) * 1000).astype(np.intp)
     for i in range(len(positions)):
-        columns = [_GT_PHASED[codes[i]].tolist()]
+        columns = [gt_strings[codes[i]].tolist()]
         if ds_idx is not None:
             columns.append(_DS_STR[ds_idx[i]].tolist())
         if gp_idx is not None:

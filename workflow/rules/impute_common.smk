@@ -87,3 +87,109 @@ IMPUTE_PARENTS = {
 def impute_made_with(step):
     """The rerun key of an imputation step: :func:`settings_above` (common.smk) over the tables above."""
     return settings_above(step, IMPUTE_SETTINGS, IMPUTE_PARENTS)
+
+
+# ---- imputing your own targets (impute_targets.smk) ------------------------------------------------
+IMPUTE_TARGETS = IMPUTE["targets"]
+TARGETS_DIR = "results/impute_targets"
+TARGET_METHODS = list(IMPUTE_TARGETS["methods"])
+TARGETS_HELDOUT = IMPUTE_TARGETS["source"] == "heldout"
+TARGETS_TRUTH = TARGETS_HELDOUT or bool(IMPUTE_TARGETS["truth"])
+
+
+def impute_targets_chromosomes():
+    """The contigs to impute: config's list, else the panel's contig (the simulated one, or the VCF's first)."""
+    if IMPUTE_TARGETS["chromosomes"]:
+        return list(IMPUTE_TARGETS["chromosomes"])
+    if IMPUTE["data"]["source"] == "simulate":
+        return [IMPUTE["simulate"]["contig"]]
+    import pysam
+
+    with pysam.VariantFile(IMPUTE["data"]["vcf"]) as vcf:
+        return [next(iter(vcf.header.contigs))]
+
+
+TARGET_CHROMOSOMES = impute_targets_chromosomes()
+
+
+def _per_chrom(pattern, chrom):
+    return pattern.format(chrom=chrom) if "{chrom}" in pattern else pattern
+
+
+def impute_targets_vcf(wildcards):
+    """The targets' array VCF holding ``wildcards.chrom`` (one multi-contig file or one per chromosome)."""
+    if TARGETS_HELDOUT:
+        return f"{TARGETS_DIR}/inputs/targets.vcf.gz"
+    if IMPUTE_TARGETS["array_sites"]:
+        return f"{TARGETS_DIR}/{wildcards.chrom}/array.vcf.gz"
+    return impute_targets_raw_vcf(wildcards)
+
+
+def impute_targets_raw_vcf(wildcards):
+    """The user's target VCF holding ``wildcards.chrom``."""
+    return _per_chrom(IMPUTE_TARGETS["vcf"], wildcards.chrom)
+
+
+def impute_targets_truth(wildcards):
+    """The targets' full genotypes (truth) for ``wildcards.chrom``."""
+    if TARGETS_HELDOUT:
+        return f"{TARGETS_DIR}/inputs/truth.vcf.gz"
+    return _per_chrom(IMPUTE_TARGETS["truth"], wildcards.chrom)
+
+
+def impute_targets_reference(wildcards):
+    """The phased reference panel of ``wildcards.chrom``: the split's panel (heldout) or the user's file."""
+    if TARGETS_HELDOUT:
+        return f"{IMPUTE_DIR}/inputs/panel.vcf.gz"
+    return _per_chrom(IMPUTE["reference"]["vcf"], wildcards.chrom)
+
+
+def impute_targets_gmap(wildcards):
+    """PLINK map of ``wildcards.chrom`` when a genetic map is configured, else nothing."""
+    if TARGETS_HELDOUT:
+        return impute_plink_map(wildcards)
+    return f"{TARGETS_DIR}/{wildcards.chrom}/genetic_map.plink.map" if IMPUTE["reference"]["genetic_map"] else []
+
+
+def impute_targets_cores(wildcards):
+    """The imputed cores of ``wildcards.chrom``'s kept chunks (known once impute_targets_chunks has run)."""
+    from omicslm.impute.chunks import read_chunks
+
+    chunks = read_chunks(checkpoints.impute_targets_chunks.get(chrom=wildcards.chrom).output.tsv)
+    return [f"{TARGETS_DIR}/{wildcards.chrom}/{wildcards.tmethod}/{c}.vcf.gz" for c in chunks.loc[chunks.kept, "chunk"]]
+
+
+_heldout_parents = ["impute_targets_heldout"] if TARGETS_HELDOUT else []
+_reference_parents = ["impute_panel_vcf"] if TARGETS_HELDOUT else []
+IMPUTE_SETTINGS.update({
+    "impute_targets_heldout": {"impute.targets.phased": IMPUTE_TARGETS["phased"]},
+    **{f"impute_targets_array/{c}": {"impute.targets.array_sites": IMPUTE_TARGETS["array_sites"]}
+       for c in TARGET_CHROMOSOMES},
+    "impute_targets_inputs": {"impute.targets.source": IMPUTE_TARGETS["source"], "impute.targets.vcf": IMPUTE_TARGETS["vcf"],
+                              "impute.targets.truth": IMPUTE_TARGETS["truth"], "impute.reference": IMPUTE["reference"]},
+    **{f"impute_targets_qc/{c}": {"impute.targets.qc": IMPUTE_TARGETS["qc"]} for c in TARGET_CHROMOSOMES},
+    **{f"impute_targets_phase/{c}": {"impute.baselines.beagle_ne": IMPUTE_BASELINES["beagle_ne"],
+                                     "impute.baselines.seed": IMPUTE_BASELINES["seed"]} for c in TARGET_CHROMOSOMES},
+    **{f"impute_targets_chunks/{c}": {"impute.targets.chunks": IMPUTE_TARGETS["chunks"]} for c in TARGET_CHROMOSOMES},
+    **{f"impute_targets_beagle/{c}": {"impute.baselines.beagle_ne": IMPUTE_BASELINES["beagle_ne"],
+                                      "impute.baselines.seed": IMPUTE_BASELINES["seed"]} for c in TARGET_CHROMOSOMES},
+    **{f"impute_targets_evaluate/{m}/{c}": {"impute.evaluate": IMPUTE["evaluate"]}
+       for m in TARGET_METHODS for c in TARGET_CHROMOSOMES},
+})
+IMPUTE_PARENTS.update({
+    "impute_targets_heldout": ["impute_vcf_to_h5", "impute_split", "impute_array_sites"],
+    "impute_targets_inputs": _heldout_parents + _reference_parents,
+    **{f"impute_targets_array/{c}": ["impute_targets_inputs"] for c in TARGET_CHROMOSOMES},
+    **{f"impute_targets_qc/{c}": ["impute_targets_inputs", *([f"impute_targets_array/{c}"] if IMPUTE_TARGETS["array_sites"]
+                                                             else [])] for c in TARGET_CHROMOSOMES},
+    **{f"impute_targets_phase/{c}": [f"impute_targets_qc/{c}"] for c in TARGET_CHROMOSOMES},
+    **{f"impute_targets_chunks/{c}": [f"impute_targets_phase/{c}"] for c in TARGET_CHROMOSOMES},
+    **{f"impute_targets_minimac4_compress/{c}": ["impute_targets_inputs"] for c in TARGET_CHROMOSOMES},
+    **{f"impute_targets_beagle/{c}": [f"impute_targets_chunks/{c}"] for c in TARGET_CHROMOSOMES},
+    **{f"impute_targets_minimac4/{c}": [f"impute_targets_chunks/{c}", f"impute_targets_minimac4_compress/{c}"]
+       for c in TARGET_CHROMOSOMES},
+    **{f"impute_targets_gather/{m}/{c}": [f"impute_targets_{m}/{c}"] for m in TARGET_METHODS for c in TARGET_CHROMOSOMES},
+    **{f"impute_targets_evaluate/{m}/{c}": [f"impute_targets_gather/{m}/{c}"]
+       for m in TARGET_METHODS for c in TARGET_CHROMOSOMES},
+    "impute_targets_eval": [f"impute_targets_evaluate/{m}/{c}" for m in TARGET_METHODS for c in TARGET_CHROMOSOMES],
+})
