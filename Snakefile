@@ -31,6 +31,7 @@ rule all:
     input:
         rules.impute_all.input,
         rules.impute_model_all.input,
+        rules.impute_targets_all.input,
         rules.crispr_all.input,
         rules.textlm_all.input,
         rules.scrna_all.input,

@@ -123,3 +123,25 @@ def test_one_chunk_gives_the_same_accuracy_as_three(chunked, workdir, tiny):
     # the aggregate r2 stays close. The .01-per-bin comparison at 1 Mb chunks is config/1kg_chr20_targets.yaml's.
     bg = both.loc[("beagle", "all")]
     assert abs(bg["r2_chunked"] - bg["r2_one"]) < 0.05, bg
+
+
+# the model, trained just enough to be applied: one variant, one short epoch
+MODEL = {"impute": {
+    "model": {"enabled": True, "pairs_per_epoch": 256, "threads": 1,
+              "train": {"max_epochs": 1, "warmup_steps": 2, "device": "cpu"}},
+    "targets": {"methods": ["minimac4", "ragbert"]},
+}}
+
+
+def test_the_trained_model_imputes_the_phased_targets_of_its_panel(chunked, workdir, tiny):
+    model = write_config(workdir / "model.yaml", MODEL)
+    snakemake(workdir, TARGET, configs=[tiny, model], timeout=900)
+    table = pd.read_csv(workdir / "results/impute_targets_eval.tsv", sep="\t")
+    assert set(table["method"]) == {"minimac4", "ragbert"}
+    all_rows = table[table["bin"] == "all"].set_index("method")
+    assert all_rows.loc["ragbert", "r2"] > 0.6 and all_rows.loc["ragbert", "n_sites"] == all_rows.loc["minimac4", "n_sites"]
+    rows, samples = _records(workdir / "results/imputed/ragbert/chr21.vcf.gz")
+    panel, _ = _records(workdir / "results/impute/inputs/panel.vcf.gz")
+    assert rows == panel and len(samples) == 18  # the whole chromosome at once, every panel site
+    trained = list((workdir / "results/impute").glob("*/model/best"))
+    assert [p.parent.parent.name for p in trained] == ["ragbert"]  # only the variant the targets use was trained

@@ -92,7 +92,10 @@ def impute_made_with(step):
 # ---- imputing your own targets (impute_targets.smk) ------------------------------------------------
 IMPUTE_TARGETS = IMPUTE["targets"]
 TARGETS_DIR = "results/impute_targets"
-TARGET_METHODS = list(IMPUTE_TARGETS["methods"])
+TARGET_METHODS = [m for m in IMPUTE_TARGETS["methods"] if m in ("beagle", "minimac4") or m in MODEL_VARIANTS]
+# the peers impute chunk by chunk; a model variant imputes a whole chromosome with the checkpoint trained on the panel
+TARGET_PEERS = [m for m in TARGET_METHODS if m in ("beagle", "minimac4")]
+TARGET_MODELS = [m for m in TARGET_METHODS if m in MODEL_VARIANTS]  # none while impute.model is off
 TARGETS_HELDOUT = IMPUTE_TARGETS["source"] == "heldout"
 TARGETS_TRUTH = TARGETS_HELDOUT or bool(IMPUTE_TARGETS["truth"])
 
@@ -110,6 +113,14 @@ def impute_targets_chromosomes():
 
 
 TARGET_CHROMOSOMES = impute_targets_chromosomes()
+_unknown = [m for m in IMPUTE_TARGETS["methods"] if m not in ("beagle", "minimac4") and m not in IMPUTE_MODEL["variants"]]
+if _unknown:
+    raise ValueError(f"config impute.targets.methods: {_unknown} are not enabled variants of impute.model.variants "
+                     f"({MODEL_VARIANTS})")
+if TARGET_MODELS and not TARGETS_HELDOUT:
+    raise ValueError("config impute.targets.methods: a model variant imputes the targets of the panel it was trained on, "
+                     "which is the held-out source's panel (impute.targets.source: heldout); training on a reference "
+                     "panel of your own files is not built yet: use the peers there")
 
 
 def _per_chrom(pattern, chrom):
@@ -175,6 +186,9 @@ IMPUTE_SETTINGS.update({
                                       "impute.baselines.seed": IMPUTE_BASELINES["seed"]} for c in TARGET_CHROMOSOMES},
     **{f"impute_targets_evaluate/{m}/{c}": {"impute.evaluate": IMPUTE["evaluate"]}
        for m in TARGET_METHODS for c in TARGET_CHROMOSOMES},
+    **{f"impute_targets_gather/{v}/{c}": {"impute.model.batch_size": IMPUTE_MODEL["batch_size"],
+                                          "impute.model.train.device": IMPUTE_MODEL["train"]["device"]}
+       for v in TARGET_MODELS for c in TARGET_CHROMOSOMES},
 })
 IMPUTE_PARENTS.update({
     "impute_targets_heldout": ["impute_vcf_to_h5", "impute_split", "impute_array_sites"],
@@ -188,7 +202,9 @@ IMPUTE_PARENTS.update({
     **{f"impute_targets_beagle/{c}": [f"impute_targets_chunks/{c}"] for c in TARGET_CHROMOSOMES},
     **{f"impute_targets_minimac4/{c}": [f"impute_targets_chunks/{c}", f"impute_targets_minimac4_compress/{c}"]
        for c in TARGET_CHROMOSOMES},
-    **{f"impute_targets_gather/{m}/{c}": [f"impute_targets_{m}/{c}"] for m in TARGET_METHODS for c in TARGET_CHROMOSOMES},
+    **{f"impute_targets_gather/{m}/{c}": [f"impute_targets_{m}/{c}"] for m in TARGET_PEERS for c in TARGET_CHROMOSOMES},
+    **{f"impute_targets_gather/{v}/{c}": [f"impute_train/{v}", f"impute_targets_phase/{c}", "impute_windows"]
+       for v in TARGET_MODELS for c in TARGET_CHROMOSOMES},  # impute_targets_model: no chunks
     **{f"impute_targets_evaluate/{m}/{c}": [f"impute_targets_gather/{m}/{c}"]
        for m in TARGET_METHODS for c in TARGET_CHROMOSOMES},
     "impute_targets_eval": [f"impute_targets_evaluate/{m}/{c}" for m in TARGET_METHODS for c in TARGET_CHROMOSOMES],

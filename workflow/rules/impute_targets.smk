@@ -75,7 +75,7 @@ rule impute_targets_qc:
     output:
         vcf=f"{TARGETS_DIR}/{{chrom}}/qc.vcf.gz",
         tbi=f"{TARGETS_DIR}/{{chrom}}/qc.vcf.gz.tbi",
-        tsv=report(f"{TARGETS_DIR}/{{chrom}}/qc.tsv", caption="../report/impute_targets_qc.rst", category="Imputation: your targets"),
+        tsv=report(f"{TARGETS_DIR}/{{chrom}}/qc.tsv", caption="../report/impute_targets_qc.rst", category="Imputation"),
         summary=f"{TARGETS_DIR}/{{chrom}}/qc.summary.json",
     params:
         made_with=lambda wc: impute_made_with(f"impute_targets_qc/{wc.chrom}"),  # rerun key: read by no script (settings_above)
@@ -191,6 +191,8 @@ rule impute_targets_minimac4:
 
 
 rule impute_targets_gather:
+    wildcard_constraints:
+        tmethod="|".join(TARGET_PEERS) or "beagle",
     input:
         cores=impute_targets_cores,
     output:
@@ -206,9 +208,40 @@ rule impute_targets_gather:
         "../../scripts/impute_targets_gather.py"
 
 
+rule impute_targets_model:
+    wildcard_constraints:
+        tmethod="|".join(TARGET_MODELS) or "ragbert",
+    input:
+        h5=rules.impute_vcf_to_h5.output.h5,
+        split=rules.impute_split.output.tsv,
+        target=rules.impute_targets_phase.output.vcf,
+        windows=rules.impute_windows.output.tsv,
+        best=f"{IMPUTE_DIR}/{{tmethod}}/model/best",
+        train_runtime=f"{IMPUTE_DIR}/{{tmethod}}/model/train_runtime.json",
+        gmap=impute_plink_map,
+    output:
+        vcf="results/imputed/{tmethod}/{chrom}.vcf.gz",
+        tbi="results/imputed/{tmethod}/{chrom}.vcf.gz.tbi",
+        runtime=f"{TARGETS_DIR}/{{chrom}}/{{tmethod}}/runtime.json",
+    params:
+        made_with=lambda wc: impute_made_with(f"impute_targets_gather/{wc.tmethod}/{wc.chrom}"),  # rerun key: read by no script (settings_above)
+        batch_size=IMPUTE_MODEL["batch_size"],
+        device=IMPUTE_MODEL["train"]["device"],
+    threads: IMPUTE_MODEL["threads"]
+    resources:
+        gpu=MODEL_RESOURCES["gpu"],
+        mem_mb=MODEL_RESOURCES["mem_mb"],
+    log:
+        "logs/impute/targets_model_{tmethod}_{chrom}.log",
+    conda:
+        "../../envs/impute.yaml"
+    script:
+        "../../scripts/impute_targets_model.py"
+
+
 rule impute_targets_evaluate:
     input:
-        vcf=rules.impute_targets_gather.output.vcf,
+        vcf="results/imputed/{tmethod}/{chrom}.vcf.gz",
         truth=impute_targets_truth,
         ref=impute_targets_reference,
         qc=rules.impute_targets_qc.output.tsv,
@@ -229,7 +262,7 @@ rule impute_targets_eval:
     input:
         expand(f"{TARGETS_DIR}/eval/{{tmethod}}/{{chrom}}.tsv", tmethod=TARGET_METHODS, chrom=TARGET_CHROMOSOMES),
     output:
-        report("results/impute_targets_eval.tsv", caption="../report/impute_targets_eval.rst", category="Imputation: your targets"),
+        report("results/impute_targets_eval.tsv", caption="../report/impute_targets_eval.rst", category="Imputation"),
     params:
         made_with=impute_made_with("impute_targets_eval"),  # rerun key: read by no script (settings_above)
     log:
