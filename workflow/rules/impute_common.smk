@@ -106,10 +106,17 @@ def impute_targets_chromosomes():
         return list(IMPUTE_TARGETS["chromosomes"])
     if IMPUTE["data"]["source"] == "simulate":
         return [IMPUTE["simulate"]["contig"]]
+    import sys
+
     import pysam
 
-    with pysam.VariantFile(IMPUTE["data"]["vcf"]) as vcf:
-        return [next(iter(vcf.header.contigs))]
+    try:  # the first record's contig; a bad file is the ingest job's to report (in its log), not the DAG's
+        with pysam.VariantFile(IMPUTE["data"]["vcf"]) as vcf:
+            return [next(iter(vcf)).chrom]
+    except (OSError, ValueError, StopIteration) as exc:
+        print(f"impute targets: no contig read from {IMPUTE['data']['vcf']} ({exc!r}); set impute.targets.chromosomes "
+              "to impute held-out targets", file=sys.stderr)
+        return []
 
 
 TARGET_CHROMOSOMES = impute_targets_chromosomes()

@@ -5,7 +5,7 @@
 # Every rule's one rerun key is made_with (impute_made_with, impute_common.smk): no script reads it.
 
 wildcard_constraints:
-    chrom="|".join(TARGET_CHROMOSOMES),
+    chrom="|".join(TARGET_CHROMOSOMES) or "no_target_chromosome",
     tmethod="|".join(TARGET_METHODS),
     chunk="[A-Za-z0-9_.]+_[0-9]+",
 

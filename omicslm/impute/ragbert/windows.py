@@ -24,6 +24,7 @@ from omicslm.errors import InputError
 from omicslm.impute import layout
 from omicslm.impute.layout import Panel
 from omicslm.impute.ragbert.batches import WindowData, panel_site_stats
+from omicslm.impute.ragbert.composite import composite_alt_prob
 from omicslm.impute.ragbert.copying import copying_alt_prob, site_cm
 from omicslm.impute.ragbert.retrieval import retrieve_windows, window_query_sites, window_site_weights
 from omicslm.io.atomic import atomic_open
@@ -191,9 +192,14 @@ def window_data(panel: Panel, windows: np.ndarray, observed: np.ndarray, *, quer
             cm = site_cm(panel.pos, genetic_map=genetic_map, cm_per_mb=copying["cm_per_mb"])
             # the HMM reads a longer stretch of array sites than the retrieval compared: a copied
             # segment is pinned down by the matches on both sides of it, far beyond the window
-            hmm_sites = window_query_sites(windows, observed_idx, flank_sites=copying["flank_sites"])
-            copy_prob = copying_alt_prob(panel_hap, query_hap, windows, hmm_sites, candidates, cm,
-                                         ne=copying["ne"], error=copying["error"])
+            if copying.get("states", "window") == "composite":
+                # one forward-backward per query over all its array sites, states pooled over its windows
+                copy_prob = composite_alt_prob(panel_hap, query_hap, observed_idx, candidates, cm, ne=copying["ne"],
+                                               error=copying["error"], max_states=copying["max_states"])
+            else:
+                hmm_sites = window_query_sites(windows, observed_idx, flank_sites=copying["flank_sites"])
+                copy_prob = copying_alt_prob(panel_hap, query_hap, windows, hmm_sites, candidates, cm,
+                                             ne=copying["ne"], error=copying["error"])
     return WindowData(windows=windows, window_sites=window_sites,
                       positions=panel.pos, vtype=panel.vtype, stats=stats, observed=observed,
                       query_hap=query_hap, query_pop=panel.pop[query_idx], panel_hap=panel_hap,
