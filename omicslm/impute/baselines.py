@@ -23,7 +23,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pysam
@@ -56,7 +56,7 @@ _STDERR_TAIL_LINES = 30
 
 
 @contextlib.contextmanager
-def _tmpdir_beside(path: Path) -> Iterator[Path]:
+def tmpdir_beside(path: Path) -> Iterator[Path]:
     """A scratch directory in ``path``'s folder (same filesystem, so renames are atomic)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # absolute: tools run with cwd=tmp must not resolve a relative prefix a second time
@@ -71,7 +71,7 @@ def _tail(text: str, n: int = _STDERR_TAIL_LINES) -> str:
     return "\n".join(text.strip().splitlines()[-n:])
 
 
-def _run(cmd: Sequence[str], *, tool: str, cwd: Path | None = None) -> float:
+def run_tool(cmd: Sequence[str], *, tool: str, cwd: Path | None = None) -> float:
     """Run ``cmd``, log it, and return its wall-clock seconds; raise with its output tail on failure.
 
     stdout is captured along with stderr because Beagle prints its errors to stdout;
@@ -108,7 +108,7 @@ def _run(cmd: Sequence[str], *, tool: str, cwd: Path | None = None) -> float:
     return seconds
 
 
-def _index_and_move(tmp_vcf: Path, out_vcf: Path) -> None:
+def index_and_move(tmp_vcf: Path, out_vcf: Path) -> None:
     """Tabix-index ``tmp_vcf`` and rename it (index first) onto ``out_vcf``.
 
     The index goes first so that whenever the VCF exists its index does too.
@@ -132,7 +132,7 @@ def _region_arg(region: tuple[str, int, int] | None) -> str | None:
     return f"{contig}:{start}-{end}"
 
 
-def _require_file(path: str | os.PathLike, what: str) -> Path:
+def require_file(path: str | os.PathLike, what: str) -> Path:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, f"{what} does not exist")
@@ -268,35 +268,41 @@ def run_beagle(
     RuntimeError
         Beagle failed or wrote no VCF; the message quotes its output.
     """
-    out_vcf, region_arg = Path(out_vcf), _region_arg(region)
-    cmd = _beagle_cmd(mem_gb)
-    with _tmpdir_beside(out_vcf) as tmp:
+    region_arg = _region_arg(region)
+    args = [f"ref={Path(ref_vcf).resolve()}", f"gt={Path(target_vcf).resolve()}", f"nthreads={threads}",
+            f"seed={seed}", "impute=true", "gp=true"]
+    if genetic_map is not None:
+        args.append(f"map={Path(genetic_map).resolve()}")
+    if ne is not None:
+        args.append(f"ne={ne:g}")
+    if region_arg is not None:
+        args.append(f"chrom={region_arg}")
+    return beagle_to_vcf(args, out_vcf, mem_gb=mem_gb, tool="beagle", log=log)
+
+
+def beagle_to_vcf(args: Sequence[str], out_vcf: str | os.PathLike, *, mem_gb: int, tool: str,
+                  log: str | os.PathLike | None = None, check: Callable[[Path], None] | None = None) -> float:
+    """Run Beagle 5.4 with ``args`` (``key=value``, no ``out=``) in a temporary directory beside ``out_vcf``.
+
+    Its VCF is checked (``check(path)`` may raise), indexed and renamed onto ``out_vcf``; Beagle's
+    own log is copied to ``log`` when given. Returns Beagle's wall-clock seconds; raises
+    ``RuntimeError`` quoting its output when it fails or writes no VCF.
+    """
+    out_vcf = Path(out_vcf)
+    with tmpdir_beside(out_vcf) as tmp:
         prefix = tmp / "beagle"
-        cmd += [
-            f"ref={Path(ref_vcf).resolve()}",
-            f"gt={Path(target_vcf).resolve()}",
-            f"out={prefix}",
-            f"nthreads={threads}",
-            f"seed={seed}",
-            "impute=true",
-            "gp=true",
-        ]
-        if genetic_map is not None:
-            cmd.append(f"map={Path(genetic_map).resolve()}")
-        if ne is not None:
-            cmd.append(f"ne={ne:g}")
-        if region_arg is not None:
-            cmd.append(f"chrom={region_arg}")
-        seconds = _run(cmd, tool="beagle", cwd=tmp)
+        seconds = run_tool([*_beagle_cmd(mem_gb), *args, f"out={prefix}"], tool=tool, cwd=tmp)
         result = Path(f"{prefix}.vcf.gz")
         if not result.is_file():
             beagle_log = Path(f"{prefix}.log")
             text = beagle_log.read_text() if beagle_log.is_file() else ""
-            raise RuntimeError(f"beagle exited 0 but wrote no {result.name}; its log ends:\n{_tail(text)}")
+            raise RuntimeError(f"{tool} exited 0 but wrote no {result.name}; its log ends:\n{_tail(text)}")
         if log is not None:
             with atomic_open(log) as fh:
                 fh.write(Path(f"{prefix}.log").read_text())
-        _index_and_move(result, out_vcf)
+        if check is not None:
+            check(result)
+        index_and_move(result, out_vcf)
     return seconds
 
 
@@ -323,10 +329,10 @@ def compress_reference_minimac4(ref_vcf: str | os.PathLike, out_msav: str | os.P
         Wall-clock seconds minimac4 ran.
     """
     out_msav = Path(out_msav)
-    with _tmpdir_beside(out_msav) as tmp:
+    with tmpdir_beside(out_msav) as tmp:
         result = tmp / "reference.msav"
         cmd = ["minimac4", "--compress-reference", "--threads", threads, "-o", result, Path(ref_vcf).resolve()]
-        seconds = _run(cmd, tool="minimac4 --compress-reference")
+        seconds = run_tool(cmd, tool="minimac4 --compress-reference")
         if not result.is_file() or result.stat().st_size == 0:
             raise RuntimeError(f"minimac4 --compress-reference wrote no {result.name} for {ref_vcf}")
         os.replace(result, out_msav)
@@ -383,18 +389,18 @@ def run_minimac4(
     region_arg = _region_arg(region)
     cmd = ["minimac4", "--threads", threads, "--format", ",".join(MINIMAC4_FORMAT), "--output-format", "vcf.gz"]
     if genetic_map is not None:
-        genetic_map = _require_file(genetic_map, "genetic map")
+        genetic_map = require_file(genetic_map, "genetic map")
         with open(genetic_map, "rb") as fh:
             if fh.read(2) == b"\x1f\x8b":
                 raise InputError(genetic_map, "minimac4 reads plain-text maps only; gunzip it first")
         cmd += ["--map", genetic_map.resolve()]
     if region_arg is not None:
         cmd += ["--region", region_arg]
-    with _tmpdir_beside(out_vcf) as tmp:
+    with tmpdir_beside(out_vcf) as tmp:
         result = tmp / "imputed.vcf.gz"
         cmd += ["-o", result, Path(ref_msav).resolve(), Path(target_vcf).resolve()]
-        seconds = _run(cmd, tool="minimac4")
+        seconds = run_tool(cmd, tool="minimac4")
         if not result.is_file():
             raise RuntimeError(f"minimac4 exited 0 but wrote no {result.name}")
-        _index_and_move(result, out_vcf)
+        index_and_move(result, out_vcf)
     return seconds

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from omicslm.errors import InputError
-from omicslm.impute.baselines import _index_and_move, _require_file, _run, _tmpdir_beside
+from omicslm.impute.baselines import index_and_move, require_file, run_tool, tmpdir_beside
 from omicslm.io.atomic import atomic_open
 
 logger = logging.getLogger(__name__)
@@ -188,8 +188,8 @@ def write_chunks(
     InputError
         A file is missing, has no record on ``contig``, or no chunk is kept; nothing is written.
     """
-    target_vcf = _require_file(target_vcf, "target VCF")
-    panel_vcf = _require_file(panel_vcf, "reference panel VCF")
+    target_vcf = require_file(target_vcf, "target VCF")
+    panel_vcf = require_file(panel_vcf, "reference panel VCF")
     panel_pos = _read_positions(panel_vcf, contig)
     if panel_pos.size == 0:
         raise InputError(panel_vcf, f"no record on contig {contig!r}")
@@ -226,7 +226,7 @@ def read_chunks(tsv: str | os.PathLike) -> pd.DataFrame:
         true/false, a repeated chunk name, a window not holding its core, or cores of a
         contig that do not follow one another; the message names the chunk.
     """
-    path = _require_file(tsv, "chunk table")
+    path = require_file(tsv, "chunk table")
     df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     missing = [c for c in CHUNK_COLUMNS if c not in df.columns]
     if missing:
@@ -307,18 +307,18 @@ def cut_core(
     RuntimeError
         bcftools failed; the message quotes its output.
     """
-    chunk_vcf = _require_file(chunk_vcf, "chunk VCF")
+    chunk_vcf = require_file(chunk_vcf, "chunk VCF")
     out_vcf = Path(out_vcf)
     if not 1 <= int(core_start) <= int(core_end):
         raise ValueError(f"core {core_start}-{core_end} is not a 1-based window with start <= end")
     region = f"{contig}:{int(core_start)}-{int(core_end)}"
     indexed = Path(f"{chunk_vcf}.tbi").is_file() or Path(f"{chunk_vcf}.csi").is_file()
     select = ["-r", region, "--regions-overlap", "0"] if indexed else ["-t", region, "--targets-overlap", "0"]
-    with _tmpdir_beside(out_vcf) as tmp:
+    with tmpdir_beside(out_vcf) as tmp:
         result = tmp / "core.vcf.gz"
-        _run(["bcftools", "view", "--no-version", *select, "-Oz", "-o", result, chunk_vcf.resolve()],
+        run_tool(["bcftools", "view", "--no-version", *select, "-Oz", "-o", result, chunk_vcf.resolve()],
              tool="bcftools view")
-        _index_and_move(result, out_vcf)
+        index_and_move(result, out_vcf)
     return out_vcf
 
 
@@ -404,15 +404,15 @@ def gather_cores(core_vcfs: Sequence[str | os.PathLike], out_vcf: str | os.PathL
     """
     if not core_vcfs:
         raise ValueError("gather_cores needs at least one core VCF")
-    sources = [_require_file(p, "chunk core VCF").resolve() for p in core_vcfs]
+    sources = [require_file(p, "chunk core VCF").resolve() for p in core_vcfs]
     out_vcf = Path(out_vcf)
     counts = [_count_records(p) for p in sources]
-    with _tmpdir_beside(out_vcf) as tmp:
+    with tmpdir_beside(out_vcf) as tmp:
         file_list = tmp / "cores.txt"
         file_list.write_text("".join(f"{p}\n" for p in sources))
         result = tmp / "gathered.vcf.gz"
-        _run(["bcftools", "concat", "--no-version", "-f", file_list, "-Oz", "-o", result], tool="bcftools concat")
+        run_tool(["bcftools", "concat", "--no-version", "-f", file_list, "-Oz", "-o", result], tool="bcftools concat")
         _check_gathered(result, sources, counts)
-        _index_and_move(result, out_vcf)
+        index_and_move(result, out_vcf)
     logger.info("gathered %d records from %d chunk cores into %s", sum(counts), len(sources), out_vcf)
     return out_vcf

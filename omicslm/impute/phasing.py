@@ -22,7 +22,7 @@ from pathlib import Path
 import cyvcf2
 import pysam
 
-from omicslm.impute.baselines import _beagle_cmd, _index_and_move, _require_file, _run, _tail, _tmpdir_beside
+from omicslm.impute.baselines import beagle_to_vcf, require_file, run_tool, tmpdir_beside
 
 logger = logging.getLogger(__name__)
 
@@ -61,13 +61,13 @@ def _copy_phased(target_vcf: Path, out_vcf: Path) -> None:
     VCF (otherwise the index is rebuilt); a plain or plain-gzip VCF is recompressed with bcftools.
     """
     index = Path(f"{target_vcf}.tbi")
-    with _tmpdir_beside(out_vcf) as tmp:
+    with tmpdir_beside(out_vcf) as tmp:
         result = tmp / "phased.vcf.gz"
         if _is_bgzf(target_vcf):
             shutil.copyfile(target_vcf, result)
             fresh_index = index.is_file() and index.stat().st_mtime >= target_vcf.stat().st_mtime
         else:
-            _run(["bcftools", "view", "--no-version", "-Oz", "-o", result, target_vcf], tool="bcftools view")
+            run_tool(["bcftools", "view", "--no-version", "-Oz", "-o", result, target_vcf], tool="bcftools view")
             fresh_index = False
         if fresh_index:
             shutil.copyfile(index, f"{result}.tbi")
@@ -128,32 +128,26 @@ def phase_targets(
         Beagle failed, wrote no VCF, or wrote one that still holds an unphased or
         missing call; the message quotes its output.
     """
-    target_vcf = _require_file(target_vcf, "target VCF")
+    target_vcf = require_file(target_vcf, "target VCF")
     out_vcf = Path(out_vcf)
     problem = _first_unphased(target_vcf)
     if problem is None:
         logger.info("%s is already phased with no missing call; copying it to %s", target_vcf, out_vcf)
         _copy_phased(target_vcf, out_vcf)
         return {"phased_by": "input"}
-    ref_vcf = _require_file(ref_vcf, "reference panel VCF")
+    ref_vcf = require_file(ref_vcf, "reference panel VCF")
     logger.info("phasing %s with Beagle (first problem: %s)", target_vcf, problem)
-    cmd = _beagle_cmd(mem_gb)
-    with _tmpdir_beside(out_vcf) as tmp:
-        prefix = tmp / "phased"
-        cmd += [f"gt={target_vcf.resolve()}", f"ref={ref_vcf.resolve()}", f"out={prefix}",
-                f"nthreads={threads}", f"seed={seed}", "impute=false"]
-        if genetic_map is not None:
-            cmd.append(f"map={Path(genetic_map).resolve()}")
-        if ne is not None:
-            cmd.append(f"ne={ne:g}")
-        seconds = _run(cmd, tool="beagle (phasing)", cwd=tmp)
-        result = Path(f"{prefix}.vcf.gz")
-        if not result.is_file():
-            beagle_log = Path(f"{prefix}.log")
-            text = beagle_log.read_text() if beagle_log.is_file() else ""
-            raise RuntimeError(f"beagle (phasing) exited 0 but wrote no {result.name}; its log ends:\n{_tail(text)}")
+    args = [f"gt={Path(target_vcf).resolve()}", f"ref={Path(ref_vcf).resolve()}", f"nthreads={threads}",
+            f"seed={seed}", "impute=false"]
+    if genetic_map is not None:
+        args.append(f"map={Path(genetic_map).resolve()}")
+    if ne is not None:
+        args.append(f"ne={ne:g}")
+
+    def fully_phased(result: Path) -> None:
         left = _first_unphased(result)
         if left is not None:
             raise RuntimeError(f"beagle (phasing) left {left} in its output for {target_vcf}")
-        _index_and_move(result, out_vcf)
+
+    seconds = beagle_to_vcf(args, out_vcf, mem_gb=mem_gb, tool="beagle (phasing)", check=fully_phased)
     return {"phased_by": "beagle", "seconds": seconds}
