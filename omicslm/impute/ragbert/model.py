@@ -187,10 +187,26 @@ class RagBert(nn.Module):
         vtype = batch["vtype"].repeat_interleave(k, dim=0)
         pop = batch["ref_pop"].reshape(b * k)
         mask = batch["attention_mask"].repeat_interleave(k, dim=0)
+        grad = self.cfg.ref_grad and torch.is_grad_enabled()
+        if not grad:
+            # Without gradient, a row's encoding depends on its inputs only: a panel haplotype that
+            # several queries of the batch retrieved in one window is encoded once.
+            key = torch.cat([tok.to(feat.dtype)[..., None], feat, vtype.to(feat.dtype)[..., None],
+                             mask.to(feat.dtype)[..., None]], dim=-1).reshape(b * k, -1)
+            key = torch.cat([key, pop.to(feat.dtype)[:, None]], dim=1)
+            uniq, inverse = torch.unique(key, dim=0, return_inverse=True)
+            first = torch.empty(len(uniq), dtype=torch.long, device=tok.device).scatter_(
+                0, inverse, torch.arange(b * k, device=tok.device))
+            if len(first) < b * k:
+                enc = self._encode_chunks(tok[first], feat[first], vtype[first], pop[first], mask[first], grad=False)
+                return enc[inverse].reshape(b, k, length, -1)
+        return self._encode_chunks(tok, feat, vtype, pop, mask, grad=grad).reshape(b, k, length, -1)
+
+    def _encode_chunks(self, tok, feat, vtype, pop, mask, *, grad: bool) -> torch.Tensor:
+        """Encode (N, L) reference rows ``ref_chunk`` at a time -> (N, L, H)."""
         chunks = []
         step = max(1, self.cfg.ref_chunk)
-        grad = self.cfg.ref_grad and torch.is_grad_enabled()
-        for i in range(0, b * k, step):
+        for i in range(0, tok.shape[0], step):
             args = (tok[i:i + step], feat[i:i + step], vtype[i:i + step], pop[i:i + step], mask[i:i + step])
             if not grad:
                 # Stop-gradient: the shared encoder still learns through the query path, at
@@ -201,7 +217,7 @@ class RagBert(nn.Module):
                 chunks.append(checkpoint(self.encode, *args, use_reentrant=False))
             else:
                 chunks.append(self.encode(*args))
-        return torch.cat(chunks).reshape(b, k, length, -1)
+        return torch.cat(chunks)
 
     def forward(self, batch) -> dict:
         if self.fusion is not None and "ref_tokens" not in batch:

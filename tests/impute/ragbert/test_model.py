@@ -127,6 +127,26 @@ def test_reference_encoding_gradient_modes_agree():
     torch.testing.assert_close(outs[0], outs[1])  # checkpointing changes memory, not the gradient
 
 
+def test_a_reference_retrieved_twice_is_encoded_once_with_the_same_result():
+    torch.manual_seed(0)
+    data, _ = _data()
+    # queries 0..3 of window 0 retrieving overlapping panel haplotypes: rows repeat within the batch
+    data.neighbours[0, :4] = [[1, 2], [2, 1], [1, 5], [5, 2]]
+    batch = data.batch(np.array([[0, 0], [0, 1]]))
+    m = RagBert(ModelConfig(window_sites=L, n_types=12, n_pops=2, hidden=16, layers=1, heads=2, intermediate=32, k=K,
+                            ref_chunk=3, dropout=0.0, ref_grad=False)).eval()
+    calls = []
+    m.encode = (lambda f: lambda *a, **kw: calls.append(a[0].shape[0]) or f(*a, **kw))(m.encode)
+    with torch.no_grad():
+        deduped = m.encode_refs(batch)
+        rows = batch["ref_tokens"].shape[0] * K
+        each = torch.stack([m.encode(batch["ref_tokens"][i // K, i % K][None], batch["ref_features"][i // K, i % K][None],
+                                     batch["vtype"][i // K][None], batch["ref_pop"][i // K, i % K][None],
+                                     batch["attention_mask"][i // K][None])[0] for i in range(rows)])
+    assert sum(calls[:-rows]) == 3  # panel haplotypes 1, 2 and 5 of window 0: three encodings, not eight
+    torch.testing.assert_close(deduped.reshape(rows, L, -1), each, atol=1e-5, rtol=1e-5)
+
+
 def test_missing_retrieved_haplotypes_and_bad_pooling_are_errors():
     data, _ = _data(neighbours=False)
     model = RagBert(ModelConfig(window_sites=L, n_types=12, n_pops=2, hidden=16, layers=1, heads=2, intermediate=32))
