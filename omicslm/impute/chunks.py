@@ -385,11 +385,7 @@ def gather_cores(core_vcfs: Sequence[str | os.PathLike], out_vcf: str | os.PathL
     core_vcfs : sequence of path
         The cores from :func:`cut_core`, in chunk order, all with the same samples.
     out_vcf : path
-        Output ``.vcf.gz``; ``out_vcf.tbi`` is written too.
-
-    Returns
-    -------
-    Path of ``out_vcf``.
+        Output ``.vcf.gz`` (returned as a Path), indexed (``out_vcf.tbi``).
 
     Raises
     ------
