@@ -4,6 +4,8 @@
 IMPUTE = config["impute"]
 IMPUTE_DIR = "results/impute"
 IMPUTE_MODEL = IMPUTE["model"]
+# what a variant is trained with: the model block less what only imputation reads (so editing it retrains nothing)
+MODEL_TRAINING = {k: v for k, v in IMPUTE_MODEL.items() if k != "predict_batch_size"}
 IMPUTE_BASELINES = IMPUTE["baselines"]
 MODEL_VARIANTS = list(IMPUTE_MODEL["variants"]) if IMPUTE_MODEL["enabled"] else []
 MODEL_RESOURCES = IMPUTE_MODEL["resources"]
@@ -50,9 +52,9 @@ IMPUTE_SETTINGS = {
     "impute_array_sites": {"impute.array": IMPUTE["array"]},
     "impute_beagle": {"impute.baselines.beagle_ne": IMPUTE_BASELINES["beagle_ne"],
                       "impute.baselines.seed": IMPUTE_BASELINES["seed"]},
-    **{f"impute_train/{v}": {"impute.model": IMPUTE_MODEL, "impute.model.val_maf_bins": MODEL_VAL_MAF_BINS}
+    **{f"impute_train/{v}": {"impute.model": MODEL_TRAINING, "impute.model.val_maf_bins": MODEL_VAL_MAF_BINS}
        for v in MODEL_VARIANTS},
-    **{f"impute_ragbert/{v}": {"impute.model.batch_size": IMPUTE_MODEL["batch_size"],
+    **{f"impute_ragbert/{v}": {"impute.model.predict_batch_size": IMPUTE_MODEL["predict_batch_size"],
                                "impute.model.train.device": IMPUTE_MODEL["train"]["device"]} for v in MODEL_VARIANTS},
     **{f"impute_evaluate/{m}": {"impute.evaluate": IMPUTE["evaluate"]} for m in IMPUTE_METHODS},
     "impute_plot_training": {"impute.model.train.early_stopping_metric":
@@ -193,7 +195,7 @@ IMPUTE_SETTINGS.update({
                                       "impute.baselines.seed": IMPUTE_BASELINES["seed"]} for c in TARGET_CHROMOSOMES},
     **{f"impute_targets_evaluate/{m}/{c}": {"impute.evaluate": IMPUTE["evaluate"]}
        for m in TARGET_METHODS for c in TARGET_CHROMOSOMES},
-    **{f"impute_targets_gather/{v}/{c}": {"impute.model.batch_size": IMPUTE_MODEL["batch_size"],
+    **{f"impute_targets_gather/{v}/{c}": {"impute.model.predict_batch_size": IMPUTE_MODEL["predict_batch_size"],
                                           "impute.model.train.device": IMPUTE_MODEL["train"]["device"]}
        for v in TARGET_MODELS for c in TARGET_CHROMOSOMES},
 })

@@ -26,7 +26,7 @@ rule impute_train:
         runtime=f"{IMPUTE_DIR}/{{variant}}/model/train_runtime.json",
     params:
         made_with=lambda wc: impute_made_with(f"impute_train/{wc.variant}"),  # rerun key: read by no script (settings_above)
-        model=IMPUTE_MODEL,
+        model=MODEL_TRAINING,
         maf_bins=MODEL_VAL_MAF_BINS,
         work_dir=f"{IMPUTE_DIR}/{{variant}}/model_work",
     threads: IMPUTE_MODEL["threads"]
@@ -57,7 +57,7 @@ rule impute_ragbert:
         runtime=f"{IMPUTE_DIR}/{{variant}}/runtime.json",
     params:
         made_with=lambda wc: impute_made_with(f"impute_ragbert/{wc.variant}"),  # rerun key: read by no script (settings_above)
-        batch_size=IMPUTE_MODEL["batch_size"],
+        batch_size=IMPUTE_MODEL["predict_batch_size"],
         device=IMPUTE_MODEL["train"]["device"],
     threads: IMPUTE_MODEL["threads"]
     resources:

@@ -225,7 +225,7 @@ rule impute_targets_model:
         runtime=f"{TARGETS_DIR}/{{chrom}}/{{tmethod}}/runtime.json",
     params:
         made_with=lambda wc: impute_made_with(f"impute_targets_gather/{wc.tmethod}/{wc.chrom}"),  # rerun key: read by no script (settings_above)
-        batch_size=IMPUTE_MODEL["batch_size"],
+        batch_size=IMPUTE_MODEL["predict_batch_size"],
         device=IMPUTE_MODEL["train"]["device"],
     threads: IMPUTE_MODEL["threads"]
     resources:
