@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 import h5py
-import msprime
 import numpy as np
 import pysam
 import pytest
@@ -26,7 +25,7 @@ from omicslm.impute.baselines import (
 from omicslm.impute.af_floor import write_af_floor
 from omicslm.impute.layout import FORMAT_VERSION, TYPE_NAMES
 from omicslm.impute.split import read_split
-from omicslm.io.vcf import write_vcf
+from tests.impute.simfixture import simulate_panel_and_targets
 
 CONTIG = "20"
 N_PANEL, N_TARGET = 50, 10
@@ -52,32 +51,11 @@ needs_minimac4 = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
     """60 msprime diploids over 200 kb: 50 panel samples, 10 targets typed at every 5th site."""
-    ts = msprime.sim_ancestry(
-        samples=N_PANEL + N_TARGET,
-        sequence_length=200_000,
-        recombination_rate=1e-8,
-        population_size=10_000,
-        random_seed=1,
-    )
-    ts = msprime.sim_mutations(ts, rate=2e-8, random_seed=1)
-    pos, ref, alt, gts = [], [], [], []
-    for v in ts.variants():
-        if len(v.alleles) != 2 or None in v.alleles:
-            continue
-        pos.append(int(v.site.position) + 1)  # msprime is 0-based, VCF 1-based
-        ref.append(v.alleles[0])
-        alt.append(v.alleles[1])
-        gts.append(v.genotypes)
-    hap = np.array(gts, dtype=np.int8).reshape(len(pos), N_PANEL + N_TARGET, 2)
-    pos = np.array(pos)
-    names = [f"S{i:03d}" for i in range(N_PANEL + N_TARGET)]
-    typed = np.arange(0, len(pos), TYPED_EVERY)
-
     d = tmp_path_factory.mktemp("sim")
-    panel_vcf = write_vcf(d / "panel.vcf.gz", contig=CONTIG, positions=pos, ref=ref, alt=alt,
-                          samples=names[:N_PANEL], haplotypes=hap[:, :N_PANEL])
-    target_vcf = write_vcf(d / "target.vcf.gz", contig=CONTIG, positions=pos[typed], ref=[ref[i] for i in typed],
-                           alt=[alt[i] for i in typed], samples=names[N_PANEL:], haplotypes=hap[typed, N_PANEL:])
+    s = simulate_panel_and_targets(d, n_panel=N_PANEL, n_target=N_TARGET, length=200_000, typed_every=TYPED_EVERY,
+                                   contig=CONTIG)
+    pos, hap, names, typed = s["pos"], s["hap"], s["names"], s["typed"]
+    panel_vcf, target_vcf = s["panel_vcf"], s["target_vcf"]
     # a linear 1 cM/Mb map in SHAPEIT style, chromosome named differently from the VCF on purpose
     raw_map = d / "map.gmap.gz"
     with gzip.open(raw_map, "wt") as fh:

@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import cyvcf2
-import msprime
 import numpy as np
 import pysam
 import pytest
@@ -19,6 +18,7 @@ from omicslm.impute.baselines import compress_reference_minimac4, run_beagle, ru
 from omicslm.impute.chunks import CHUNK_COLUMNS, cut_core, gather_cores, make_chunks, read_chunks, write_chunks
 from omicslm.impute.phasing import _first_unphased, phase_targets
 from omicslm.io.vcf import write_vcf
+from tests.impute.simfixture import simulate_panel_and_targets
 
 CONTIG = "20"
 N_PANEL, N_TARGET = 100, 30
@@ -45,28 +45,11 @@ needs_minimac4 = pytest.mark.skipif(shutil.which("minimac4") is None, reason="mi
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
     """130 msprime diploids over 400 kb: 100 panel samples, 30 phased targets typed at every 5th site."""
-    ts = msprime.sim_ancestry(samples=N_PANEL + N_TARGET, sequence_length=SEQ_LEN, recombination_rate=1e-8,
-                              population_size=10_000, random_seed=1)
-    ts = msprime.sim_mutations(ts, rate=2e-8, random_seed=1)
-    pos, ref, alt, gts = [], [], [], []
-    for v in ts.variants():
-        if len(v.alleles) != 2 or None in v.alleles:
-            continue
-        pos.append(int(v.site.position) + 1)
-        ref.append(v.alleles[0])
-        alt.append(v.alleles[1])
-        gts.append(v.genotypes)
-    hap = np.array(gts, dtype=np.int8).reshape(len(pos), N_PANEL + N_TARGET, 2)
-    pos = np.array(pos)
-    names = [f"S{i:03d}" for i in range(N_PANEL + N_TARGET)]
-    typed = np.arange(0, len(pos), TYPED_EVERY)
     d = tmp_path_factory.mktemp("chunks_sim")
-    panel_vcf = write_vcf(d / "panel.vcf.gz", contig=CONTIG, positions=pos, ref=ref, alt=alt,
-                          samples=names[:N_PANEL], haplotypes=hap[:, :N_PANEL])
-    target_vcf = write_vcf(d / "target.vcf.gz", contig=CONTIG, positions=pos[typed], ref=[ref[i] for i in typed],
-                           alt=[alt[i] for i in typed], samples=names[N_PANEL:], haplotypes=hap[typed, N_PANEL:])
-    return dict(dir=d, pos=pos, typed=typed, names=names, panel_vcf=panel_vcf, target_vcf=target_vcf,
-                truth=hap[:, N_PANEL:])
+    s = simulate_panel_and_targets(d, n_panel=N_PANEL, n_target=N_TARGET, length=SEQ_LEN, typed_every=TYPED_EVERY,
+                                   contig=CONTIG)
+    return dict(dir=d, pos=s["pos"], typed=s["typed"], names=s["names"], panel_vcf=s["panel_vcf"],
+                target_vcf=s["target_vcf"], truth=s["hap"][:, N_PANEL:])
 
 
 def _records(path):
