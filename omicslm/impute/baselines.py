@@ -269,25 +269,28 @@ def run_beagle(
         Beagle failed or wrote no VCF; the message quotes its output.
     """
     region_arg = _region_arg(region)
+    mode = ["impute=true", "gp=true", *([f"chrom={region_arg}"] if region_arg is not None else [])]
+    return beagle_to_vcf(ref_vcf, target_vcf, out_vcf, mode, genetic_map=genetic_map, threads=threads, mem_gb=mem_gb,
+                         seed=seed, ne=ne, tool="beagle", log=log)
+
+
+def beagle_to_vcf(ref_vcf: str | os.PathLike, target_vcf: str | os.PathLike, out_vcf: str | os.PathLike,
+                  mode: Sequence[str], *, genetic_map: str | os.PathLike | None, threads: int, mem_gb: int, seed: int,
+                  ne: float | None, tool: str, log: str | os.PathLike | None = None,
+                  check: Callable[[Path], None] | None = None) -> float:
+    """Run Beagle 5.4 on ``target_vcf`` against ``ref_vcf`` in a temporary directory beside ``out_vcf``.
+
+    ``mode`` holds the step's own ``key=value`` arguments (``impute=true gp=true``, ``impute=false``,
+    ``chrom=...``). Beagle's VCF is checked (``check(path)`` may raise), indexed and renamed onto
+    ``out_vcf``; its own log is copied to ``log`` when given. Returns Beagle's wall-clock seconds;
+    raises ``RuntimeError`` quoting its output when it fails or writes no VCF.
+    """
     args = [f"ref={Path(ref_vcf).resolve()}", f"gt={Path(target_vcf).resolve()}", f"nthreads={threads}",
-            f"seed={seed}", "impute=true", "gp=true"]
+            f"seed={seed}", *mode]
     if genetic_map is not None:
         args.append(f"map={Path(genetic_map).resolve()}")
     if ne is not None:
         args.append(f"ne={ne:g}")
-    if region_arg is not None:
-        args.append(f"chrom={region_arg}")
-    return beagle_to_vcf(args, out_vcf, mem_gb=mem_gb, tool="beagle", log=log)
-
-
-def beagle_to_vcf(args: Sequence[str], out_vcf: str | os.PathLike, *, mem_gb: int, tool: str,
-                  log: str | os.PathLike | None = None, check: Callable[[Path], None] | None = None) -> float:
-    """Run Beagle 5.4 with ``args`` (``key=value``, no ``out=``) in a temporary directory beside ``out_vcf``.
-
-    Its VCF is checked (``check(path)`` may raise), indexed and renamed onto ``out_vcf``; Beagle's
-    own log is copied to ``log`` when given. Returns Beagle's wall-clock seconds; raises
-    ``RuntimeError`` quoting its output when it fails or writes no VCF.
-    """
     out_vcf = Path(out_vcf)
     with tmpdir_beside(out_vcf) as tmp:
         prefix = tmp / "beagle"

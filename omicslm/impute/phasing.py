@@ -137,17 +137,11 @@ def phase_targets(
         return {"phased_by": "input"}
     ref_vcf = require_file(ref_vcf, "reference panel VCF")
     logger.info("phasing %s with Beagle (first problem: %s)", target_vcf, problem)
-    args = [f"gt={Path(target_vcf).resolve()}", f"ref={Path(ref_vcf).resolve()}", f"nthreads={threads}",
-            f"seed={seed}", "impute=false"]
-    if genetic_map is not None:
-        args.append(f"map={Path(genetic_map).resolve()}")
-    if ne is not None:
-        args.append(f"ne={ne:g}")
-
     def fully_phased(result: Path) -> None:
         left = _first_unphased(result)
         if left is not None:
             raise RuntimeError(f"beagle (phasing) left {left} in its output for {target_vcf}")
 
-    seconds = beagle_to_vcf(args, out_vcf, mem_gb=mem_gb, tool="beagle (phasing)", check=fully_phased)
+    seconds = beagle_to_vcf(ref_vcf, target_vcf, out_vcf, ["impute=false"], genetic_map=genetic_map, threads=threads,
+                            mem_gb=mem_gb, seed=seed, ne=ne, tool="beagle (phasing)", check=fully_phased)
     return {"phased_by": "beagle", "seconds": seconds}
