@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import tempfile
+from pathlib import Path
 from typing import Sequence
 
 import cyvcf2
@@ -24,11 +27,13 @@ import numpy as np
 import pandas as pd
 
 from omicslm.errors import InputError
+from omicslm.impute.baselines import run_beagle, run_minimac4
+from omicslm.impute.chunks import cut_core, read_chunks
 from omicslm.impute.evaluate import ALL, score
 from omicslm.impute.imputed_vcf import read_imputed
 from omicslm.impute.layout import read_panel
 from omicslm.impute.split import density_sites, read_array_sites, read_split, role_indices
-from omicslm.io.atomic import atomic_open
+from omicslm.io.atomic import atomic_open, atomic_path
 from omicslm.io.vcf import write_vcf
 
 log = logging.getLogger(__name__)
@@ -163,12 +168,6 @@ def impute_chunk(method: str, chunks_tsv, chunk: str, target_vcf, reference, out
     ``reference`` is the panel VCF for Beagle, the ``.msav`` for minimac4; ``peer_options``
     go to :func:`omicslm.impute.baselines.run_beagle` (mem_gb, ne, seed). Returns the tool's seconds.
     """
-    import tempfile
-    from pathlib import Path
-
-    from omicslm.impute.baselines import run_beagle, run_minimac4
-    from omicslm.impute.chunks import cut_core, read_chunks
-
     chunks = read_chunks(chunks_tsv).set_index("chunk")
     if chunk not in chunks.index:
         raise InputError(chunks_tsv, f"no chunk {chunk!r}; the table has {list(chunks.index)}")
@@ -214,12 +213,6 @@ def thin_to_array(vcf, panel_vcf, out_vcf, *, chrom: str, min_maf: float, spacin
     genotypes, phased or not, are copied as they are. Written bgzipped + indexed, atomically.
     Returns the number of array positions asked for.
     """
-    import subprocess
-    import tempfile
-    from pathlib import Path
-
-    from omicslm.io.atomic import atomic_path
-
     sites = read_panel_sites(panel_vcf, chrom)
     snp = (sites["ref"].str.len() == 1) & (sites["alt"].str.len() == 1)
     sites = sites[snp.to_numpy()].reset_index(drop=True)

@@ -94,9 +94,10 @@ def impute_made_with(step):
 # ---- imputing your own targets (impute_targets.smk) ------------------------------------------------
 IMPUTE_TARGETS = IMPUTE["targets"]
 TARGETS_DIR = "results/impute_targets"
-TARGET_METHODS = [m for m in IMPUTE_TARGETS["methods"] if m in ("beagle", "minimac4") or m in MODEL_VARIANTS]
 # the peers impute chunk by chunk; a model variant imputes a whole chromosome with the checkpoint trained on the panel
-TARGET_PEERS = [m for m in TARGET_METHODS if m in ("beagle", "minimac4")]
+PEERS_BY_CHUNK = ("beagle", "minimac4")
+TARGET_METHODS = [m for m in IMPUTE_TARGETS["methods"] if m in PEERS_BY_CHUNK or m in MODEL_VARIANTS]
+TARGET_PEERS = [m for m in TARGET_METHODS if m in PEERS_BY_CHUNK]
 TARGET_MODELS = [m for m in TARGET_METHODS if m in MODEL_VARIANTS]  # none while impute.model is off
 TARGETS_HELDOUT = IMPUTE_TARGETS["source"] == "heldout"
 TARGETS_TRUTH = TARGETS_HELDOUT or bool(IMPUTE_TARGETS["truth"])
@@ -122,7 +123,7 @@ def impute_targets_chromosomes():
 
 
 TARGET_CHROMOSOMES = impute_targets_chromosomes()
-_unknown = [m for m in IMPUTE_TARGETS["methods"] if m not in ("beagle", "minimac4") and m not in IMPUTE_MODEL["variants"]]
+_unknown = [m for m in IMPUTE_TARGETS["methods"] if m not in PEERS_BY_CHUNK and m not in IMPUTE_MODEL["variants"]]
 if _unknown:
     raise ValueError(f"config impute.targets.methods: {_unknown} are not enabled variants of impute.model.variants "
                      f"({MODEL_VARIANTS})")
