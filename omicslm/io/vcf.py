@@ -28,8 +28,12 @@ def _format_info(info: Mapping[str, np.ndarray] | None, i: int) -> str:
     parts = []
     for key, values in info.items():
         v = values[i]
-        parts.append(f"{key}={v:.4g}" if isinstance(v, (float, np.floating)) else f"{key}={v}")
-    return ";".join(parts)
+        if isinstance(v, (bool, np.bool_)):  # a Flag: the key alone where true, nothing where false
+            if v:
+                parts.append(key)
+        else:
+            parts.append(f"{key}={v:.4g}" if isinstance(v, (float, np.floating)) else f"{key}={v}")
+    return ";".join(parts) or "."
 
 
 def write_vcf(
@@ -43,6 +47,7 @@ def write_vcf(
     haplotypes: np.ndarray | None = None,
     dosages: np.ndarray | None = None,
     genotype_probs: np.ndarray | None = None,
+    hap_dosages: np.ndarray | None = None,
     info: Mapping[str, np.ndarray] | None = None,
     info_header: Sequence[str] = (),
     source: str = "omicslm",
@@ -63,7 +68,10 @@ def write_vcf(
         Expected alt-allele count in [0, 2]; written as ``DS``.
     genotype_probs : ndarray, float, shape (n_variants, n_samples, 3), optional
         P(0/0), P(0/1), P(1/1); written as ``GP``.
+    hap_dosages : ndarray, float, shape (n_variants, n_samples, 2), optional
+        ALT probability of each haplotype, in GT's order; written as ``HDS`` (as Beagle and minimac4 do).
     info : mapping of INFO key -> ndarray shape (n_variants,), optional
+        A boolean array is a Flag (the key written alone where true).
     info_header : extra ``##INFO=<...>`` lines describing ``info`` keys.
     """
     if haplotypes is None:
@@ -76,20 +84,21 @@ def write_vcf(
             f"{len(positions)} positions, {len(samples)} sample names"
         )
     header, fmt_str = _header_lines(contig, samples, source=source, info_header=info_header,
-                                    dosages=dosages is not None, genotype_probs=genotype_probs is not None)
+                                    dosages=dosages is not None, genotype_probs=genotype_probs is not None,
+                                    hap_dosages=hap_dosages is not None)
     path = Path(path)
     with atomic_path(path) as tmp:
         with pysam.BGZFile(str(tmp), "wb") as out:
             out.write(("\n".join(header) + "\n").encode())
             _write_records(out, contig, positions, ref, alt, haplotypes, dosages, genotype_probs, info, fmt_str,
-                           gt_strings=_GT_PHASED if phased else _GT_UNPHASED)
+                           hap_dosages=hap_dosages, gt_strings=_GT_PHASED if phased else _GT_UNPHASED)
         pysam.tabix_index(str(tmp), preset="vcf", force=True)
         os.replace(str(tmp) + ".tbi", str(path) + ".tbi")
     return path
 
 
 def _header_lines(contig: str, samples: Sequence[str], *, source: str, info_header: Sequence[str], dosages: bool,
-                  genotype_probs: bool) -> tuple[list[str], str]:
+                  genotype_probs: bool, hap_dosages: bool = False) -> tuple[list[str], str]:
     """The VCF header lines (``#CHROM`` line last) and the FORMAT string of the records."""
     fmt = ["GT"]
     header = [
@@ -106,18 +115,22 @@ def _header_lines(contig: str, samples: Sequence[str], *, source: str, info_head
     if genotype_probs:
         fmt.append("GP")
         header.append('##FORMAT=<ID=GP,Number=G,Type=Float,Description="Estimated genotype probability">')
+    if hap_dosages:
+        fmt.append("HDS")
+        header.append('##FORMAT=<ID=HDS,Number=2,Type=Float,Description="Estimated ALT dose of each haplotype">')
     header.append("\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT", *samples]))
     return header, ":".join(fmt)
 
 
 def _write_records(out, contig: str, positions: np.ndarray, ref, alt, haplotypes: np.ndarray, dosages, genotype_probs,
-                   info, fmt_str: str, *, gt_strings: np.ndarray = _GT_PHASED) -> None:
+                   info, fmt_str: str, *, hap_dosages=None, gt_strings: np.ndarray = _GT_PHASED) -> None:
     """Write one VCF line per variant to the open BGZF file ``out`` (arrays as in :func:`write_vcf`)."""
     codes = (haplotypes[..., 0].astype(np.intp) * 2 + haplotypes[..., 1]).astype(np.intp)
     # Numbers are printed with 3 decimals through lookup tables of every possible
     # string: formatting millions of floats one by one dominates the write time.
     ds_idx = None if dosages is None else np.rint(np.clip(dosages, 0, 2) * 1000).astype(np.intp)
     gp_idx = None if genotype_probs is None else np.rint(np.clip(genotype_probs, 0, 1) * 1000).astype(np.intp)
+    hds_idx = None if hap_dosages is None else np.rint(np.clip(hap_dosages, 0, 1) * 1000).astype(np.intp)
     for i in range(len(positions)):
         columns = [gt_strings[codes[i]].tolist()]
         if ds_idx is not None:
@@ -125,6 +138,9 @@ def _write_records(out, contig: str, positions: np.ndarray, ref, alt, haplotypes
         if gp_idx is not None:
             g = gp_idx[i]
             columns.append(map(",".join, zip(_P_STR[g[:, 0]].tolist(), _P_STR[g[:, 1]].tolist(), _P_STR[g[:, 2]].tolist())))
+        if hds_idx is not None:
+            h = hds_idx[i]
+            columns.append(map(",".join, zip(_P_STR[h[:, 0]].tolist(), _P_STR[h[:, 1]].tolist())))
         fields = columns[0] if len(columns) == 1 else map(":".join, zip(*columns))
         line = f"{contig}\t{positions[i]}\t.\t{ref[i]}\t{alt[i]}\t.\tPASS\t{_format_info(info, i)}\t{fmt_str}\t"
         out.write((line + "\t".join(fields) + "\n").encode())

@@ -43,6 +43,24 @@ def test_dosage_gp_info_written(tmp_path):
     assert v.INFO["AF"] == pytest.approx(0.1)
 
 
+def test_hap_dosages_and_flags_written(tmp_path):
+    # HDS (one ALT dose per haplotype, as Beagle and minimac4 write it) and INFO flags (IMP / TYPED)
+    hds = np.tile(np.array([[0.25, 0.75], [1.0, 0.0], [0.5, 0.125]]), (4, 1, 1))
+    typed = np.array([True, False, False, True])
+    out, _ = _example(tmp_path, hap_dosages=hds, info={"IMP": ~typed, "TYPED": typed},
+                      info_header=['##INFO=<ID=IMP,Number=0,Type=Flag,Description="imputed">',
+                                   '##INFO=<ID=TYPED,Number=0,Type=Flag,Description="typed">'])
+    rows = list(cyvcf2.VCF(str(out)))
+    np.testing.assert_allclose(rows[0].format("HDS"), hds[0], atol=1e-3)
+    assert [(v.INFO.get("TYPED"), v.INFO.get("IMP")) for v in rows] == [(True, None), (None, True), (None, True),
+                                                                         (True, None)]
+    if shutil.which("bcftools"):  # bcftools reads the flag and the per-haplotype field
+        res = subprocess.run(["bcftools", "query", "-i", "INFO/IMP=1", "-f", "%POS\t[%HDS ]\n", str(out)],
+                             capture_output=True, text=True, check=True)
+        assert [line.split("\t")[0] for line in res.stdout.splitlines()] == ["200", "300"]
+        assert res.stdout.splitlines()[0].split("\t")[1].split()[0] == "0.25,0.75"
+
+
 @pytest.mark.skipif(shutil.which("bcftools") is None, reason="bcftools not installed (make setup installs it)")
 def test_bcftools_reads_it(tmp_path):
     out, _ = _example(tmp_path)

@@ -188,15 +188,19 @@ def _target_indices(targets_vcf, panel: Panel, samples: list[str], panel_idx: np
 
 def _write_imputed_vcf(out_vcf, panel: Panel, samples: list[str], p: np.ndarray, observed: np.ndarray, *,
                        method: str) -> None:
-    """Every panel site from haplotype ALT probabilities ``p`` (n_variants, n_samples, 2); ``observed``: TYPED."""
+    """Every panel site from haplotype ALT probabilities ``p`` (n_variants, n_samples, 2); ``observed``: the target's
+    own (array) sites, flagged TYPED, the others IMP."""
     hap, ds, gp, info = genotype_outputs(p)
-    info["TYPED"] = observed.astype(np.int8)
+    info["IMP"] = ~observed
+    info["TYPED"] = observed.copy()
     write_vcf(out_vcf, contig=panel.contig, positions=panel.pos, ref=panel.ref, alt=panel.alt, samples=samples,
-              haplotypes=hap, dosages=ds, genotype_probs=gp, info=info, source=f"omicslm {method}",
+              haplotypes=hap, dosages=ds, genotype_probs=gp, hap_dosages=np.clip(p, 0.0, 1.0), info=info,
+              source=f"omicslm {method}",
               info_header=[
                   '##INFO=<ID=AF,Number=A,Type=Float,Description="Mean imputed ALT allele frequency">',
                   '##INFO=<ID=R2,Number=1,Type=Float,Description="Estimated imputation r2: var(DS)/(2AF(1-AF))">',
-                  '##INFO=<ID=TYPED,Number=1,Type=Integer,Description="1 = array site (observed genotypes)">',
+                  '##INFO=<ID=IMP,Number=0,Type=Flag,Description="Imputed marker (not in the target\'s array)">',
+                  '##INFO=<ID=TYPED,Number=0,Type=Flag,Description="Typed marker: the target\'s own phased genotypes">',
               ])
 
 
@@ -216,8 +220,8 @@ def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_
     checkpoint_dir : path
         ``best/`` of :func:`train_ragbert`.
     out_vcf : path
-        Bgzipped, indexed VCF of every panel site x target sample: GT (phased), DS, GP;
-        INFO AF, R2 and TYPED (1 at array sites, which carry their observed genotypes).
+        Bgzipped, indexed VCF of every panel site x target sample: GT (phased), DS, GP, HDS;
+        INFO AF, R2, and the flag TYPED at array sites (which carry their observed genotypes) or IMP elsewhere.
     runtime_json : path
         ``{"method", "seconds" (inference), "threads", "device", "train_seconds"}``.
     method : str

@@ -103,10 +103,16 @@ def test_train_then_impute_writes_a_vcf_that_tools_read_and_evaluate_scores(inpu
         assert ((ds >= 0) & (ds <= 2)).all()
         np.testing.assert_allclose(gp.sum(1), 1, atol=2e-3)
         np.testing.assert_allclose(gp[:, 1] + 2 * gp[:, 2], ds, atol=3e-3)
+        hds = rec.format("HDS")  # each haplotype's ALT dose, in GT's order, summing to DS
+        np.testing.assert_allclose(hds.sum(1), ds, atol=2e-3)
+        gt = rec.genotype.array()[:, :2].astype(bool)  # the ALT allele where its dose is >= .5 (HDS has 3 decimals)
+        assert (gt[hds > 0.5005]).all() and not gt[hds < 0.4995].any()
         assert 0 <= rec.INFO["R2"] <= 1 and 0 <= rec.INFO["AF"] <= 1
-        if rec.POS in observed:  # array sites carry the observed genotypes
+        if rec.POS in observed:  # array sites carry the observed genotypes, flagged TYPED
             np.testing.assert_array_equal(rec.genotype.array()[:, :2], observed[rec.POS])
-            assert rec.INFO["TYPED"] == 1
+            assert rec.INFO.get("TYPED") is True and rec.INFO.get("IMP") is None
+        else:
+            assert rec.INFO.get("IMP") is True and rec.INFO.get("TYPED") is None
         n += 1
     assert n == 96
 
