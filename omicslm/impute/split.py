@@ -233,12 +233,16 @@ def write_panel_vcf(h5, split_tsv, out_vcf) -> int:
     return len(idx)
 
 
-def write_target_vcf(h5, split_tsv, array_tsv, out_vcf) -> int:
-    """Write the test samples' phased haplotypes at the array sites only."""
+def write_target_vcf(h5, split_tsv, array_tsv, out_vcf, *, phased: bool = True) -> int:
+    """Write the test samples' genotypes at the array sites only: their true haplotypes (``|``), or, unless
+    ``phased``, unphased calls (``0/1``, the haplotype order lost) as an array gives them, to be phased like real
+    targets (rule impute_phase_targets)."""
     panel = read_panel(h5)
     idx = role_indices(panel, read_split(split_tsv), ["test"])
     sites = read_array_sites(array_tsv, panel, h5)["idx"].to_numpy()
     write_vcf(out_vcf, contig=panel.contig, positions=panel.pos[sites], ref=panel.ref[sites], alt=panel.alt[sites],
-              samples=panel.samples[idx], haplotypes=panel.hap[np.ix_(sites, idx)], source="omicslm array targets")
-    log.info("target VCF: %d samples x %d array sites -> %s", len(idx), len(sites), out_vcf)
+              samples=panel.samples[idx], haplotypes=panel.hap[np.ix_(sites, idx)], source="omicslm array targets",
+              phased=phased)
+    log.info("target VCF: %d samples x %d array sites (%s) -> %s", len(idx), len(sites),
+             "phased" if phased else "unphased", out_vcf)
     return len(idx)

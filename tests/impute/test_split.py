@@ -98,3 +98,21 @@ def test_panel_and_target_vcfs_hold_the_right_samples_and_sites(panel_h5, tmp_pa
     assert [v.POS for v in rows] == arr.pos.tolist()
     for v, i in zip(rows, arr.idx):
         np.testing.assert_array_equal(v.genotype.array()[:, :2], hap[i, test_idx])
+
+
+def test_target_vcf_unphased_keeps_the_genotypes_and_loses_the_phase(panel_h5, tmp_path):
+    # impute.split.targets_phased false: the array genotypes as a chip gives them (0/1), same samples and sites
+    h5, hap = panel_h5
+    split = split_samples(h5, tmp_path / "split.tsv", test_fraction=0.25, validation_fraction=0.1, seed=1)
+    arr = select_array_sites(h5, tmp_path / "split.tsv", tmp_path / "array.tsv", min_maf=0.05, spacing_bp=2000)
+    write_target_vcf(h5, tmp_path / "split.tsv", tmp_path / "array.tsv", tmp_path / "targets.vcf.gz", phased=False)
+    targets = cyvcf2.VCF(str(tmp_path / "targets.vcf.gz"))
+    test_names = split.loc[split.role == "test", "sample"].tolist()
+    assert targets.samples == test_names
+    test_idx = [int(s[1:]) for s in test_names]
+    rows = list(targets)
+    assert [v.POS for v in rows] == arr.pos.tolist()
+    for v, i in zip(rows, arr.idx):
+        g = v.genotype.array()
+        assert not g[:, 2].any()  # no call phased
+        np.testing.assert_array_equal(np.sort(g[:, :2], axis=1), np.sort(hap[i, test_idx], axis=1))

@@ -8,10 +8,13 @@ The killed-job test then trains one tiny model variant in the same directory. Te
 
 import gzip
 import os
+import shutil
 import signal
 import subprocess
 import time
 
+import cyvcf2
+import pandas as pd
 import pytest
 
 from tests.workflow.conftest import ROOT, SNAKEMAKE, killed_outputs, planned_jobs, snakemake, write_config
@@ -33,6 +36,8 @@ PEER_RULES = {"impute_vcf_to_h5", "impute_windows", "impute_split", "impute_arra
               "impute_minimac4_compress", "impute_minimac4", "impute_af_floor", "impute_evaluate", "impute_eval", "impute_plot",
               "impute_all"}
 REPORT = {"impute_evaluate", "impute_eval", "impute_plot", "impute_all"}
+UNPHASED = {"impute": {"split": {"targets_phased": False}}}  # the held-out targets phased like real ones
+PHASED_TARGETS = "results/impute/inputs/targets.phased.vcf.gz"
 NOTHING = "Nothing to be done"
 
 
@@ -100,6 +105,45 @@ def test_the_split_killed_after_an_edit_still_reruns_everything_below_it(full_ru
     assert set(jobs) == PEER_RULES - {"impute_vcf_to_h5", "impute_windows"} and jobs["impute_evaluate"] == 3
 
 
+def _job_inputs(out, rule):
+    """The ``input:`` line of each job of ``rule`` in a dry run's output."""
+    lines = out.splitlines()
+    return [lines[i + 1].strip() for i, line in enumerate(lines) if line.strip() == f"rule {rule}:"]
+
+
+def test_unphased_targets_rerun_the_targets_and_what_imputes_them_only(full_run, tiny):
+    edit = write_config(full_run / "unphased.yaml", UNPHASED)
+    jobs, out = _plan(full_run, tiny, edit)
+    # not the split, the array or the panel; af_floor reads no target VCF
+    assert set(jobs) == {"impute_target_vcf", "impute_phase_targets", "impute_beagle", "impute_minimac4"} | REPORT
+    assert jobs["impute_evaluate"] == 2
+    for rule in ("impute_beagle", "impute_minimac4"):  # every method reads the phased file, not the unphased one
+        (inputs,) = _job_inputs(out, rule)
+        assert PHASED_TARGETS in inputs and "targets.vcf.gz" not in inputs.replace(PHASED_TARGETS, "")
+
+
+def test_unphased_targets_are_phased_with_the_array_samples_and_sites(full_run, tiny, tmp_path):
+    # in a copy of the full run (metadata and times kept), so the other tests see the phased-targets run as it was
+    work = tmp_path / "unphased"
+    shutil.copytree(full_run, work, symlinks=True)
+    edit = write_config(work / "unphased.yaml", UNPHASED)
+    snakemake(work, PHASED_TARGETS, configs=[tiny, edit], timeout=600)
+    array = pd.read_csv(work / "results/impute/array_sites.tsv", sep="\t")
+    split = pd.read_csv(work / "results/impute/split.tsv", sep="\t")
+    unphased = cyvcf2.VCF(str(work / "results/impute/inputs/targets.vcf.gz"))
+    phased = cyvcf2.VCF(str(work / PHASED_TARGETS))
+    assert unphased.samples == phased.samples == split.loc[split.role == "test", "sample"].tolist()
+    before, after = list(unphased), list(phased)
+    assert [v.POS for v in before] == [v.POS for v in after] == array.pos.tolist()
+    for u, p in zip(before, after):
+        assert (u.REF, u.ALT) == (p.REF, p.ALT)
+        gu, gp = u.genotype.array(), p.genotype.array()
+        assert not gu[:, 2].any() and gp[:, 2].all()  # "/" in, "|" out
+        # complete calls: phasing orders the alleles, it does not change the genotype
+        assert (gp[:, :2] >= 0).all() and (gu[:, :2].sum(1) == gp[:, :2].sum(1)).all()
+    assert "phasing" in (work / "logs/impute/phase_targets.log").read_text()
+
+
 def test_editing_other_branches_reruns_nothing_here(full_run, tiny):
     other = write_config(full_run / "others.yaml", {
         "crispr": {"models": {"train": {"lr": 0.005}}, "split": {"seed": 1}},
@@ -161,3 +205,16 @@ def test_killed_training_job_leaves_no_output_and_the_rerun_resumes(full_run, ti
     log = (full_run / "logs/impute/train_ragbert.log").read_text()
     assert "resuming results/impute/ragbert/model_work/last" in log and "training on" not in log
     assert _plan(full_run, tiny, model, target=target)[0] == {}
+
+
+def test_toggling_targets_phased_reimputes_with_the_trained_model_and_retrains_nothing(full_run, tiny):
+    # after the training test above: its variant is trained and has not imputed yet
+    model = write_config(full_run / "model.yaml", MODEL)
+    edit = write_config(full_run / "unphased.yaml", UNPHASED)
+    target = "results/impute/eval/ragbert.tsv"
+    assert _plan(full_run, tiny, model, target=target)[0] == {"impute_ragbert": 1, "impute_evaluate": 1}
+    jobs, out = _plan(full_run, tiny, model, edit, target=target)
+    assert jobs == {"impute_target_vcf": 1, "impute_phase_targets": 1, "impute_ragbert": 1,
+                    "impute_evaluate": 1}  # no impute_train
+    (inputs,) = _job_inputs(out, "impute_ragbert")
+    assert PHASED_TARGETS in inputs

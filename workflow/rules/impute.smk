@@ -68,7 +68,7 @@ rule impute_split:
         tsv=f"{IMPUTE_DIR}/split.tsv",
     params:
         made_with=impute_made_with("impute_split"),  # rerun key: read by no script (settings_above)
-        split=IMPUTE["split"],
+        split=IMPUTE_SPLIT,
     log:
         "logs/impute/split_samples.log",
     conda:
@@ -121,12 +121,39 @@ rule impute_target_vcf:
         tbi=f"{IMPUTE_DIR}/inputs/targets.vcf.gz.tbi",
     params:
         made_with=impute_made_with("impute_target_vcf"),  # rerun key: read by no script (settings_above)
+        phased=TARGETS_PHASED,
     log:
         "logs/impute/target_vcf.log",
     conda:
         "../../envs/impute.yaml"
     script:
         "../../scripts/impute_target_vcf.py"
+
+
+# impute.split.targets_phased false: the unphased array targets phased against the panel (Beagle impute=false),
+# as a user's targets are (impute_targets_phase); every method then reads this file (impute_phased_targets)
+rule impute_phase_targets:
+    input:
+        targets=rules.impute_target_vcf.output.vcf,
+        ref=rules.impute_panel_vcf.output.vcf,
+        gmap=impute_plink_map,
+    output:
+        vcf=f"{IMPUTE_DIR}/inputs/targets.phased.vcf.gz",
+        tbi=f"{IMPUTE_DIR}/inputs/targets.phased.vcf.gz.tbi",
+    params:
+        made_with=impute_made_with("impute_phase_targets"),  # rerun key: read by no script (settings_above)
+        mem_gb=IMPUTE_BASELINES["beagle_mem_gb"],
+        ne=IMPUTE_BASELINES["beagle_ne"],
+        seed=IMPUTE_BASELINES["seed"],
+    threads: IMPUTE_BASELINES["threads"]
+    resources:
+        mem_mb=lambda wc: 1024 * (IMPUTE_BASELINES["beagle_mem_gb"] + 1),
+    log:
+        "logs/impute/phase_targets.log",
+    conda:
+        "../../envs/impute.yaml"
+    script:
+        "../../scripts/impute_targets_phase.py"
 
 
 rule impute_genetic_map:
@@ -148,7 +175,7 @@ rule impute_genetic_map:
 rule impute_beagle:
     input:
         ref=rules.impute_panel_vcf.output.vcf,
-        target=rules.impute_target_vcf.output.vcf,
+        target=impute_phased_targets,
         gmap=impute_plink_map,
     output:
         vcf=f"{IMPUTE_DIR}/beagle/imputed.vcf.gz",
@@ -191,7 +218,7 @@ rule impute_minimac4_compress:
 rule impute_minimac4:
     input:
         msav=rules.impute_minimac4_compress.output.msav,
-        target=rules.impute_target_vcf.output.vcf,
+        target=impute_phased_targets,
         gmap=impute_plink_map,
     output:
         vcf=f"{IMPUTE_DIR}/minimac4/imputed.vcf.gz",

@@ -14,6 +14,11 @@ MODEL_VAL_MAF_BINS = IMPUTE_MODEL["val_maf_bins"] or IMPUTE["evaluate"]["maf_bin
 # every method scored in results/impute_eval.tsv: the peers, then the model variants
 IMPUTE_METHODS = list(IMPUTE_BASELINES["methods"]) + MODEL_VARIANTS
 IMPUTE_GENETIC_MAP = bool(IMPUTE["data"]["genetic_map"])
+# held-out targets given to the methods as the true haplotypes (true), or unphased and phased against the panel (false)
+TARGETS_PHASED = IMPUTE["split"]["targets_phased"]
+# what the split is made with: impute.split less targets_phased, which only the target VCF reads (toggling it
+# reruns the targets and what imputes them, not the split nor the models trained on it)
+IMPUTE_SPLIT = {k: v for k, v in IMPUTE["split"].items() if k != "targets_phased"}
 
 
 def impute_raw_vcf(wildcards):
@@ -35,6 +40,13 @@ def impute_plink_map(wildcards):
     return f"{IMPUTE_DIR}/inputs/genetic_map.plink.map" if IMPUTE_GENETIC_MAP else []
 
 
+def impute_phased_targets(wildcards):
+    """The phased array targets every method imputes from: the test samples' true haplotypes (rule
+    impute_target_vcf), or, with ``impute.split.targets_phased: false``, those written unphased and phased
+    against the panel (rule impute_phase_targets), as real targets are."""
+    return f"{IMPUTE_DIR}/inputs/targets.vcf.gz" if TARGETS_PHASED else f"{IMPUTE_DIR}/inputs/targets.phased.vcf.gz"
+
+
 def impute_method_step(method):
     """The step that writes ``method``'s imputed VCF (a model variant's is impute_ragbert/<variant>)."""
     return f"impute_ragbert/{method}" if method in MODEL_VARIANTS else f"impute_{method}"
@@ -43,13 +55,17 @@ def impute_method_step(method):
 # What each step is made with (config name -> value) and which steps it reads: settings_above (common.smk)
 # turns these into each rule's rerun key. "data" is the raw input (the simulation or the user's files).
 _gmap = ["impute_genetic_map"] if IMPUTE_GENETIC_MAP else []
+_phased_targets = "impute_target_vcf" if TARGETS_PHASED else "impute_phase_targets"  # what impute_phased_targets gives
 IMPUTE_SETTINGS = {
     "impute_simulate": {"impute.simulate": IMPUTE["simulate"]},
     "data": {"impute.data": IMPUTE["data"]},
     "impute_vcf_to_h5": {"impute.ingest": IMPUTE["ingest"]},
     "impute_windows": {"impute.windows": IMPUTE["windows"]},
-    "impute_split": {"impute.split": IMPUTE["split"]},
+    "impute_split": {"impute.split": IMPUTE_SPLIT},
     "impute_array_sites": {"impute.array": IMPUTE["array"]},
+    "impute_target_vcf": {"impute.split.targets_phased": TARGETS_PHASED},
+    "impute_phase_targets": {"impute.baselines.beagle_ne": IMPUTE_BASELINES["beagle_ne"],
+                             "impute.baselines.seed": IMPUTE_BASELINES["seed"]},
     "impute_beagle": {"impute.baselines.beagle_ne": IMPUTE_BASELINES["beagle_ne"],
                       "impute.baselines.seed": IMPUTE_BASELINES["seed"]},
     **{f"impute_train/{v}": {"impute.model": MODEL_TRAINING, "impute.model.val_maf_bins": MODEL_VAL_MAF_BINS}
@@ -70,13 +86,14 @@ IMPUTE_PARENTS = {
     "impute_panel_vcf": ["impute_vcf_to_h5", "impute_split"],
     "impute_target_vcf": ["impute_vcf_to_h5", "impute_split", "impute_array_sites"],
     "impute_genetic_map": ["data", "impute_vcf_to_h5"],
-    "impute_beagle": ["impute_panel_vcf", "impute_target_vcf", *_gmap],
+    "impute_phase_targets": ["impute_panel_vcf", "impute_target_vcf", *_gmap],
+    "impute_beagle": ["impute_panel_vcf", _phased_targets, *_gmap],
     "impute_minimac4_compress": ["impute_panel_vcf"],
-    "impute_minimac4": ["impute_minimac4_compress", "impute_target_vcf", *_gmap],
+    "impute_minimac4": ["impute_minimac4_compress", _phased_targets, *_gmap],
     "impute_af_floor": ["impute_vcf_to_h5", "impute_split"],
     **{f"impute_train/{v}": ["impute_vcf_to_h5", "impute_split", "impute_array_sites", "impute_windows", *_gmap]
        for v in MODEL_VARIANTS},
-    **{f"impute_ragbert/{v}": [f"impute_train/{v}", "impute_vcf_to_h5", "impute_split", "impute_target_vcf",
+    **{f"impute_ragbert/{v}": [f"impute_train/{v}", "impute_vcf_to_h5", "impute_split", _phased_targets,
                                "impute_windows", *_gmap] for v in MODEL_VARIANTS},
     **{f"impute_evaluate/{m}": [impute_method_step(m), "impute_vcf_to_h5", "impute_split", "impute_array_sites"]
        for m in IMPUTE_METHODS},

@@ -46,7 +46,7 @@ rule impute_ragbert:
     input:
         h5=rules.impute_vcf_to_h5.output.h5,
         split=rules.impute_split.output.tsv,
-        target=rules.impute_target_vcf.output.vcf,
+        target=impute_phased_targets,
         windows=rules.impute_windows.output.tsv,
         best=rules.impute_train.output.best,
         train_runtime=rules.impute_train.output.runtime,
