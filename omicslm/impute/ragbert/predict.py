@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from omicslm.errors import InputError
 from omicslm.impute.layout import Panel, read_panel
-from omicslm.impute.ragbert.batches import WindowData
+from omicslm.impute.ragbert.batches import WindowData, panel_site_stats
 from omicslm.impute.ragbert.model import ModelConfig, RagBert
 from omicslm.impute.split import read_split, role_indices
 from omicslm.impute.ragbert.windows import file_sha1, panel_fingerprint, read_windows, window_data
@@ -64,8 +64,11 @@ def predict_alt_prob(model: RagBert, data: WindowData, *, batch_size: int, devic
     return (total / count[:, None]).astype(np.float32)
 
 
-def read_targets(targets_vcf, panel: Panel) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def read_targets(targets_vcf, panel: Panel, *, skip_absent: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Phased target haplotypes at their (array) sites, mapped onto the panel's sites.
+
+    ``skip_absent``: a target site the ingested panel lacks (e.g. below ``impute.ingest.min_maf``) is skipped and
+    counted in the log instead of being an error (targets already QC'd against the panel's VCF).
 
     Returns
     -------
@@ -86,11 +89,14 @@ def read_targets(targets_vcf, panel: Panel) -> tuple[np.ndarray, np.ndarray, lis
     except (OSError, IOError) as exc:
         raise InputError(targets_vcf, f"cannot open target VCF ({exc})") from exc
     samples = list(reader.samples)
-    site_idx, rows = [], []
+    site_idx, rows, skipped = [], [], 0
     for rec in reader:
         where = f"{rec.CHROM}:{rec.POS}"
         i = int(np.searchsorted(panel.pos, rec.POS))
         if i >= panel.n_variants or panel.pos[i] != rec.POS:
+            if skip_absent:
+                skipped += 1
+                continue
             raise InputError(targets_vcf, "target site is not a site of the reference panel", where)
         if rec.REF != panel.ref[i] or rec.ALT != [panel.alt[i]]:
             raise InputError(targets_vcf, f"alleles {rec.REF}>{','.join(rec.ALT)} differ from the panel's "
@@ -104,8 +110,11 @@ def read_targets(targets_vcf, panel: Panel) -> tuple[np.ndarray, np.ndarray, lis
         site_idx.append(i)
         rows.append(g[:, :2].astype(np.int8))
     reader.close()
+    if skipped:
+        log.info("%s: %d target sites are not sites of the ingested panel (skipped), %d kept", targets_vcf, skipped,
+                 len(rows))
     if not rows:
-        raise InputError(targets_vcf, "target VCF has no records")
+        raise InputError(targets_vcf, "target VCF has no records" + (" at sites of the panel" if skipped else ""))
     site_idx = np.array(site_idx, dtype=np.int64)
     if np.any(np.diff(site_idx) <= 0):
         raise InputError(targets_vcf, "records are not sorted by position or a position repeats")
@@ -119,7 +128,9 @@ def load_model(checkpoint_dir, panel: Panel) -> tuple[RagBert, dict]:
     for key in ("model", "panel", "options"):
         if key not in config:
             raise InputError(checkpoint_dir / "config.json", f"not a ragbert checkpoint (no {key!r} in its config)")
-    want, have = config["panel"], panel_fingerprint(panel)
+    have = panel_fingerprint(panel)
+    panels = config.get("panels") or [config["panel"]]  # one per contig the model was trained on
+    want = next((fp for fp in panels if fp.get("contig") == have.get("contig")), panels[0])
     diff = [k for k in sorted(set(want) | set(have)) if want.get(k) != have.get(k)]
     if diff:
         shown = ", ".join(f"{k}: checkpoint {want.get(k)!r} vs panel {have.get(k)!r}" for k in diff if k != "populations")
@@ -162,9 +173,10 @@ def genotype_outputs(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                                 "R2": np.clip(r2, 0, 1).astype(np.float32)}
 
 
-def _check_genetic_map(config: dict, checkpoint_dir, genetic_map, *, copying: bool) -> None:
-    """InputError unless ``genetic_map`` is the map (or lack of one) the copying model was trained with."""
-    trained_map = config.get("genetic_map_sha1")
+def _check_genetic_map(config: dict, checkpoint_dir, genetic_map, *, copying: bool, contig: str | None = None) -> None:
+    """InputError unless ``genetic_map`` is the map (or lack of one) the copying model was trained with on
+    ``contig`` (a checkpoint trained across contigs records one map per contig)."""
+    trained_map = (config.get("genetic_map_sha1s") or {}).get(contig, config.get("genetic_map_sha1"))
     if copying and "genetic_map_sha1" in config and trained_map != file_sha1(genetic_map):
         had = "a different genetic map" if trained_map and genetic_map else "a genetic map" if trained_map else "none"
         raise InputError(Path(checkpoint_dir) / "config.json",
@@ -172,18 +184,51 @@ def _check_genetic_map(config: dict, checkpoint_dir, genetic_map, *, copying: bo
                          f"retrain, or pass the map it was trained with")
 
 
-def _target_indices(targets_vcf, panel: Panel, samples: list[str], panel_idx: np.ndarray) -> np.ndarray:
-    """Panel index of every target sample; InputError when one is unknown or in the retrieval panel."""
+def infer_populations(target_hap: np.ndarray, af_pop: np.ndarray, *, eps: float = 1e-3) -> np.ndarray:
+    """The most likely panel population of each target from its alleles at its own (array) sites.
+
+    Parameters
+    ----------
+    target_hap : int8 (n_sites, n_samples, 2)
+    af_pop : float (n_sites, n_pops) ALT frequency of each population of the retrieval panel at those sites
+
+    Returns
+    -------
+    int64 (n_samples,): argmax over populations of sum log P(allele | population AF) over both haplotypes
+    (Hardy-Weinberg, sites independent; AF clipped to [eps, 1 - eps]).
+    """
+    f = np.clip(af_pop.astype(np.float64), eps, 1 - eps)
+    alt = target_hap.sum(axis=2).astype(np.float64)  # (n_sites, n_samples)
+    loglik = alt.T @ np.log(f) + (2 - alt).T @ np.log(1 - f)  # (n_samples, n_pops)
+    return np.argmax(loglik, axis=1).astype(np.int64)
+
+
+def _target_populations(targets_vcf, panel: Panel, samples: list[str], panel_idx: np.ndarray,
+                        target_hap: np.ndarray, site_idx: np.ndarray) -> np.ndarray:
+    """Population index of every target: its panel label where the HDF5 holds the sample (not in the retrieval
+    panel: InputError, it would retrieve its own haplotypes), else inferred (:func:`infer_populations`) from the
+    retrieval panel's population frequencies at the target's sites."""
     index_of = {s: i for i, s in enumerate(panel.samples)}
-    missing = [s for s in samples if s not in index_of]
-    if missing:
-        raise InputError(targets_vcf, "target sample is not in the panel HDF5 (population unknown)", missing[0])
-    query_idx = np.array([index_of[s] for s in samples], dtype=np.int64)
-    leaked = set(query_idx.tolist()) & set(panel_idx.tolist())
+    known = np.array([s in index_of for s in samples], dtype=bool)
+    leaked = {index_of[s] for s in samples if s in index_of} & set(panel_idx.tolist())
     if leaked:
         raise InputError(targets_vcf, "target sample is also a reference-panel sample in the split",
                          panel.samples[min(leaked)])
-    return query_idx
+    pops = np.zeros(len(samples), dtype=np.int64)
+    pops[known] = panel.pop[[index_of[s] for s in np.asarray(samples)[known]]]
+    stats = panel_site_stats(panel.hap[site_idx], panel.pop, panel_idx, len(panel.populations))
+    inferred = infer_populations(target_hap, stats.af_pop)
+    if known.any():
+        agree = float((inferred[known] == pops[known]).mean())
+        log.info("population of %d targets from the panel file; inferred from their alleles for %d (on the labelled "
+                 "ones the inference agrees with the label for %.1f%%)", int(known.sum()), int((~known).sum()),
+                 100 * agree)
+    if not known.all():
+        pops[~known] = inferred[~known]
+        counts = np.bincount(inferred[~known], minlength=len(panel.populations))
+        log.info("inferred populations of %d targets: %s", int((~known).sum()),
+                 ", ".join(f"{panel.populations[i]} {c}" for i, c in enumerate(counts) if c))
+    return pops
 
 
 def _write_imputed_vcf(out_vcf, panel: Panel, samples: list[str], p: np.ndarray, observed: np.ndarray, *,
@@ -206,7 +251,7 @@ def _write_imputed_vcf(out_vcf, panel: Panel, samples: list[str], p: np.ndarray,
 
 def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_vcf, runtime_json, *, method: str,
                    batch_size: int, threads: int = 1, device: str = "auto", train_runtime_json=None,
-                   genetic_map=None) -> float:
+                   genetic_map=None, skip_absent: bool = False) -> float:
     """Impute the target samples with a trained checkpoint; write the imputed VCF and runtime.
 
     Parameters
@@ -234,6 +279,9 @@ def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_
         ``train_runtime.json`` of the training run, for ``train_seconds``.
     genetic_map : path, optional
         PLINK map of the copying model; must be the one the model was trained with.
+    skip_absent : bool
+        Skip target sites the ingested panel lacks (:func:`read_targets`) instead of stopping. Targets need not be
+        samples of the HDF5: a target it lacks gets the population its alleles fit best (:func:`infer_populations`).
 
     Returns
     -------
@@ -249,17 +297,17 @@ def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_
     model, config = load_model(checkpoint_dir, panel)
     model.to(dev)
     cfg = config["options"]
-    _check_genetic_map(config, checkpoint_dir, genetic_map, copying=model.cfg.copying)
-    site_idx, target_hap, samples = read_targets(targets_vcf, panel)
+    _check_genetic_map(config, checkpoint_dir, genetic_map, copying=model.cfg.copying, contig=panel.contig)
+    site_idx, target_hap, samples = read_targets(targets_vcf, panel, skip_absent=skip_absent)
     observed = np.zeros(panel.n_variants, dtype=bool)
     observed[site_idx] = True
-    query_idx = _target_indices(targets_vcf, panel, samples, panel_idx)
+    query_pop = _target_populations(targets_vcf, panel, samples, panel_idx, target_hap, site_idx)
     windows = read_windows(windows_tsv, panel.n_variants)
     if (windows[:, 1] - windows[:, 0]).max() > model.cfg.window_sites:
         raise InputError(windows_tsv, f"windows are longer than the model's {model.cfg.window_sites} sites")
     query_hap = np.zeros((panel.n_variants, 2 * len(samples)), dtype=np.int8)
     query_hap[site_idx] = target_hap.reshape(len(site_idx), -1)
-    data = window_data(panel, windows, observed, query_idx=query_idx, query_hap=query_hap, labels=False,
+    data = window_data(panel, windows, observed, query_pop=query_pop, query_hap=query_hap, labels=False,
                         panel_idx=panel_idx, cfg=cfg, exclude_self=False, seed=int(cfg["train"]["seed"]),
                         threads=threads, window_sites=model.cfg.window_sites, genetic_map=genetic_map)
     p = predict_alt_prob(model, data, batch_size=batch_size, device=dev, amp=bool(cfg["train"].get("amp", True)))

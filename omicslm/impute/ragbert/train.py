@@ -184,11 +184,71 @@ def _window_datasets(inputs: _Inputs, *, cfg: dict, seed: int, threads: int, win
     return train_data, val_data, time.perf_counter() - started
 
 
-def _run_config(variant: str, mcfg: ModelConfig, cfg: dict, inputs: _Inputs, genetic_map) -> dict:
-    """What a checkpoint records: model, options, and the panel, array sites and map it was trained on."""
-    array_pos = np.ascontiguousarray(inputs.panel.pos[inputs.array_idx], dtype=np.int64)
-    return {"variant": variant, "model": mcfg.to_dict(), "options": cfg, "panel": panel_fingerprint(inputs.panel),
-            "array_sha1": hashlib.sha1(array_pos.tobytes()).hexdigest(), "genetic_map_sha1": file_sha1(genetic_map)}
+def _as_list(x) -> list:
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def _same_samples(contigs: list[_Inputs], splits: list) -> None:
+    """InputError unless every contig's panel has the same reference and validation samples, in the same order
+    (one model, one retrieval panel: a haplotype column means the same person on every chromosome)."""
+    first = contigs[0]
+    for inputs, split_tsv in zip(contigs[1:], splits[1:]):
+        for role, a, b in (("reference", first.ref_idx, inputs.ref_idx), ("validation", first.val_idx, inputs.val_idx)):
+            if not np.array_equal(first.panel.samples[a], inputs.panel.samples[b]):
+                raise InputError(split_tsv, f"the {role} samples of {inputs.panel.contig} differ from those of "
+                                            f"{first.panel.contig}: a model trained across chromosomes needs the same "
+                                            f"panel samples (and split) on every chromosome")
+        if list(inputs.panel.populations) != list(first.panel.populations):
+            raise InputError(split_tsv, f"the populations of {inputs.panel.contig} differ from those of "
+                                        f"{first.panel.contig}")
+
+
+def concat_window_data(parts: list[WindowData]) -> WindowData:
+    """One dataset over several contigs: sites stacked contig after contig, windows offset onto them.
+
+    The parts must share their query and panel haplotypes (the same samples in the same order), so the retrieved
+    neighbour indices mean the same haplotypes in every part; a window never spans two contigs.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    offsets = np.cumsum([0] + [len(d.positions) for d in parts[:-1]])
+
+    def cat(name):
+        values = [getattr(d, name) for d in parts]
+        return None if values[0] is None else np.concatenate(values)
+
+    first = parts[0]
+    stats = type(first.stats)(**{f: np.concatenate([getattr(d.stats, f) for d in parts])
+                                  for f in ("af", "af_pop", "geno_freq")})
+    return WindowData(windows=np.concatenate([d.windows + o for d, o in zip(parts, offsets)]),
+                      window_sites=max(d.window_sites for d in parts), positions=cat("positions"), vtype=cat("vtype"),
+                      stats=stats, observed=cat("observed"), query_hap=cat("query_hap"), query_pop=first.query_pop,
+                      panel_hap=cat("panel_hap"), panel_pop=first.panel_pop, neighbours=cat("neighbours"),
+                      copy_prob=cat("copy_prob"), labels=first.labels)
+
+
+def _contig_datasets(contigs: list[_Inputs], maps: list, *, cfg: dict, seed: int, threads: int,
+                     window_sites: int) -> tuple[WindowData, WindowData, float]:
+    """:func:`_window_datasets` of every contig, concatenated (training and validation), and the seconds in all."""
+    train_parts, val_parts, seconds = [], [], 0.0
+    for inputs, gmap in zip(contigs, maps):
+        train_data, val_data, took = _window_datasets(inputs, cfg=cfg, seed=seed, threads=threads,
+                                                      window_sites=window_sites, genetic_map=gmap)
+        train_parts.append(train_data)
+        val_parts.append(val_data)
+        seconds += took
+    return concat_window_data(train_parts), concat_window_data(val_parts), seconds
+
+
+def _run_config(variant: str, mcfg: ModelConfig, cfg: dict, contigs: list[_Inputs], maps: list) -> dict:
+    """What a checkpoint records: model, options, and the panel, array sites and map of every contig it was trained
+    on (``panel`` / ``array_sha1`` / ``genetic_map_sha1``: the first contig's, as single-contig checkpoints have)."""
+    arrays = [hashlib.sha1(np.ascontiguousarray(c.panel.pos[c.array_idx], dtype=np.int64).tobytes()).hexdigest()
+              for c in contigs]
+    panels = [panel_fingerprint(c.panel) for c in contigs]
+    return {"variant": variant, "model": mcfg.to_dict(), "options": cfg, "panel": panels[0], "panels": panels,
+            "array_sha1": arrays[0], "genetic_map_sha1": file_sha1(maps[0]),
+            "genetic_map_sha1s": {c.panel.contig: file_sha1(m) for c, m in zip(contigs, maps)}}
 
 
 def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, variant: str, model_block: dict,
@@ -197,8 +257,10 @@ def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, v
 
     Parameters
     ----------
-    h5, split_tsv, array_tsv, windows_tsv : path
-        Ingested panel, sample roles, array sites (``pos idx``), windows (``start_idx end_idx``).
+    h5, split_tsv, array_tsv, windows_tsv : path, or a list of paths (one per contig)
+        Ingested panel, sample roles, array sites (``pos idx``), windows (``start_idx end_idx``). Lists train one
+        model on the windows of every contig (:func:`concat_window_data`); the contigs' panels must hold the same
+        reference and validation samples in the same order.
     out_dir : path
         Receives ``best/`` (checkpoint: ``model.safetensors`` + ``config.json``),
         ``history.tsv`` and ``train_runtime.json`` once training is finished.
@@ -217,7 +279,7 @@ def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, v
     loss_hook : callable, optional
         Called as ``loss_hook(epoch)`` before every training batch (tests use it to
         interrupt a run).
-    genetic_map : path, optional
+    genetic_map : path or list of paths (one per contig), optional
         PLINK map for the copying model's genetic distances (uniform map when None);
         imputation must use the same one (its checksum is stored in the checkpoint).
 
@@ -230,16 +292,25 @@ def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, v
     torch.set_num_threads(max(1, int(threads)))
     cfg = resolve_variant(model_block, variant)
     tcfg = TrainConfig.from_dict(cfg["train"])
-    inputs = _read_inputs(h5, split_tsv, array_tsv, windows_tsv)
-    panel, observed, windows = inputs.panel, inputs.observed, inputs.windows
-    mcfg = _model_config(cfg, (windows[:, 1] - windows[:, 0]).max(), len(panel.populations))
+    splits = _as_list(split_tsv)
+    contigs = [_read_inputs(*paths) for paths in zip(_as_list(h5), splits, _as_list(array_tsv), _as_list(windows_tsv),
+                                                      strict=True)]
+    maps = _as_list(genetic_map) if genetic_map is not None else [None] * len(contigs)
+    if len(maps) != len(contigs):
+        raise ValueError(f"{len(maps)} genetic maps for {len(contigs)} contigs")
+    _same_samples(contigs, splits)
+    longest = max(int((c.windows[:, 1] - c.windows[:, 0]).max()) for c in contigs)
+    mcfg = _model_config(cfg, longest, len(contigs[0].panel.populations))
     weights = LossWeights(**cfg["loss"])
     set_seed(tcfg.seed)
 
-    log.info("%s: %d reference / %d validation samples, %d sites (%d on the array), %d windows", variant,
-             len(inputs.ref_idx), len(inputs.val_idx), panel.n_variants, int(observed.sum()), len(windows))
-    train_data, val_data, data_seconds = _window_datasets(inputs, cfg=cfg, seed=tcfg.seed, threads=threads,
-                                                          window_sites=mcfg.window_sites, genetic_map=genetic_map)
+    for c in contigs:
+        log.info("%s: %s: %d reference / %d validation samples, %d sites (%d on the array), %d windows", variant,
+                 c.panel.contig, len(c.ref_idx), len(c.val_idx), c.panel.n_variants, int(c.observed.sum()),
+                 len(c.windows))
+    train_data, val_data, data_seconds = _contig_datasets(contigs, maps, cfg=cfg, seed=tcfg.seed, threads=threads,
+                                                          window_sites=mcfg.window_sites)
+    observed = train_data.observed
     epochs = TrainEpochs(train_data, batch_size=cfg["batch_size"], pairs_per_epoch=cfg.get("pairs_per_epoch"),
                          seed=tcfg.seed, reveal_start=cfg["reveal_start"], curriculum_epochs=cfg["curriculum_epochs"])
     device = pick_device(tcfg.device)
@@ -258,7 +329,7 @@ def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, v
 
     # under torchrun each rank takes whole samples (both haplotype rows): the genotype loss pairs rows 2i, 2i+1
     state = fit(model, epochs, loss_fn, validate, tcfg, work_dir,
-                run_config=_run_config(variant, mcfg, cfg, inputs, genetic_map),
+                run_config=_run_config(variant, mcfg, cfg, contigs, maps),
                 steps_per_epoch=epochs.steps_per_epoch(), shard_batch=functools.partial(shard_rows, multiple=2))
     if not is_main_process():
         return state

@@ -149,10 +149,13 @@ def haplotype_columns(hap: np.ndarray, sample_idx: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(hap[:, sample_idx, :].reshape(hap.shape[0], -1))
 
 
-def window_data(panel: Panel, windows: np.ndarray, observed: np.ndarray, *, query_idx: np.ndarray,
-                 query_hap: np.ndarray, labels: bool, panel_idx: np.ndarray, cfg: dict, exclude_self: bool,
-                 seed: int, threads: int, window_sites: int, genetic_map=None) -> WindowData:
+def window_data(panel: Panel, windows: np.ndarray, observed: np.ndarray, *, query_hap: np.ndarray, labels: bool,
+                 panel_idx: np.ndarray, cfg: dict, exclude_self: bool, seed: int, threads: int, window_sites: int,
+                 genetic_map=None, query_idx: np.ndarray | None = None, query_pop: np.ndarray | None = None
+                 ) -> WindowData:
     """Features from ``panel_idx`` samples; retrieval of query haplotypes against them.
+
+    The queries' populations are ``query_pop``, or those of the panel samples ``query_idx``.
 
     ``genetic_map`` (PLINK map, optional) places sites in cM for the copying model; without
     one the map is uniform (``copying.cm_per_mb``).
@@ -202,5 +205,6 @@ def window_data(panel: Panel, windows: np.ndarray, observed: np.ndarray, *, quer
                                              ne=copying["ne"], error=copying["error"])
     return WindowData(windows=windows, window_sites=window_sites,
                       positions=panel.pos, vtype=panel.vtype, stats=stats, observed=observed,
-                      query_hap=query_hap, query_pop=panel.pop[query_idx], panel_hap=panel_hap,
+                      query_hap=query_hap, query_pop=panel.pop[query_idx] if query_pop is None else query_pop,
+                      panel_hap=panel_hap,
                       panel_pop=panel_pop, neighbours=neighbours, copy_prob=copy_prob, labels=labels)
