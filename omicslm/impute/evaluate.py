@@ -292,7 +292,7 @@ def _score_groups(edges: np.ndarray, maf: np.ndarray, mono: np.ndarray) -> list[
 # --------------------------------------------------------------------------- files
 
 
-def _write_table(df: pd.DataFrame, out_tsv: str | os.PathLike) -> None:
+def write_table(df: pd.DataFrame, out_tsv: str | os.PathLike) -> None:
     with atomic_open(out_tsv, "w", newline="") as fh:
         df.to_csv(fh, sep="\t", index=False, float_format=_FLOAT_FORMAT, na_rep="NaN")
 
@@ -363,7 +363,7 @@ def evaluate_method(
 
     table.insert(0, "method", method)
     table["seconds"] = seconds
-    _write_table(table, out_tsv)
+    write_table(table, out_tsv)
     all_row = table.loc[table["bin"] == ALL].iloc[0]
     log.info("%s: aggregate r2 %.4f [%.4f, %.4f] over %d sites, %.1f s", method, all_row["r2"],
              all_row["r2_lo"], all_row["r2_hi"], all_row["n_sites"], seconds)
@@ -406,9 +406,10 @@ def combine_tables(tsvs: Sequence[str | os.PathLike], out_tsv: str | os.PathLike
             raise InputError(path, f"columns {list(df.columns)} differ from {tsvs[0]}'s {list(frames[0].columns)}")
         frames.append(df)
     combined = pd.concat(frames, ignore_index=True)
-    dup = combined.duplicated(["method", "bin"]) if {"method", "bin"} <= set(combined.columns) else None
+    key = [c for c in ("method", "chrom", "bin") if c in combined.columns]  # chrom: the targets' tables
+    dup = combined.duplicated(key) if {"method", "bin"} <= set(key) else None
     if dup is not None and dup.any():
-        raise InputError(out_tsv, "the same method/bin appears in two input tables",
-                         record=f"{combined.loc[dup, 'method'].iloc[0]} {combined.loc[dup, 'bin'].iloc[0]}")
-    _write_table(combined, out_tsv)
+        raise InputError(out_tsv, f"the same {'/'.join(key)} appears in two input tables",
+                         record=" ".join(str(combined.loc[dup, c].iloc[0]) for c in key))
+    write_table(combined, out_tsv)
     return combined

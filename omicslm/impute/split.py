@@ -35,7 +35,8 @@ def split_samples(h5, out_tsv, *, test_fraction: float, validation_fraction: flo
     """Assign every ingested sample a role, stratified by population.
 
     In each population of ``n`` samples, ``round(n * test_fraction)`` (at least 1 when
-    ``n >= 3``) go to test and ``round(n * validation_fraction)`` to validation; the
+    ``n >= 3``, unless ``test_fraction`` is 0: a reference panel of your own, whose targets are
+    other samples) go to test and ``round(n * validation_fraction)`` to validation; the
     rest are reference. Populations are visited in sorted order with one
     ``numpy.random.default_rng(seed)``, so the split is reproducible.
     """
@@ -48,7 +49,7 @@ def split_samples(h5, out_tsv, *, test_fraction: float, validation_fraction: flo
         members = np.flatnonzero(panel.pop == p_idx)
         n = len(members)
         n_test = int(round(n * test_fraction))
-        if n >= 3:
+        if n >= 3 and test_fraction > 0:
             n_test = max(n_test, 1)
         n_val = int(round(n * validation_fraction))
         if n_test + n_val >= n:
@@ -62,7 +63,7 @@ def split_samples(h5, out_tsv, *, test_fraction: float, validation_fraction: flo
         "super_pop": panel.super_pop,
         "role": role,
     })
-    if not (df.role == "test").any():
+    if test_fraction > 0 and not (df.role == "test").any():
         raise InputError(h5, f"no test samples: {panel.n_samples} samples are too few for test_fraction={test_fraction}")
     with atomic_open(out_tsv) as fh:
         df.to_csv(fh, sep="\t", index=False)

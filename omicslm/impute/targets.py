@@ -62,13 +62,18 @@ def _same_contig(a: str, b: str) -> bool:
     return a.removeprefix("chr") == b.removeprefix("chr")
 
 
-def read_panel_sites(panel_vcf, chrom: str) -> pd.DataFrame:
-    """Biallelic sites of a phased panel VCF on ``chrom``: ``pos, ref, alt, af`` (ALT frequency over its haplotypes)."""
+def read_panel_sites(panel_vcf, chrom: str, *, snps_only: bool = False) -> pd.DataFrame:
+    """Biallelic sites of a phased panel VCF on ``chrom``: ``pos, ref, alt, af`` (ALT frequency over its haplotypes).
+
+    ``snps_only``: biallelic SNPs only (the sites our model imputes: its ingested panel holds no indels).
+    """
     rows = []
     vcf = cyvcf2.VCF(str(panel_vcf), lazy=True)
     try:
         for rec in vcf:
             if not _same_contig(rec.CHROM, chrom) or len(rec.ALT) != 1:
+                continue
+            if snps_only and (len(rec.REF) != 1 or len(rec.ALT[0]) != 1):
                 continue
             gt = rec.genotype.array()[:, :2]
             called = gt[gt >= 0]
@@ -113,25 +118,33 @@ def read_truth(truth_vcf, sites: pd.DataFrame, samples: Sequence[str], chrom: st
     return truth, complete
 
 
+def scored_sites(sites: pd.DataFrame, typed: set[int], complete: np.ndarray) -> np.ndarray:
+    """Mask of the panel ``sites`` a targets' evaluation scores: untyped in the targets, with a complete truth, and
+    alone at their position (a position holding two records, a SNP and an indel, is not scored: read_imputed reads
+    one record a position)."""
+    shared = sites["pos"].duplicated(keep=False).to_numpy()
+    return complete & ~sites["pos"].isin(typed).to_numpy() & ~shared
+
+
 def evaluate_targets(imputed_vcf, truth_vcf, panel_vcf, qc_tsv, out_tsv, *, method: str, chrom: str,
-                     bins: Sequence[float], n_boot: int, seed: int) -> pd.DataFrame:
+                     bins: Sequence[float], n_boot: int, seed: int, snps_only: bool = False) -> pd.DataFrame:
     """Score one method's imputed VCF of ``chrom`` against the targets' truth, by panel-MAF bin.
 
     Scored: the panel sites that were not typed in the (QC'd) targets (``qc_tsv`` of
     :func:`omicslm.impute.target_qc.qc_targets`: rows with a kept action) and whose truth is
     complete. The table is that of :func:`omicslm.impute.evaluate.score` with ``method`` and
-    ``chrom`` columns in front; written atomically to ``out_tsv``.
+    ``chrom`` columns in front; written atomically to ``out_tsv``. ``snps_only``: score the panel's biallelic
+    SNPs only (every method of a table with our model, which imputes no indels, is scored on the same sites).
     """
-    sites = read_panel_sites(panel_vcf, chrom)
+    sites = read_panel_sites(panel_vcf, chrom, snps_only=snps_only)
     qc = pd.read_csv(qc_tsv, sep="\t")
     typed = set(qc.loc[~qc["action"].isin(DROPPED_ACTIONS), "pos"].astype(int))
     probe = cyvcf2.VCF(str(imputed_vcf), lazy=True)
     samples = list(probe.samples)
     probe.close()
     truth, complete = read_truth(truth_vcf, sites, samples, chrom)
-    # a position holding two records (a SNP and an indel) is not scored: read_imputed reads one record a position
     shared = sites["pos"].duplicated(keep=False).to_numpy()
-    scored = complete & ~sites["pos"].isin(typed).to_numpy() & ~shared
+    scored = scored_sites(sites, typed, complete)
     if not scored.any():
         raise InputError(truth_vcf, f"no untyped panel site on {chrom} has a complete truth genotype to score")
     sel = sites[scored]
@@ -234,3 +247,32 @@ def thin_to_array(vcf, panel_vcf, out_vcf, *, chrom: str, min_maf: float, spacin
     log.info("%s: %d array sites of the density rule (panel SNP MAF >= %g, one per %d bp) kept -> %s", vcf, len(idx),
              min_maf, spacing_bp, out_vcf)
     return len(idx)
+
+
+def targets_array_sites(h5, targets_vcf, out_tsv) -> pd.DataFrame:
+    """The array a model trained on a reference panel of your own shows its queries: the (phased, QC'd) targets'
+    sites that are sites of the ingested panel ``h5`` (same position and alleles), as ``pos idx``.
+
+    Target sites the ingested panel lacks (below ``impute.ingest.min_maf``, or multiallelic in the panel) are
+    counted in the log; InputError when none is left.
+    """
+    panel = read_panel(h5, haplotypes=False)
+    index_of = {(int(p), r, a): i for i, (p, r, a) in enumerate(zip(panel.pos, panel.ref, panel.alt))}
+    idx, absent = [], 0
+    reader = cyvcf2.VCF(str(targets_vcf))
+    for rec in reader:
+        i = index_of.get((rec.POS, rec.REF, rec.ALT[0] if len(rec.ALT) == 1 else None))
+        if i is None:
+            absent += 1
+        else:
+            idx.append(i)
+    reader.close()
+    if not idx:
+        raise InputError(targets_vcf, f"no target site is a site of the ingested panel {h5} ({absent} absent)")
+    idx = np.unique(np.array(idx, dtype=np.int64))
+    df = pd.DataFrame({"pos": panel.pos[idx].astype(np.int64), "idx": idx})
+    with atomic_open(out_tsv) as fh:
+        df.to_csv(fh, sep="\t", index=False)
+    log.info("array of the model: %d target sites of %s are panel sites, %d are not (not shown to the model)",
+             len(df), targets_vcf, absent)
+    return df

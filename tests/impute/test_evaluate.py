@@ -339,3 +339,15 @@ def test_evaluate_method_rejects_inconsistent_array_sites(tmp_path, panel_files)
     with pytest.raises(InputError, match=r"bad_array\.tsv.*does not match variants/POS"):
         evaluate_method(p["h5"], p["split"], bad, tmp_path / "none.vcf.gz", tmp_path / "none.json",
                         tmp_path / "x.tsv", method="x", bins=BINS, n_boot=0, seed=0)
+
+
+def test_combine_tables_keys_the_targets_tables_by_chromosome_too(tmp_path):
+    row = {"method": "beagle", "bin": "all", "r2": 0.9}
+    a, b = tmp_path / "a.tsv", tmp_path / "b.tsv"
+    pd.DataFrame([{**row, "chrom": "21"}]).to_csv(a, sep="\t", index=False)
+    pd.DataFrame([{**row, "chrom": "22"}]).to_csv(b, sep="\t", index=False)
+    combined = combine_tables([a, b], tmp_path / "all.tsv")
+    assert list(combined["chrom"].astype(str)) == ["21", "22"]
+    with pytest.raises(InputError, match="method/chrom/bin appears in two"):
+        combine_tables([a, a], tmp_path / "twice.tsv")
+    assert not (tmp_path / "twice.tsv").exists()

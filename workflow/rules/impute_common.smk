@@ -144,10 +144,15 @@ _unknown = [m for m in IMPUTE_TARGETS["methods"] if m not in PEERS_BY_CHUNK and 
 if _unknown:
     raise ValueError(f"config impute.targets.methods: {_unknown} are not enabled variants of impute.model.variants "
                      f"({MODEL_VARIANTS})")
-if TARGET_MODELS and not TARGETS_HELDOUT:
-    raise ValueError("config impute.targets.methods: a model variant imputes the targets of the panel it was trained on, "
-                     "which is the held-out source's panel (impute.targets.source: heldout); training on a reference "
-                     "panel of your own files is not built yet: use the peers there")
+if TARGET_MODELS and not TARGETS_HELDOUT and not IMPUTE["reference"]["panel"]:
+    raise ValueError("config impute.targets.methods: a model variant trains on your reference panel and needs its "
+                     "populations: set impute.reference.panel (a file 'sample pop super_pop' as impute.data.panel), or "
+                     "impute with the peers only")
+# a table with our model scores the panel's biallelic SNPs only, for every method (the model imputes no indels)
+TARGETS_SNPS_ONLY = bool(TARGET_MODELS)
+# the reference panel of your own, split for training the model: reference and validation samples, no test ones
+TARGETS_REF_SPLIT = {"test_fraction": 0.0, "validation_fraction": IMPUTE["split"]["validation_fraction"],
+                     "seed": IMPUTE["split"]["seed"]}
 
 
 def _per_chrom(pattern, chrom):
@@ -182,6 +187,18 @@ def impute_targets_reference(wildcards):
     return _per_chrom(IMPUTE["reference"]["vcf"], wildcards.chrom)
 
 
+def impute_targets_model_input(wildcards, what):
+    """What a model variant imputes ``wildcards.chrom`` with: the held-out evaluation's panel, split, windows and
+    model (source heldout), or the reference panel of your own's and the model trained on all its chromosomes."""
+    v, c = wildcards.tmethod, wildcards.chrom
+    if TARGETS_HELDOUT:
+        return {"h5": f"{IMPUTE_DIR}/panel.h5", "split": f"{IMPUTE_DIR}/split.tsv", "windows": f"{IMPUTE_DIR}/windows.tsv",
+                "best": f"{IMPUTE_DIR}/{v}/model/best", "train_runtime": f"{IMPUTE_DIR}/{v}/model/train_runtime.json"}[what]
+    return {"h5": f"{TARGETS_DIR}/{c}/panel.h5", "split": f"{TARGETS_DIR}/{c}/panel_split.tsv",
+            "windows": f"{TARGETS_DIR}/{c}/windows.tsv", "best": f"{TARGETS_DIR}/model/{v}/best",
+            "train_runtime": f"{TARGETS_DIR}/model/{v}/train_runtime.json"}[what]
+
+
 def impute_targets_gmap(wildcards):
     """PLINK map of ``wildcards.chrom`` when a genetic map is configured, else nothing."""
     if TARGETS_HELDOUT:
@@ -211,11 +228,19 @@ IMPUTE_SETTINGS.update({
     **{f"impute_targets_chunks/{c}": {"impute.targets.chunks": IMPUTE_TARGETS["chunks"]} for c in TARGET_CHROMOSOMES},
     **{f"impute_targets_beagle/{c}": {"impute.baselines.beagle_ne": IMPUTE_BASELINES["beagle_ne"],
                                       "impute.baselines.seed": IMPUTE_BASELINES["seed"]} for c in TARGET_CHROMOSOMES},
-    **{f"impute_targets_evaluate/{m}/{c}": {"impute.evaluate": IMPUTE["evaluate"]}
+    **{f"impute_targets_evaluate/{m}/{c}": {"impute.evaluate": IMPUTE["evaluate"], "snps_only": TARGETS_SNPS_ONLY}
        for m in TARGET_METHODS for c in TARGET_CHROMOSOMES},
     **{f"impute_targets_gather/{v}/{c}": {"impute.model.predict_batch_size": IMPUTE_MODEL["predict_batch_size"],
                                           "impute.model.train.device": IMPUTE_MODEL["train"]["device"]}
        for v in TARGET_MODELS for c in TARGET_CHROMOSOMES},
+    # the model on a reference panel of your own (impute_targets_train.smk)
+    **{f"impute_targets_ref_h5/{c}": {"impute.ingest": IMPUTE["ingest"]} for c in TARGET_CHROMOSOMES},
+    **{f"impute_targets_ref_split/{c}": {"impute.split.validation_fraction": IMPUTE["split"]["validation_fraction"],
+                                         "impute.split.seed": IMPUTE["split"]["seed"]} for c in TARGET_CHROMOSOMES},
+    **{f"impute_targets_ref_windows/{c}": {"impute.windows": IMPUTE["windows"]} for c in TARGET_CHROMOSOMES},
+    **{f"impute_targets_train/{v}": {"impute.model": MODEL_TRAINING, "impute.model.val_maf_bins": MODEL_VAL_MAF_BINS}
+       for v in TARGET_MODELS},
+    "impute_targets_plot": {"impute.targets.r2_along": IMPUTE_TARGETS["r2_along"], "snps_only": TARGETS_SNPS_ONLY},
 })
 IMPUTE_PARENTS.update({
     "impute_targets_heldout": ["impute_vcf_to_h5", "impute_split", "impute_array_sites"],
@@ -230,9 +255,25 @@ IMPUTE_PARENTS.update({
     **{f"impute_targets_minimac4/{c}": [f"impute_targets_chunks/{c}", f"impute_targets_minimac4_compress/{c}"]
        for c in TARGET_CHROMOSOMES},
     **{f"impute_targets_gather/{m}/{c}": [f"impute_targets_{m}/{c}"] for m in TARGET_PEERS for c in TARGET_CHROMOSOMES},
-    **{f"impute_targets_gather/{v}/{c}": [f"impute_train/{v}", f"impute_targets_phase/{c}", "impute_windows"]
-       for v in TARGET_MODELS for c in TARGET_CHROMOSOMES},  # impute_targets_model: no chunks
+    # impute_targets_model: no chunks; the held-out model, or the one trained on your panel's chromosomes
+    **{f"impute_targets_gather/{v}/{c}": ([f"impute_train/{v}", f"impute_targets_phase/{c}", "impute_windows"]
+                                          if TARGETS_HELDOUT else
+                                          [f"impute_targets_train/{v}", f"impute_targets_phase/{c}",
+                                           f"impute_targets_ref_windows/{c}", f"impute_targets_ref_split/{c}"])
+       for v in TARGET_MODELS for c in TARGET_CHROMOSOMES},
+    **{f"impute_targets_ref_h5/{c}": ["impute_targets_inputs"] for c in TARGET_CHROMOSOMES},
+    **{f"impute_targets_ref_split/{c}": [f"impute_targets_ref_h5/{c}"] for c in TARGET_CHROMOSOMES},
+    **{f"impute_targets_ref_windows/{c}": [f"impute_targets_ref_h5/{c}"] for c in TARGET_CHROMOSOMES},
+    **{f"impute_targets_ref_array/{c}": [f"impute_targets_ref_h5/{c}", f"impute_targets_phase/{c}"]
+       for c in TARGET_CHROMOSOMES},
+    **{f"impute_targets_train/{v}": [s for c in TARGET_CHROMOSOMES for s in
+                                     (f"impute_targets_ref_split/{c}", f"impute_targets_ref_windows/{c}",
+                                      f"impute_targets_ref_array/{c}")] for v in TARGET_MODELS},
     **{f"impute_targets_evaluate/{m}/{c}": [f"impute_targets_gather/{m}/{c}"]
        for m in TARGET_METHODS for c in TARGET_CHROMOSOMES},
+    # the report's r2 along each chromosome (impute_targets_plot.smk)
+    "impute_targets_plot": ["impute_targets_inputs",
+                            *[f"impute_targets_gather/{m}/{c}" for m in TARGET_METHODS for c in TARGET_CHROMOSOMES],
+                            *[s for c in TARGET_CHROMOSOMES for s in (f"impute_targets_qc/{c}", f"impute_targets_chunks/{c}")]],
     "impute_targets_eval": [f"impute_targets_evaluate/{m}/{c}" for m in TARGET_METHODS for c in TARGET_CHROMOSOMES],
 })

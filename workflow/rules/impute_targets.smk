@@ -14,6 +14,7 @@ rule impute_targets_all:
     input:
         expand("results/imputed/{tmethod}/{chrom}.vcf.gz", tmethod=TARGET_METHODS, chrom=TARGET_CHROMOSOMES),
         "results/impute_targets_eval.tsv" if TARGETS_TRUTH else [],
+        "results/impute_targets_r2_along.png" if TARGETS_TRUTH else [],
 
 
 rule impute_targets_heldout:
@@ -212,13 +213,13 @@ rule impute_targets_model:
     wildcard_constraints:
         tmethod="|".join(TARGET_MODELS) or "ragbert",
     input:
-        h5=rules.impute_vcf_to_h5.output.h5,
-        split=rules.impute_split.output.tsv,
+        h5=lambda wc: impute_targets_model_input(wc, "h5"),
+        split=lambda wc: impute_targets_model_input(wc, "split"),
         target=rules.impute_targets_phase.output.vcf,
-        windows=rules.impute_windows.output.tsv,
-        best=f"{IMPUTE_DIR}/{{tmethod}}/model/best",
-        train_runtime=f"{IMPUTE_DIR}/{{tmethod}}/model/train_runtime.json",
-        gmap=impute_plink_map,
+        windows=lambda wc: impute_targets_model_input(wc, "windows"),
+        best=lambda wc: impute_targets_model_input(wc, "best"),
+        train_runtime=lambda wc: impute_targets_model_input(wc, "train_runtime"),
+        gmap=impute_targets_gmap,
     output:
         vcf="results/imputed/{tmethod}/{chrom}.vcf.gz",
         tbi="results/imputed/{tmethod}/{chrom}.vcf.gz.tbi",
@@ -227,6 +228,7 @@ rule impute_targets_model:
         made_with=lambda wc: impute_made_with(f"impute_targets_gather/{wc.tmethod}/{wc.chrom}"),  # rerun key: read by no script (settings_above)
         batch_size=IMPUTE_MODEL["predict_batch_size"],
         device=IMPUTE_MODEL["train"]["device"],
+        skip_absent=not TARGETS_HELDOUT,  # your targets may hold sites the ingested panel dropped (impute.ingest.min_maf)
     threads: IMPUTE_MODEL["threads"]
     resources:
         gpu=MODEL_RESOURCES["gpu"],
@@ -250,6 +252,7 @@ rule impute_targets_evaluate:
     params:
         made_with=lambda wc: impute_made_with(f"impute_targets_evaluate/{wc.tmethod}/{wc.chrom}"),  # rerun key: read by no script (settings_above)
         evaluate=IMPUTE["evaluate"],
+        snps_only=TARGETS_SNPS_ONLY,  # with our model in the table: every method scored on the biallelic SNPs
     log:
         "logs/impute/targets_evaluate_{tmethod}_{chrom}.log",
     conda:
