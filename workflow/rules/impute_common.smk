@@ -234,7 +234,8 @@ IMPUTE_SETTINGS.update({
                                           "impute.model.train.device": IMPUTE_MODEL["train"]["device"]}
        for v in TARGET_MODELS for c in TARGET_CHROMOSOMES},
     # the model on a reference panel of your own (impute_targets_train.smk)
-    **{f"impute_targets_ref_h5/{c}": {"impute.ingest": IMPUTE["ingest"]} for c in TARGET_CHROMOSOMES},
+    **{f"impute_targets_ref_h5/{c}": {f"impute.ingest.{k}": v for k, v in IMPUTE["ingest"].items() if k != "min_maf"}
+       for c in TARGET_CHROMOSOMES},  # min_maf: 0 there
     **{f"impute_targets_ref_split/{c}": {"impute.split.validation_fraction": IMPUTE["split"]["validation_fraction"],
                                          "impute.split.seed": IMPUTE["split"]["seed"]} for c in TARGET_CHROMOSOMES},
     **{f"impute_targets_ref_windows/{c}": {"impute.windows": IMPUTE["windows"]} for c in TARGET_CHROMOSOMES},
