@@ -23,7 +23,7 @@ TINY = {"impute": {
     "simulate": {"length": 300_000, "populations": {"YRI": 40, "CEU": 40, "CHB": 40}},
     "evaluate": {"bootstrap": 20},
     "model": {"enabled": False},
-    "targets": {"chunks": {"size_mb": 0.1, "flank_mb": 0.03, "min_target_sites": 5}},
+    "targets": {"source": "heldout", "chunks": {"size_mb": 0.1, "flank_mb": 0.03, "min_target_sites": 5}},
 }}
 ONE_CHUNK = {"impute": {"targets": {"chunks": {"size_mb": 10.0, "flank_mb": 0.03, "min_target_sites": 5}}}}
 CHUNK_RULES = {"impute_targets_chunks", "impute_targets_beagle", "impute_targets_minimac4", "impute_targets_gather",

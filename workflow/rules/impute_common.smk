@@ -111,6 +111,16 @@ def impute_made_with(step):
 # ---- imputing your own targets (impute_targets.smk) ------------------------------------------------
 IMPUTE_TARGETS = IMPUTE["targets"]
 TARGETS_DIR = "results/impute_targets"
+TARGETS_SIM_DIR = "resources/impute/simulated_targets"
+TARGETS_SIMULATED = IMPUTE_TARGETS["source"] == "simulate"
+if TARGETS_SIMULATED:  # the files a user brings, simulated (rule impute_targets_simulate): from here on, source files
+    IMPUTE_TARGETS.update(
+        vcf=f"{TARGETS_SIM_DIR}/targets.{{chrom}}.vcf.gz", truth=f"{TARGETS_SIM_DIR}/truth.{{chrom}}.vcf.gz",
+        array_sites=IMPUTE_TARGETS.get("array_sites") or {"min_maf": IMPUTE["array"]["min_maf"],
+                                                          "spacing_bp": IMPUTE["array"]["spacing_bp"]},
+        chromosomes=IMPUTE_TARGETS["chromosomes"] or list(IMPUTE_TARGETS["simulate"]["contigs"]))
+    IMPUTE["reference"].update(vcf=f"{TARGETS_SIM_DIR}/ref.{{chrom}}.vcf.gz", panel=f"{TARGETS_SIM_DIR}/panel.txt",
+                               genetic_map=None)
 # the peers impute chunk by chunk; a model variant imputes a whole chromosome with the checkpoint trained on the panel
 PEERS_BY_CHUNK = ("beagle", "minimac4")
 TARGET_METHODS = [m for m in IMPUTE_TARGETS["methods"] if m in PEERS_BY_CHUNK or m in MODEL_VARIANTS]
@@ -214,9 +224,23 @@ def impute_targets_cores(wildcards):
     return [f"{TARGETS_DIR}/{wildcards.chrom}/{wildcards.tmethod}/{c}.vcf.gz" for c in chunks.loc[chunks.kept, "chunk"]]
 
 
+def impute_targets_sim_seed(chrom):
+    """Simulation seed of one simulated chromosome: impute.targets.simulate.seed + a number of its name."""
+    import zlib
+
+    return IMPUTE_TARGETS["simulate"]["seed"] + zlib.crc32(chrom.encode()) % 100_000
+
+
 _heldout_parents = ["impute_targets_heldout"] if TARGETS_HELDOUT else []
 _reference_parents = ["impute_panel_vcf"] if TARGETS_HELDOUT else []
+_SIM_MODEL = {k: IMPUTE["simulate"].get(k) for k in ("species", "model", "populations", "mutation_rate")}
 IMPUTE_SETTINGS.update({
+    **{f"impute_targets_simulate/{c}": {**{f"impute.simulate.{k}": v for k, v in _SIM_MODEL.items()},
+                                        "contig": IMPUTE_TARGETS["simulate"]["contigs"].get(c),
+                                        "impute.targets.simulate.targets_per_population":
+                                            IMPUTE_TARGETS["simulate"]["targets_per_population"],
+                                        "seed": impute_targets_sim_seed(c)}
+       for c in (TARGET_CHROMOSOMES if TARGETS_SIMULATED else [])},
     "impute_targets_heldout": {"impute.targets.phased": IMPUTE_TARGETS["phased"]},
     **{f"impute_targets_array/{c}": {"impute.targets.array_sites": IMPUTE_TARGETS["array_sites"]}
        for c in TARGET_CHROMOSOMES},
@@ -278,3 +302,16 @@ IMPUTE_PARENTS.update({
                             *[s for c in TARGET_CHROMOSOMES for s in (f"impute_targets_qc/{c}", f"impute_targets_chunks/{c}")]],
     "impute_targets_eval": [f"impute_targets_evaluate/{m}/{c}" for m in TARGET_METHODS for c in TARGET_CHROMOSOMES],
 })
+if TARGETS_SIMULATED:  # each chromosome's steps read its own simulation (adding a chromosome reruns none of the others)
+    IMPUTE_SETTINGS["impute_targets_simulate_panel"] = {
+        "impute.simulate.populations": IMPUTE["simulate"]["populations"],
+        "impute.simulate.super_populations": IMPUTE["simulate"].get("super_populations"),
+        "impute.targets.simulate.targets_per_population": IMPUTE_TARGETS["simulate"]["targets_per_population"]}
+    IMPUTE_PARENTS["impute_targets_simulate_panel"] = []
+    for _c in TARGET_CHROMOSOMES:
+        IMPUTE_PARENTS[f"impute_targets_simulate/{_c}"] = []
+        for _step, _above in IMPUTE_PARENTS.items():
+            if _step.endswith(f"/{_c}") and "impute_targets_inputs" in _above:
+                _above.append(f"impute_targets_simulate/{_c}")
+        IMPUTE_PARENTS[f"impute_targets_ref_h5/{_c}"].append("impute_targets_simulate_panel")
+    IMPUTE_PARENTS["impute_targets_plot"] += [f"impute_targets_simulate/{c}" for c in TARGET_CHROMOSOMES]

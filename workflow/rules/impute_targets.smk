@@ -17,6 +17,42 @@ rule impute_targets_all:
         "results/impute_targets_r2_along.png" if TARGETS_TRUTH else [],
 
 
+rule impute_targets_simulate:
+    output:
+        ref=f"{TARGETS_SIM_DIR}/ref.{{chrom}}.vcf.gz",
+        ref_tbi=f"{TARGETS_SIM_DIR}/ref.{{chrom}}.vcf.gz.tbi",
+        targets=f"{TARGETS_SIM_DIR}/targets.{{chrom}}.vcf.gz",
+        targets_tbi=f"{TARGETS_SIM_DIR}/targets.{{chrom}}.vcf.gz.tbi",
+        truth=f"{TARGETS_SIM_DIR}/truth.{{chrom}}.vcf.gz",
+        truth_tbi=f"{TARGETS_SIM_DIR}/truth.{{chrom}}.vcf.gz.tbi",
+    params:
+        made_with=lambda wc: impute_made_with(f"impute_targets_simulate/{wc.chrom}"),  # rerun key: read by no script (settings_above)
+        sim=lambda wc: {**_SIM_MODEL, **IMPUTE_TARGETS["simulate"]["contigs"][wc.chrom], "contig": wc.chrom,
+                        "targets_per_population": IMPUTE_TARGETS["simulate"]["targets_per_population"],
+                        "seed": impute_targets_sim_seed(wc.chrom)},
+    log:
+        "logs/impute/targets_simulate_{chrom}.log",
+    conda:
+        "../../envs/impute.yaml"
+    script:
+        "../../scripts/impute_targets_simulate.py"
+
+
+rule impute_targets_simulate_panel:
+    output:
+        panel=f"{TARGETS_SIM_DIR}/panel.txt",
+    params:
+        populations=IMPUTE["simulate"]["populations"],
+        super_populations=IMPUTE["simulate"].get("super_populations") or {},
+        targets_per_population=IMPUTE_TARGETS["simulate"]["targets_per_population"],
+    log:
+        "logs/impute/targets_simulate_panel.log",
+    conda:
+        "../../envs/impute.yaml"
+    script:
+        "../../scripts/impute_targets_simulate.py"
+
+
 rule impute_targets_heldout:
     input:
         h5=rules.impute_vcf_to_h5.output.h5,
