@@ -27,7 +27,7 @@ TINY = {"impute": {
 }}
 ONE_CHUNK = {"impute": {"targets": {"chunks": {"size_mb": 10.0, "flank_mb": 0.03, "min_target_sites": 5}}}}
 CHUNK_RULES = {"impute_targets_chunks", "impute_targets_beagle", "impute_targets_minimac4", "impute_targets_gather",
-               "impute_targets_evaluate", "impute_targets_eval", "impute_targets_all"}
+               "impute_targets_evaluate", "impute_targets_eval", "impute_targets_plot", "impute_targets_all"}
 
 
 @pytest.fixture(scope="module")

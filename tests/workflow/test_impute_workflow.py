@@ -34,15 +34,15 @@ def test_lint_is_clean():
 def test_dry_run_lists_the_whole_dag(workdir):
     jobs = planned_jobs(snakemake(workdir, TARGET, "-n"))
     assert set(jobs) == IMPUTE_RULES
-    assert jobs["impute_evaluate"] == 7  # beagle, minimac4, af_floor + 4 model variants
-    assert jobs["impute_train"] == 4
+    assert jobs["impute_evaluate"] == 8  # beagle, minimac4, af_floor + 5 model variants
+    assert jobs["impute_train"] == 5
 
 
 def test_full_run_produces_the_report_table(workdir):
     snakemake(workdir, TARGET)
     table = pd.read_csv(workdir / "results/impute_eval.tsv", sep="\t")
     assert set(table.method) == {"beagle", "minimac4", "af_floor", "ragbert", "ragbert_noretrieval", "ragbert_meanpool",
-                                    "ragbert_nocopying"}
+                                    "ragbert_nocopying", "ragbert_copying_only"}
     bins = ["[0.000,0.005)", "[0.005,0.010)", "[0.010,0.050)", "[0.050,0.500]", "all"]
     assert set(bins[2:]) <= set(table.bin)
     allrow = table[table.bin == "all"].set_index("method")

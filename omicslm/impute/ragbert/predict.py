@@ -121,8 +121,11 @@ def read_targets(targets_vcf, panel: Panel, *, skip_absent: bool = False) -> tup
     return site_idx, np.stack(rows), samples
 
 
-def load_model(checkpoint_dir, panel: Panel) -> tuple[RagBert, dict]:
-    """Rebuild a model from its checkpoint; InputError when it was trained on another panel."""
+def load_model(checkpoint_dir, panel: Panel) -> tuple[RagBert | None, dict]:
+    """Rebuild a model from its checkpoint; InputError when it was trained on another panel.
+
+    A variant without a network (``network: false``, the copying model alone) has no weights: None and its config.
+    """
     checkpoint_dir = Path(checkpoint_dir)
     config = read_checkpoint_config(checkpoint_dir)
     for key in ("model", "panel", "options"):
@@ -136,6 +139,8 @@ def load_model(checkpoint_dir, panel: Panel) -> tuple[RagBert, dict]:
         shown = ", ".join(f"{k}: checkpoint {want.get(k)!r} vs panel {have.get(k)!r}" for k in diff if k != "populations")
         raise InputError(checkpoint_dir / "config.json", f"checkpoint was trained on another panel ({shown or diff}); "
                                                          f"retrain the model on this panel")
+    if not config["options"].get("network", True):
+        return None, config
     try:
         model = RagBert(ModelConfig.from_dict(config["model"]))
     except (TypeError, ValueError) as exc:
@@ -295,22 +300,27 @@ def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_
     split = read_split(split_tsv)
     panel_idx = role_indices(panel, split, ["reference", "validation"])
     model, config = load_model(checkpoint_dir, panel)
-    model.to(dev)
+    mcfg = ModelConfig.from_dict(config["model"])
+    if model is not None:
+        model.to(dev)
     cfg = config["options"]
-    _check_genetic_map(config, checkpoint_dir, genetic_map, copying=model.cfg.copying, contig=panel.contig)
+    _check_genetic_map(config, checkpoint_dir, genetic_map, copying=mcfg.copying, contig=panel.contig)
     site_idx, target_hap, samples = read_targets(targets_vcf, panel, skip_absent=skip_absent)
     observed = np.zeros(panel.n_variants, dtype=bool)
     observed[site_idx] = True
     query_pop = _target_populations(targets_vcf, panel, samples, panel_idx, target_hap, site_idx)
     windows = read_windows(windows_tsv, panel.n_variants)
-    if (windows[:, 1] - windows[:, 0]).max() > model.cfg.window_sites:
-        raise InputError(windows_tsv, f"windows are longer than the model's {model.cfg.window_sites} sites")
+    if (windows[:, 1] - windows[:, 0]).max() > mcfg.window_sites:
+        raise InputError(windows_tsv, f"windows are longer than the model's {mcfg.window_sites} sites")
     query_hap = np.zeros((panel.n_variants, 2 * len(samples)), dtype=np.int8)
     query_hap[site_idx] = target_hap.reshape(len(site_idx), -1)
     data = window_data(panel, windows, observed, query_pop=query_pop, query_hap=query_hap, labels=False,
                         panel_idx=panel_idx, cfg=cfg, exclude_self=False, seed=int(cfg["train"]["seed"]),
-                        threads=threads, window_sites=model.cfg.window_sites, genetic_map=genetic_map)
-    p = predict_alt_prob(model, data, batch_size=batch_size, device=dev, amp=bool(cfg["train"].get("amp", True)))
+                        threads=threads, window_sites=mcfg.window_sites, genetic_map=genetic_map)
+    if model is None:  # the copying model alone: its ALT probability is the answer
+        p = np.asarray(data.copy_prob, dtype=np.float32)
+    else:
+        p = predict_alt_prob(model, data, batch_size=batch_size, device=dev, amp=bool(cfg["train"].get("amp", True)))
     p = p.reshape(panel.n_variants, len(samples), 2)
     p[site_idx] = target_hap  # array sites carry their observed alleles
     _write_imputed_vcf(out_vcf, panel, samples, p, observed, method=method)

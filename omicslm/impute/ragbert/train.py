@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import json
 import logging
 import time
 from typing import NamedTuple
@@ -167,17 +168,18 @@ def _read_inputs(h5, split_tsv, array_tsv, windows_tsv) -> _Inputs:
 
 
 def _window_datasets(inputs: _Inputs, *, cfg: dict, seed: int, threads: int, window_sites: int,
-                     genetic_map) -> tuple[WindowData, WindowData, float]:
+                     genetic_map, train: bool = True) -> tuple[WindowData | None, WindowData, float]:
     """Training and validation queries, both retrieved against the reference, and the seconds that took.
 
-    The seconds cover retrieval (and the copying model) of both.
+    The seconds cover retrieval (and the copying model) of both. ``train=False``: validation only (None for
+    the training data: a variant without a network trains nothing).
     """
     started = time.perf_counter()
     panel, ref_idx, val_idx = inputs.panel, inputs.ref_idx, inputs.val_idx
     common = dict(panel_idx=ref_idx, cfg=cfg, threads=threads, window_sites=window_sites, genetic_map=genetic_map)
     train_data = window_data(panel, inputs.windows, inputs.observed, query_idx=ref_idx,
                              query_hap=haplotype_columns(panel.hap, ref_idx), labels=True, exclude_self=True,
-                             seed=seed, **common)
+                             seed=seed, **common) if train else None
     val_data = window_data(panel, inputs.windows, inputs.observed, query_idx=val_idx,
                            query_hap=haplotype_columns(panel.hap, val_idx), labels=False, exclude_self=False,
                            seed=seed + 1, **common)
@@ -228,16 +230,16 @@ def concat_window_data(parts: list[WindowData]) -> WindowData:
 
 
 def _contig_datasets(contigs: list[_Inputs], maps: list, *, cfg: dict, seed: int, threads: int,
-                     window_sites: int) -> tuple[WindowData, WindowData, float]:
+                     window_sites: int, train: bool = True) -> tuple[WindowData | None, WindowData, float]:
     """:func:`_window_datasets` of every contig, concatenated (training and validation), and the seconds in all."""
     train_parts, val_parts, seconds = [], [], 0.0
     for inputs, gmap in zip(contigs, maps):
         train_data, val_data, took = _window_datasets(inputs, cfg=cfg, seed=seed, threads=threads,
-                                                      window_sites=window_sites, genetic_map=gmap)
+                                                      window_sites=window_sites, genetic_map=gmap, train=train)
         train_parts.append(train_data)
         val_parts.append(val_data)
         seconds += took
-    return concat_window_data(train_parts), concat_window_data(val_parts), seconds
+    return (concat_window_data(train_parts) if train else None), concat_window_data(val_parts), seconds
 
 
 def _run_config(variant: str, mcfg: ModelConfig, cfg: dict, contigs: list[_Inputs], maps: list) -> dict:
@@ -308,8 +310,16 @@ def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, v
         log.info("%s: %s: %d reference / %d validation samples, %d sites (%d on the array), %d windows", variant,
                  c.panel.contig, len(c.ref_idx), len(c.val_idx), c.panel.n_variants, int(c.observed.sum()),
                  len(c.windows))
+    if not cfg.get("network", True) and copying_options(cfg) is None:
+        raise ValueError(f"variant {variant}: network: false imputes with the copying model alone, which needs "
+                         "copying.enabled and retrieval")
+    network = bool(cfg.get("network", True))
     train_data, val_data, data_seconds = _contig_datasets(contigs, maps, cfg=cfg, seed=tcfg.seed, threads=threads,
-                                                          window_sites=mcfg.window_sites)
+                                                          window_sites=mcfg.window_sites, train=network)
+    if not network:
+        return _publish_copying_only(variant, mcfg, cfg, contigs, maps, val_data, out_dir=out_dir, work_dir=work_dir,
+                                     maf_bins=maf_bins, started=started, data_seconds=data_seconds, threads=threads,
+                                     metric=tcfg.early_stopping_metric)
     observed = train_data.observed
     epochs = TrainEpochs(train_data, batch_size=cfg["batch_size"], pairs_per_epoch=cfg.get("pairs_per_epoch"),
                          seed=tcfg.seed, reveal_start=cfg["reveal_start"], curriculum_epochs=cfg["curriculum_epochs"])
@@ -341,3 +351,35 @@ def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, v
     log.info("%s: best %s %.4f at epoch %s; %.0f s training", variant, tcfg.early_stopping_metric,
              state["best_metric"], state["best_epoch"], seconds)
     return state
+
+
+def _publish_copying_only(variant, mcfg, cfg, contigs, maps, val_data, *, out_dir, work_dir, maf_bins,
+                          started, data_seconds, threads, metric) -> dict:
+    """A ``network: false`` variant: nothing to train. Its checkpoint is the run config alone (no weights: the copying
+    model over the FAISS candidates is the answer); its one history row, the copying model's validation metrics."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from omicslm.io.atomic import atomic_open
+
+    if not is_main_process():
+        return {}
+    # the validation queries are retrieved against the reference samples, whose AF val_data.stats holds
+    metrics = validation_metrics(val_data.copy_prob, val_data.query_hap, val_data.observed, val_data.stats.af,
+                                 maf_bins=maf_bins, eps=cfg["prob_eps"])
+    work = Path(work_dir)
+    (work / "best").mkdir(parents=True, exist_ok=True)
+    with atomic_open(work / "best" / "config.json") as fh:
+        json.dump(_run_config(variant, mcfg, cfg, contigs, maps), fh, indent=2, sort_keys=True)
+    history = pd.DataFrame([{"epoch": 0, "train_loss": float("nan"), **metrics, "lr": 0.0, "seconds": data_seconds}])
+    with atomic_open(work / "history.tsv") as fh:
+        history.to_csv(fh, sep="\t", index=False)
+    best = float(metrics[metric]) if metric in metrics else float("nan")
+    publish_run(work_dir, out_dir, summary_name="train_runtime.json", summary={
+        "method": variant, "train_seconds": 0.0, "this_run_seconds": time.perf_counter() - started,
+        "data_seconds": data_seconds, "threads": int(threads), "device": "cpu", "best_epoch": 0,
+        "best_metric": best, "metric": metric, "network": False})
+    log.info("%s: the copying model alone (no network): validation %s %.4f; %.0f s preparing its data", variant,
+             metric, best, data_seconds)
+    return {"best_metric": best, "best_epoch": 0, "history": history.to_dict("records")}

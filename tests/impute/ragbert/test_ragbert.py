@@ -5,6 +5,7 @@ import subprocess
 
 import cyvcf2
 import numpy as np
+import pandas as pd
 import pytest
 from safetensors import safe_open
 
@@ -268,3 +269,25 @@ def test_copying_candidates_can_have_their_own_retrieval_query(inputs, tmp_path)
     cfg = json.loads((tmp_path / "model" / "best" / "config.json").read_text())
     assert state["epochs_run"] == 1 and cfg["options"]["copying"]["query_flank_sites"] == 32
     assert cfg["model"]["k"] == 2  # the fused neighbours keep K
+
+
+def test_copying_only_variant_trains_nothing_and_imputes_with_the_copying_model(inputs, tmp_path):
+    model = copy.deepcopy(MODEL)
+    model["variants"] = {"ragbert_copying_only": {"network": False}}
+    state = _train(inputs, tmp_path, variant="ragbert_copying_only", model=model)
+    best = tmp_path / "model" / "best"
+    assert not (best / "model.safetensors").exists() and (best / "config.json").is_file()
+    runtime = json.loads((tmp_path / "model" / "train_runtime.json").read_text())
+    assert runtime["train_seconds"] == 0 and runtime["network"] is False
+    hist = pd.read_csv(tmp_path / "model" / "history.tsv", sep="\t")
+    assert len(hist) == 1 and hist["val_r2_all"].iloc[0] == pytest.approx(state["best_metric"])
+    vcf = tmp_path / "imputed.vcf.gz"
+    impute_ragbert(inputs["h5"], inputs["split"], inputs["targets"], inputs["windows"], best, vcf,
+                   tmp_path / "runtime.json", method="ragbert_copying_only", batch_size=32, threads=1, device="cpu")
+    table = evaluate_method(inputs["h5"], inputs["split"], inputs["array"], vcf, tmp_path / "runtime.json",
+                            tmp_path / "eval.tsv", method="ragbert_copying_only", bins=BINS, n_boot=10, seed=0)
+    assert table.loc[table["bin"] == "all", "r2"].iloc[0] > 0.3
+    bad = copy.deepcopy(model)
+    bad["variants"] = {"ragbert_x": {"network": False, "copying": {"enabled": False}}}
+    with pytest.raises(ValueError, match="needs copying.enabled"):
+        _train(inputs, tmp_path / "bad", variant="ragbert_x", model=bad)
