@@ -89,9 +89,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run one subcommand; bad input (a file, a record, a config key) is one line on stderr and exit status 2."""
+    import jsonschema
+
+    from omicslm.errors import InputError
+
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
-    args.func(args)
+    try:
+        args.func(args)
+    except InputError as exc:
+        print(f"omicslm {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except jsonschema.ValidationError as exc:
+        where = ".".join(str(p) for p in exc.absolute_path) or "(top level)"
+        print(f"omicslm {args.command}: error: config {where}: {exc.message}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from omicslm.errors import InputError
+
 SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
 
@@ -31,8 +33,7 @@ def load_config(*paths: str | os.PathLike, overrides: dict | None = None, schema
     """
     config: dict = {}
     for p in paths:
-        with open(p) as fh:
-            config = _merge(config, yaml.safe_load(fh) or {})
+        config = _merge(config, read_config_file(p))
     if overrides:
         config = _merge(config, overrides)
     with open(schema) as fh:
@@ -42,6 +43,30 @@ def load_config(*paths: str | os.PathLike, overrides: dict | None = None, schema
     if error is not None:
         raise error
     return config
+
+
+def read_config_file(path: str | os.PathLike) -> dict:
+    """One YAML config file as a mapping (empty file: {}); InputError naming the file when it is missing, is not
+    YAML (with the line and column) or is not a mapping of keys."""
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            data = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise InputError(path, "config file not found") from None
+    except IsADirectoryError:
+        raise InputError(path, "config file is a directory") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"config file is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(path, f"config file is not valid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(path, f"config file must be a mapping of keys (e.g. 'impute: ...'), not a {type(data).__name__}")
+    return data
 
 
 def _with_defaults(validator_class):

@@ -43,3 +43,38 @@ def test_every_default_key_is_commented():
         if s and not s.startswith("#") and not s.endswith(":"):
             assert "#" in s or previous.startswith("#"), f"config.yaml line {n} has no comment: {line!r}"
         previous = s
+
+
+@pytest.mark.parametrize("content, problem", [
+    (None, "config file not found"),
+    ("- a\n- b\n", "must be a mapping of keys"),
+    ("impute: {a: [1,\n", "not valid YAML at line 2, column 1"),
+    (b"\xff\xfe bad", "not UTF-8 text"),
+])
+def test_a_bad_config_file_is_named_with_its_problem(tmp_path, content, problem):
+    from omicslm.errors import InputError
+
+    path = tmp_path / "mine.yaml"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(InputError, match=problem) as info:
+        load_config(ROOT / "config.yaml", path)
+    assert str(path) in str(info.value)
+
+
+def test_check_config_answers_bad_input_in_one_line(tmp_path, capsys):
+    from omicslm.cli import main
+
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(yaml.safe_dump({"impute": {"ingest": {"min_mafx": 0.1}}}))
+    assert main(["check-config", str(ROOT / "config.yaml"), str(typo)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("omicslm check-config: error: config impute.ingest:") and "min_mafx" in err
+    assert "\n" not in err and "Traceback" not in err
+    assert main(["check-config", str(tmp_path / "absent.yaml")]) == 2
+    assert "absent.yaml: config file not found" in capsys.readouterr().err
+    bom = tmp_path / "bom.yaml"  # a UTF-8 byte-order mark (Windows editors) is not part of the first key
+    bom.write_bytes(b"\xef\xbb\xbf" + yaml.safe_dump({"impute": {"ingest": {"min_maf": 0.2}}}).encode())
+    assert load_config(ROOT / "config.yaml", bom)["impute"]["ingest"]["min_maf"] == 0.2
