@@ -100,7 +100,10 @@ def read_population_panel(path: str | os.PathLike) -> pd.DataFrame:
     if not path.is_file():
         raise InputError(path, "population panel file not found")
     try:
-        df = pd.read_csv(path, sep=r"\s+", dtype=str, comment=None)
+        df = pd.read_csv(path, sep=r"\s+", dtype=str, comment=None, encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(path, f"population panel file is not UTF-8 text ({e.reason} at byte {e.start}); "
+                               "save it as UTF-8 (e.g. iconv -t utf-8)") from None
     except pd.errors.EmptyDataError:
         raise InputError(path, "population panel file is empty") from None
     except pd.errors.ParserError as e:

@@ -32,11 +32,11 @@ import logging
 import os
 from pathlib import Path
 
-import cyvcf2
 import numpy as np
 import pysam
 
 from omicslm.errors import InputError
+from omicslm.impute.vcf_engines import open_vcf
 from omicslm.io import runtime
 from omicslm.io.atomic import atomic_open, atomic_path
 
@@ -112,7 +112,7 @@ def _check_samples(target_vcf: Path, panel_vcf: Path) -> None:
     """Refuse target samples that are panel samples too: they would score their own haplotypes."""
     if not panel_vcf.is_file():
         raise InputError(panel_vcf, "panel VCF does not exist")
-    target, panel = cyvcf2.VCF(str(target_vcf), lazy=True), cyvcf2.VCF(str(panel_vcf), lazy=True)
+    target, panel = open_vcf(target_vcf, None, 1, lazy=True), open_vcf(panel_vcf, None, 1, lazy=True)
     shared = sorted(set(target.samples) & set(panel.samples))
     target.close()
     panel.close()
@@ -140,7 +140,7 @@ def _read_target(path: Path, contig: str) -> dict:
 
     ``codes`` : ndarray, int8, shape (n_records, n_samples), genotypes as ``_encode`` stores them.
     """
-    vcf = cyvcf2.VCF(str(path), lazy=True)
+    vcf = open_vcf(path, None, 1, lazy=True)
     samples, pos, ids, ref, alt, codes = list(vcf.samples), [], [], [], [], []
     try:
         for rec in vcf(contig):
@@ -170,7 +170,7 @@ def _read_panel(path: Path, chrom: str, positions: set[int]) -> tuple[dict, str]
     Also returns the panel's ``##contig`` header line for ``chrom``. Genotypes are decoded
     only at ``positions``, so the whole panel is never held.
     """
-    vcf = cyvcf2.VCF(str(path), lazy=True)
+    vcf = open_vcf(path, None, 1, lazy=True)
     sites: dict[int, list[tuple[str, str, float]]] = {}
     n_seen = 0
     try:

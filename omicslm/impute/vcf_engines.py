@@ -28,12 +28,36 @@ _BASES = frozenset("ACGT")
 _BASES_B = frozenset(b.encode() for b in _BASES)
 
 
-def open_vcf(path: Path, samples: list[str] | None, threads: int) -> cyvcf2.VCF:
+def open_vcf(path: Path, samples: list[str] | None, threads: int, *, lazy: bool = False) -> cyvcf2.VCF:
     """``cyvcf2.VCF(path)`` reading ``samples`` (None = all); an unreadable header is an InputError."""
     try:
-        return cyvcf2.VCF(str(path), samples=samples, threads=threads)
+        return cyvcf2.VCF(str(path), samples=samples, threads=threads, lazy=lazy)
     except Exception as e:  # cyvcf2 raises OSError, ValueError or a bare Exception
+        dup = duplicate_sample_names(path)
+        if dup:
+            raise InputError(path, f"duplicate sample name(s) in the VCF header: {', '.join(dup[:10])} (each sample "
+                                   "needs its own name: rename with 'bcftools reheader -s')", record="#CHROM") from None
         raise InputError(path, f"cannot read VCF header: {e}") from None
+
+
+def duplicate_sample_names(path) -> list[str]:
+    """Sample names the ``#CHROM`` line of a (bgzipped or plain) VCF repeats, sorted; [] when none or unreadable."""
+    import gzip
+    from collections import Counter
+
+    try:
+        with open(path, "rb") as probe:
+            gz = probe.read(2) == b"\x1f\x8b"
+        with (gzip.open(path, "rt", errors="replace") if gz else open(path, errors="replace")) as fh:
+            for line in fh:
+                if line.startswith("#CHROM"):
+                    counts = Counter(line.rstrip("\n").split("\t")[9:])
+                    return sorted(name for name, n in counts.items() if n > 1)
+                if not line.startswith("#"):
+                    break
+    except (OSError, EOFError, ValueError):
+        pass
+    return []
 
 
 @dataclass

@@ -204,3 +204,26 @@ def test_bad_options(tmp_path):
         vcf_to_hdf5(vcf, panel, tmp_path / "panel.h5", on_unphased="ignore")
     with pytest.raises(ValueError, match="min_maf"):
         vcf_to_hdf5(vcf, panel, tmp_path / "panel.h5", min_maf=0.7)
+
+
+def test_duplicate_sample_names_in_the_vcf_are_named(tmp_path):
+    from tests.impute.test_ingest import write_vcf_text
+
+    vcf = write_vcf_text(tmp_path / "dup.vcf", EXAMPLE[:2], samples=["S1", "S2", "S1"])
+    with pytest.raises(InputError, match=r"record #CHROM: duplicate sample name\(s\) in the VCF header: S1"):
+        vcf_to_hdf5(vcf, make_panel(tmp_path), tmp_path / "panel.h5")
+    assert_no_output(tmp_path)
+
+
+def test_a_panel_file_that_is_not_utf8_is_named(tmp_path):
+    panel = tmp_path / "utf16.panel"
+    panel.write_bytes("sample\tpop\tsuper_pop\nS1\tCEU\tEUR\n".encode("utf-16"))
+    with pytest.raises(InputError, match="utf16.panel: population panel file is not UTF-8 text"):
+        vcf_to_hdf5(write_vcf_text_example(tmp_path), panel, tmp_path / "panel.h5")
+    assert_no_output(tmp_path)
+
+
+def write_vcf_text_example(tmp_path):
+    from tests.impute.test_ingest import write_vcf_text
+
+    return write_vcf_text(tmp_path / "ok.vcf", EXAMPLE[:2])

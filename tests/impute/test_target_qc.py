@@ -217,3 +217,9 @@ def test_all_samples_below_call_rate(tmp_path):
     records = [(100, "A", "G", gts(rest="./.")), (200, "T", "C", gts("0/1", rest="./.")), *records]
     e = expect_error(tmp_path, make_target(tmp_path, records), "no sample of 10 has a call rate of at least 0.8")
     assert "chr20" in str(e)
+
+
+def test_duplicate_target_sample_names(tmp_path):
+    samples = TARGET_SAMPLES[:9] + ["T03"]
+    e = expect_error(tmp_path, make_target(tmp_path, samples=samples), "duplicate sample name")
+    assert "T03" in str(e) and "#CHROM" in str(e)
