@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import zlib
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -169,7 +170,19 @@ def convert_genetic_map(in_map: str | os.PathLike, out_map: str | os.PathLike, *
         names the file and the line number.
     """
     in_map, out_map = Path(in_map), Path(out_map)
-    opener = gzip.open if in_map.suffix == ".gz" else open
+    try:
+        return _convert_genetic_map(in_map, out_map, contig=contig)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise InputError(in_map, f"genetic map is truncated or not valid gzip ({exc}); re-download or re-compress "
+                                 "it") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(in_map, f"genetic map is not text ({exc.reason} at byte {exc.start}): a 'pos chr cM' "
+                                 "table, plain or gzip") from None
+
+
+def _convert_genetic_map(in_map: Path, out_map: Path, *, contig: str) -> Path:
+    with open(in_map, "rb") as probe:  # gzip by its magic bytes, whatever the name says
+        opener = gzip.open if probe.read(2) == b"\x1f\x8b" else open
     out_opener = gzip.open if out_map.suffix == ".gz" else open
     n_written, prev_pos, prev_cm, chrom = 0, -1, -np.inf, None
     with atomic_path(out_map) as tmp, opener(in_map, "rt") as fin, out_opener(tmp, "wt") as fout:

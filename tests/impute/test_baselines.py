@@ -301,3 +301,21 @@ def test_write_runtime(tmp_path):
     out = write_runtime(tmp_path / "rt" / "beagle.json", method="beagle", seconds=np.float64(1.5), threads=2)
     assert json.loads(out.read_text()) == {"method": "beagle", "seconds": 1.5, "threads": 2}
     assert [p.name for p in out.parent.iterdir()] == ["beagle.json"]
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("truncated", "truncated or not valid gzip"),
+    ("not_gzip", "truncated or not valid gzip"),
+    ("binary", "genetic map is not text"),
+])
+def test_a_broken_genetic_map_is_named_and_nothing_is_written(tmp_path, content, problem):
+    import gzip as gz
+
+    raw = tmp_path / "map.txt.gz"
+    full = gz.compress(b"pos chr cM\n" + b"".join(f"{p} 20 {p / 1e6:.4f}\n".encode() for p in range(1, 200_000, 97)))
+    raw.write_bytes({"truncated": full[: len(full) // 2], "not_gzip": b"\x1f\x8b" + b"\x00" * 40,
+                     "binary": gz.compress(b"\xff\xfe\x00\x01" * 64)}[content])
+    with pytest.raises(InputError, match=problem) as info:
+        convert_genetic_map(raw, tmp_path / "out" / "map.plink", contig="20")
+    assert str(raw) in str(info.value)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
