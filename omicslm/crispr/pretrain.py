@@ -21,6 +21,7 @@ from omicslm.crispr.models import bert_config
 from omicslm.crispr.tokenize import CLS, MASK, PAD, SEP, SPECIAL, dnabert_vocab, kmer_ids, write_vocab
 from omicslm.io.atomic import atomic_open
 from omicslm.train import TrainConfig, fit, to_device
+from omicslm.train.device import set_seed
 from omicslm.train.distributed import is_main_process
 from omicslm.train.publish import replacing_dir
 
@@ -151,6 +152,7 @@ def pretrain_encoder(fastas, out_dir: str | os.PathLike, work_dir: str | os.Path
         raise ValueError(f"only {len(data)} sequence chunks in {fastas}: too little DNA to pretrain on")
     dev, trn = split_dev(data, dev_fraction=dev_fraction, seed=cfg.seed)
     log.info("pretraining on %d chunks of <= %d tokens (%d held out)", len(trn), max_len, len(dev))
+    set_seed(cfg.seed)  # the encoder's initial weights come from train.seed
     model = BertForMaskedLM(bert_config(k=k, hidden=hidden, layers=layers, heads=heads, intermediate=intermediate,
                                         max_len=max_len, dropout=dropout))
     gen = torch.Generator().manual_seed(cfg.seed + 10_000)

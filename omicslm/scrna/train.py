@@ -26,6 +26,7 @@ import torch
 from omicslm.scrna.model import IGNORE, CellTransformer, ModelConfig, masked_count_nll, training_loss
 from omicslm.scrna.tokenize import PAD, Tokenized, load_tokenized
 from omicslm.train import TrainConfig, fit, load_checkpoint, pick_device, read_checkpoint_config, to_device
+from omicslm.train.device import set_seed
 from omicslm.train.publish import publish_run, train_seconds
 
 log = logging.getLogger(__name__)
@@ -183,6 +184,7 @@ def train_model(tokens_dir, out_dir, *, work_dir, name: str, model: dict, loss: 
         raise ValueError(f"{tokens_dir}: no validation cells; set scrna.split.validation_fraction > 0")
     steps = steps_per_epoch or math.ceil(len(train_rows) / batch_size)
     device = pick_device(tcfg.device)
+    set_seed(tcfg.seed)  # the model's initial weights come from train.seed, as the config says
     net = CellTransformer(mcfg)
     train_bins = np.asarray(data.bins[train_rows]).ravel()
     net.head.init_from_marginal(np.bincount(train_bins[train_bins >= 0], minlength=mcfg.n_bins))

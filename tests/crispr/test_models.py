@@ -220,3 +220,15 @@ def test_cnn_energy_joins_after_the_chosen_dense_layer(energy_after):
     assert widths[joined] == ([4 * 28 + 3 * 26, 8, 6][joined] + 1)
     with pytest.raises(ValueError, match="energy_after"):
         CNNRegressor(length=30, kernels=[3], filters=[4], dense=[8], dropout=0.0, use_energy=True, energy_after=2)
+
+
+def test_pretraining_with_the_same_seed_gives_the_same_encoder(data, tmp_path):
+    torch.manual_seed(99)  # the process's torch state must not decide the initial weights
+    pretrain_encoder([data / "dna.fa"], tmp_path / "encoder", tmp_path / "work", train={**TRAIN, "max_epochs": 1},
+                     **TINY)
+    first = (tmp_path / "work" / "history.tsv").read_text().splitlines()[1].split("\t")[:3]
+    torch.manual_seed(7)
+    pretrain_encoder([data / "dna.fa"], tmp_path / "encoder2", tmp_path / "work2", train={**TRAIN, "max_epochs": 1},
+                     **TINY)
+    second = (tmp_path / "work2" / "history.tsv").read_text().splitlines()[1].split("\t")[:3]
+    assert first == second

@@ -86,3 +86,13 @@ def test_killed_training_resumes_from_last_checkpoint(tokens, tmp_path):
     again = []
     _train(tokens, tmp_path, loss_hook=again.append)
     assert again == []
+
+
+def test_the_same_seed_trains_the_same_model(tokens, tmp_path):
+    import torch
+
+    torch.manual_seed(123)  # whatever state the process is in, train.seed decides the initial weights
+    a = _train(tokens, tmp_path / "a", train={**TRAIN, "max_epochs": 1})
+    torch.manual_seed(456)
+    b = _train(tokens, tmp_path / "b", train={**TRAIN, "max_epochs": 1})
+    assert a["history"][0]["val_loss"] == b["history"][0]["val_loss"]
