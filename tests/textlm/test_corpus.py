@@ -75,3 +75,9 @@ def test_saved_dataset_source(tmp_path):
     assert len(set(dd["validation"]["doc"])) == 1 and len(set(dd["train"]["doc"])) == 2
     assert sorted(src.iterdir()) == sorted((tmp_path / "saved").iterdir())  # no cache files written into it
     assert not list(src.glob("cache-*"))
+
+
+def test_a_utf8_byte_order_mark_is_not_text(tmp_path):
+    f = tmp_path / "bom.txt"
+    f.write_bytes(b"\xef\xbb\xbfHAMLET:\nTo be\n")
+    assert read_text(f) == "HAMLET:\nTo be\n"
