@@ -113,7 +113,7 @@ IMPUTE_TARGETS = IMPUTE["targets"]
 TARGETS_DIR = "results/impute_targets"
 TARGETS_SIM_DIR = "resources/impute/simulated_targets"
 TARGETS_SIMULATED = IMPUTE_TARGETS["source"] == "simulate"
-if TARGETS_SIMULATED:  # the files a user brings, simulated (rule impute_targets_simulate): from here on, source files
+if TARGETS_SIMULATED:  # the files a user brings, simulated by impute_targets_simulate; from here on, source files
     IMPUTE_TARGETS.update(
         vcf=f"{TARGETS_SIM_DIR}/targets.{{chrom}}.vcf.gz", truth=f"{TARGETS_SIM_DIR}/truth.{{chrom}}.vcf.gz",
         array_sites=IMPUTE_TARGETS.get("array_sites") or {"min_maf": IMPUTE["array"]["min_maf"],
@@ -224,6 +224,13 @@ def impute_targets_cores(wildcards):
     return [f"{TARGETS_DIR}/{wildcards.chrom}/{wildcards.tmethod}/{c}.vcf.gz" for c in chunks.loc[chunks.kept, "chunk"]]
 
 
+def impute_targets_per_chrom(function):
+    """``function`` (an input function of ``wildcards.chrom``) of every target chromosome, in order."""
+    from types import SimpleNamespace
+
+    return [function(SimpleNamespace(chrom=c)) for c in TARGET_CHROMOSOMES]
+
+
 def impute_targets_sim_seed(chrom):
     """Simulation seed of one simulated chromosome: impute.targets.simulate.seed + a number of its name."""
     import zlib
@@ -310,8 +317,9 @@ if TARGETS_SIMULATED:  # each chromosome's steps read its own simulation (adding
     IMPUTE_PARENTS["impute_targets_simulate_panel"] = []
     for _c in TARGET_CHROMOSOMES:
         IMPUTE_PARENTS[f"impute_targets_simulate/{_c}"] = []
-        for _step, _above in IMPUTE_PARENTS.items():
-            if _step.endswith(f"/{_c}") and "impute_targets_inputs" in _above:
-                _above.append(f"impute_targets_simulate/{_c}")
+        for _base in ("impute_targets_array", "impute_targets_qc", "impute_targets_minimac4_compress",
+                      "impute_targets_ref_h5"):  # the steps that read the chromosome's simulated files
+            if f"{_base}/{_c}" in IMPUTE_PARENTS:
+                IMPUTE_PARENTS[f"{_base}/{_c}"].append(f"impute_targets_simulate/{_c}")
         IMPUTE_PARENTS[f"impute_targets_ref_h5/{_c}"].append("impute_targets_simulate_panel")
     IMPUTE_PARENTS["impute_targets_plot"] += [f"impute_targets_simulate/{c}" for c in TARGET_CHROMOSOMES]

@@ -1,14 +1,7 @@
 # r2 of the imputed targets along each chromosome (omicslm.impute.targets_plot): the untyped sites that
 # impute_targets_evaluate scores, pooled in position bins, one line per method, the chunks' core edges dashed.
 # Only where the targets have a truth (TARGETS_TRUTH). Include after impute_targets.smk.
-from types import SimpleNamespace
-
 R2_ALONG = IMPUTE_TARGETS["r2_along"]  # bin_kb, min_sites (config impute.targets.r2_along)
-
-
-def _targets_per_chrom(function):
-    """``function`` (an input function of ``wildcards.chrom``) of every target chromosome, in order."""
-    return [function(SimpleNamespace(chrom=c)) for c in TARGET_CHROMOSOMES]
 
 
 if TARGETS_TRUTH:
@@ -16,8 +9,8 @@ if TARGETS_TRUTH:
         input:
             # method by method, chromosome by chromosome: the script pairs them with params methods x chroms
             vcfs=[f"results/imputed/{m}/{c}.vcf.gz" for m in TARGET_METHODS for c in TARGET_CHROMOSOMES],
-            truth=_targets_per_chrom(impute_targets_truth),
-            ref=_targets_per_chrom(impute_targets_reference),
+            truth=impute_targets_per_chrom(impute_targets_truth),
+            ref=impute_targets_per_chrom(impute_targets_reference),
             qc=[f"{TARGETS_DIR}/{c}/qc.tsv" for c in TARGET_CHROMOSOMES],
             chunks=[f"{TARGETS_DIR}/{c}/chunks.tsv" for c in TARGET_CHROMOSOMES],
         output:
