@@ -12,8 +12,8 @@ from tests.workflow.conftest import killed_outputs, planned_jobs, snakemake, wri
 pytestmark = pytest.mark.workflow
 
 TARGET = "results/textlm_eval.tsv"
-RULES = {"textlm_fetch_shakespeare", "textlm_fetch_gpt2_bpe", "textlm_corpus", "textlm_tokenizers",
-         "textlm_tokenize", "textlm_chunk", "textlm_train", "textlm_evaluate", "textlm_eval"}
+RULES = {"textlm_fetch_shakespeare", "textlm_corpus", "textlm_tokenizers",
+         "textlm_tokenize", "textlm_chunk", "textlm_train", "textlm_evaluate", "textlm_eval"}  # BPE trained on the corpus
 
 
 @pytest.fixture(scope="module")
@@ -32,15 +32,16 @@ def test_default_run_writes_the_eval_table(workdir):
     table = pd.read_csv(workdir / TARGET, sep="\t").set_index("model")
     assert list(table.index) == ["gpt2", "roberta"]
     assert list(table.objective) == ["clm", "mlm"]
-    # real GPT-2 BPE (50,257 ids; 50,262 in RoBERTa's layout): an untrained model is near uniform over it
-    assert (table.untrained_perplexity > 20_000).all()
-    # even 30 tiny steps move far from uniform; the unigram baseline is the bar to beat
-    assert (table.perplexity < table.untrained_perplexity / 3).all()
-    assert (table.unigram_perplexity < 3000).all()
+    # a 4,000-id BPE trained on the corpus: an untrained model is near uniform over it
+    assert (table.untrained_perplexity > 3000).all()
+    # the default run beats the unigram baseline on held-out text, both objectives (measured: GPT-2 204.6 against
+    # 812.2, RoBERTa 885.5 against 927.4)
+    assert (table.perplexity < table.unigram_perplexity).all(), table[["perplexity", "unigram_perplexity"]]
+    assert table.loc["gpt2", "perplexity"] < table.loc["gpt2", "unigram_perplexity"] / 2
     assert table.loc["gpt2", "output"].startswith("ROMEO:") and table.loc["gpt2", "eval_targets"] == 32 * 63
     assert table.loc["roberta", "probe"].startswith("Paris is the capital of <mask>.")
     assert table.loc["roberta", "output"].count(" | ") == 1 and table.loc["roberta", "output"].count(" / ") >= 8
-    assert (workdir / "results/textlm/gpt2/work/checkpoint-30").is_dir()
+    assert (workdir / "results/textlm/gpt2/work/checkpoint-1500").is_dir()
     log = (workdir / "logs/textlm/chunk_clm.log").read_text()
     assert "blocks of 64" in log
 
