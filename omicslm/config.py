@@ -81,3 +81,47 @@ def _with_defaults(validator_class):
         yield from validate_properties(validator, properties, instance, schema)
 
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def missing_paths(config: dict) -> list[str]:
+    """The data paths in ``config`` that do not exist (relative to the working directory), each as
+    ``"<config key>: <path>"``: checked before any job runs, so a typo is named up front instead of by the
+    first job that reads the file. Patterns with ``{chrom}`` are checked for every configured chromosome."""
+    import glob
+
+    missing = []
+
+    def need(key, path, chroms=None):
+        if not path:
+            return
+        for p in ([path.format(chrom=c) for c in chroms or []] if "{chrom}" in path else [path]):
+            if not os.path.exists(p):
+                missing.append(f"{key}: {p}")
+
+    imp = config.get("impute", {})
+    if imp.get("data", {}).get("source") == "vcf":
+        for k in ("vcf", "panel", "genetic_map"):
+            need(f"impute.data.{k}", imp["data"].get(k))
+    need("impute.array.manifest", imp.get("array", {}).get("manifest"))
+    targets = imp.get("targets", {})
+    if targets.get("source") == "files":
+        chroms = targets.get("chromosomes") or []
+        for k in ("vcf", "truth"):
+            need(f"impute.targets.{k}", targets.get(k), chroms)
+        ref = imp.get("reference", {})
+        for k in ("vcf", "panel", "genetic_map"):
+            need(f"impute.reference.{k}", ref.get(k), chroms)
+    crispr = config.get("crispr", {}).get("data", {})
+    if crispr.get("source") == "workbook":
+        need("crispr.data.workbook.path", crispr.get("workbook", {}).get("path"))
+    text = config.get("textlm", {})
+    corpus = text.get("corpus", {})
+    if corpus.get("source") == "files":
+        for pattern in corpus.get("files") or []:
+            if not glob.glob(os.path.expanduser(pattern), recursive=True):
+                missing.append(f"textlm.corpus.files: {pattern} (matches no file)")
+    if corpus.get("source") == "dataset":
+        need("textlm.corpus.dataset", corpus.get("dataset"))
+    if text.get("tokenizer", {}).get("source") == "local":
+        need("textlm.tokenizer.path", text["tokenizer"].get("path"))
+    return missing

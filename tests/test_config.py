@@ -78,3 +78,16 @@ def test_check_config_answers_bad_input_in_one_line(tmp_path, capsys):
     bom = tmp_path / "bom.yaml"  # a UTF-8 byte-order mark (Windows editors) is not part of the first key
     bom.write_bytes(b"\xef\xbb\xbf" + yaml.safe_dump({"impute": {"ingest": {"min_maf": 0.2}}}).encode())
     assert load_config(ROOT / "config.yaml", bom)["impute"]["ingest"]["min_maf"] == 0.2
+
+
+def test_missing_paths_names_each_absent_file_per_chromosome(tmp_path, monkeypatch):
+    from omicslm.config import missing_paths
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ref.chr1.vcf.gz").write_text("")
+    (tmp_path / "targets.vcf.gz").write_text("")
+    cfg = load_config(ROOT / "config.yaml", overrides={"impute": {
+        "targets": {"source": "files", "vcf": "targets.vcf.gz", "chromosomes": ["chr1", "chr2"]},
+        "reference": {"vcf": "ref.{chrom}.vcf.gz", "panel": "pops.txt"}}})
+    assert missing_paths(cfg) == ["impute.reference.vcf: ref.chr2.vcf.gz", "impute.reference.panel: pops.txt"]
+    assert missing_paths(load_config(ROOT / "config.yaml")) == []  # the default fetches or simulates its data

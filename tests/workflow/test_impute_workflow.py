@@ -104,3 +104,15 @@ def test_bad_vcf_fails_clearly_and_leaves_no_artefact(tmp_path):
     log = (tmp_path / "logs/impute/vcf_to_h5.log").read_text()
     assert str(bad) in log and "gzip" in log.lower()
     assert not (tmp_path / "results/impute/panel.h5").exists()
+
+
+def test_a_data_path_that_does_not_exist_is_named_before_any_job(tmp_path):
+    cfg = write_config(tmp_path / "mine.yaml", {
+        "impute": {"data": {"source": "vcf", "vcf": "my/panel.vcf.gz", "panel": "my/panel.txt"}},
+        "textlm": {"corpus": {"source": "files", "files": ["my/books/*.txt"]}}})
+    res = snakemake(tmp_path, "-n", TARGET, configs=[cfg], check=False)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and "config names files that do not exist" in out
+    for named in ("impute.data.vcf: my/panel.vcf.gz", "impute.data.panel: my/panel.txt",
+                  "textlm.corpus.files: my/books/*.txt (matches no file)"):
+        assert named in out, out[-3000:]
