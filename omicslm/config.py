@@ -122,6 +122,10 @@ def missing_paths(config: dict) -> list[str]:
                 missing.append(f"textlm.corpus.files: {pattern} (matches no file)")
     if corpus.get("source") == "dataset":
         need("textlm.corpus.dataset", corpus.get("dataset"))
+    for name, patterns in (text.get("score") or {}).items():
+        for pattern in patterns:
+            if not glob.glob(os.path.expanduser(pattern), recursive=True):
+                missing.append(f"textlm.score.{name}: {pattern} (matches no file)")
     if text.get("tokenizer", {}).get("source") == "local":
         need("textlm.tokenizer.path", text["tokenizer"].get("path"))
     return missing

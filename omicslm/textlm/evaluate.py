@@ -30,7 +30,7 @@ from omicslm.textlm.train import build_model
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["model", "objective", "parameters", "block_size", "eval_blocks", "eval_targets", "perplexity",
+COLUMNS = ["dataset", "model", "objective", "parameters", "block_size", "eval_blocks", "eval_targets", "perplexity",
            "untrained_perplexity", "unigram_perplexity", "steps", "train_seconds", "probe", "output"]
 MASK_PLACEHOLDER = "<mask>"
 
@@ -148,7 +148,8 @@ def evaluate_lm(chunks_dir: str | os.PathLike, model_dir: str | os.PathLike, out
         probe = " | ".join(fill_mask_texts)
         output = " | ".join(" / ".join(fill_mask(model, tok, t, top_n=top_n)) for t in fill_mask_texts)
     summary = json.loads(Path(train_summary).read_text()) if train_summary else {}
-    row = {"model": name, "objective": objective, "parameters": sum(p.numel() for p in model.parameters()),
+    row = {"dataset": "validation", "model": name, "objective": objective,
+           "parameters": sum(p.numel() for p in model.parameters()),
            "block_size": blocks.shape[1], "eval_blocks": len(blocks), "eval_targets": n,
            "perplexity": math.exp(trained / n), "untrained_perplexity": math.exp(untrained / n),
            "unigram_perplexity": math.exp(uni / n), "steps": summary.get("steps"),
@@ -168,9 +169,84 @@ def write_rows(rows: list[dict], path: str | os.PathLike) -> None:
 
 
 def combine_eval(tsvs, out_tsv: str | os.PathLike) -> None:
-    """Concatenate per-model evaluation TSVs into ``results/textlm_eval.tsv``."""
+    """Concatenate per-model evaluation TSVs (validation rows, then the ``textlm.score`` rows of
+    :func:`score_texts`) into ``results/textlm_eval.tsv``: one row per dataset and model, the columns of both."""
     import pandas as pd
 
     table = pd.concat([pd.read_csv(t, sep="\t") for t in tsvs], ignore_index=True)
+    columns = COLUMNS + [c for c in SCORE_COLUMNS if c not in COLUMNS and c in table.columns]
     with atomic_open(out_tsv) as fh:
-        table[COLUMNS].to_csv(fh, sep="\t", index=False, float_format="%.4g")
+        table.reindex(columns=columns).to_csv(fh, sep="\t", index=False, float_format="%.4g")
+
+
+SCORE_COLUMNS = ["dataset", "model", "objective", "files", "bytes", "tokens", "eval_targets", "perplexity",
+                 "bits_per_byte", "unigram_perplexity", "unigram_bits_per_byte"]
+
+
+def score_texts(files, chunks_dir: str | os.PathLike, model_dir: str | os.PathLike, out_tsv: str | os.PathLike, *,
+                objective: str, name: str, dataset: str, block_size: int, batch_size: int = 8,
+                unigram_alpha: float = 1.0, mlm_probability: float = 0.15, seed: int = 0, threads: int = 1,
+                encoding_errors: str = "strict") -> dict:
+    """Score a trained model (and the unigram baseline of its training split) on your own text files.
+
+    The files (UTF-8, one document each) are tokenized with the model's tokenizer and cut into blocks of
+    ``block_size`` tokens, one document after another (the remainder of a document is a shorter block). Scored are
+    the same targets as :func:`evaluate_lm` scores on validation blocks: every token but a block's first (causal),
+    or ``mlm_probability`` of them (masked). Besides perplexity, bits per byte: the summed negative log-likelihood
+    in bits over the UTF-8 bytes of the scored tokens (byte-level BPE: each token is its own bytes), which compares
+    across tokenizers. Writes one row (:data:`SCORE_COLUMNS`); InputError when the files hold no text to score.
+    """
+    import datasets
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+    from omicslm.textlm.corpus import read_text
+
+    torch.set_num_threads(max(1, threads))
+    files = [Path(f) for f in files]
+    if not files:
+        raise InputError(f"textlm.score.{dataset}", "no file to score")
+    tok = load_tokenizer(model_dir)
+    cls = AutoModelForCausalLM if objective == "clm" else AutoModelForMaskedLM
+    model = cls.from_pretrained(str(model_dir), local_files_only=True)
+    token_bytes = np.array([0 if t in tok.all_special_tokens else len(t)
+                            for t in tok.convert_ids_to_tokens(list(range(len(tok))))], dtype=np.int64)
+    blocks, n_bytes = [], 0
+    for f in files:
+        text = read_text(f, encoding_errors=encoding_errors)
+        n_bytes += len(text.encode("utf-8"))
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        blocks += [ids[i:i + block_size] for i in range(0, len(ids), block_size) if len(ids[i:i + block_size]) > 1]
+    if not blocks:
+        raise InputError(files[0], f"no text to score in the {len(files)} file(s) of textlm.score.{dataset}")
+    uni_lp = unigram_logprobs(datasets.load_from_disk(str(chunks_dir))["train"], model.config.vocab_size,
+                              alpha=unigram_alpha)
+    rng_seed = seed
+    nll = uni = 0.0
+    n_targets = scored_bytes = 0
+    for length in sorted({len(b) for b in blocks}):  # blocks of one length score as one array
+        same = np.array([b for b in blocks if len(b) == length], dtype=np.int64)
+        if objective == "clm":
+            targets, target_ids = None, same[:, 1:]
+        else:
+            targets = mlm_targets(same, probability=mlm_probability, seed=rng_seed)
+            target_ids = same[targets]
+            rng_seed += 1
+        nll += model_nll(model, same, objective=objective, targets=targets, mask_token_id=tok.mask_token_id,
+                         batch_size=batch_size)
+        uni -= uni_lp[target_ids].sum()
+        n_targets += target_ids.size
+        scored_bytes += int(token_bytes[target_ids].sum())
+    bits = 1 / math.log(2) / max(scored_bytes, 1)
+    row = {"dataset": dataset, "model": name, "objective": objective, "files": len(files), "bytes": n_bytes,
+           "tokens": int(sum(len(b) for b in blocks)), "eval_targets": n_targets,
+           "perplexity": math.exp(nll / n_targets), "bits_per_byte": nll * bits,
+           "unigram_perplexity": math.exp(uni / n_targets), "unigram_bits_per_byte": uni * bits}
+    log.info("%s on %s (%d files, %d bytes): perplexity %.1f, %.3f bits/byte (unigram %.1f, %.3f)", name, dataset,
+             len(files), n_bytes, row["perplexity"], row["bits_per_byte"], row["unigram_perplexity"],
+             row["unigram_bits_per_byte"])
+    import pandas as pd
+
+    with atomic_open(out_tsv) as fh:
+        pd.DataFrame([row], columns=SCORE_COLUMNS).to_csv(fh, sep="\t", index=False, float_format="%.4g")
+    return row

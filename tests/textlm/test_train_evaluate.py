@@ -8,7 +8,8 @@ import pytest
 from omicslm.errors import InputError
 from omicslm.textlm.chunking import chunk_corpus, tokenize_corpus
 from omicslm.textlm.corpus import build_corpus
-from omicslm.textlm.evaluate import COLUMNS, combine_eval, evaluate_lm, mlm_targets, unigram_logprobs
+from omicslm.textlm.evaluate import (COLUMNS, SCORE_COLUMNS, combine_eval, evaluate_lm, mlm_targets, score_texts,
+                                     unigram_logprobs)
 from omicslm.textlm.plot import plot_loss_curves
 from omicslm.textlm.tokenizer import load_tokenizer
 from omicslm.textlm.train import model_config, train_lm
@@ -98,6 +99,27 @@ def test_train_resume_evaluate(objective, chunks, tiny_tokenizers, tmp_path):
         assert row["output"].startswith("ROMEO:") and len(row["output"]) > len("ROMEO:")
     else:
         assert row["probe"] == "To be, or not to <mask>." and len(row["output"].split(" / ")) == 3
+    # your own text: one document, its bits per byte from the scored tokens' own bytes (byte-level BPE)
+    mine = tmp_path / "mine.txt"
+    mine.write_bytes(b"\xef\xbb\xbf" + b"To be, or not to be, that is the question.\n" * 5)  # a BOM first: not text
+    scored = score_texts([mine], chunks / f"chunks_{objective}", out / "model", tmp_path / "score.tsv",
+                         objective=objective, name=objective, dataset="mine", block_size=BLOCK, seed=1)
+    assert list(pd.read_csv(tmp_path / "score.tsv", sep="\t").columns) == SCORE_COLUMNS
+    tok = load_tokenizer(out / "model")
+    n_tokens = len(tok(mine.read_text(encoding="utf-8-sig"), add_special_tokens=False)["input_ids"])
+    assert scored["tokens"] == n_tokens and scored["bytes"] == 43 * 5
+    n_blocks = math.ceil(n_tokens / BLOCK)
+    assert scored["eval_targets"] == (n_tokens - n_blocks if objective == "clm" else scored["eval_targets"])
+    assert scored["bits_per_byte"] == pytest.approx(math.log2(scored["perplexity"]) * scored["eval_targets"]
+                                                    / _scored_bytes(scored, out / "model", mine, objective), rel=1e-6) \
+        if objective == "clm" else scored["bits_per_byte"] > 0
+    assert 1 < scored["unigram_perplexity"] < vocab
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(InputError, match="no text to score"):
+        score_texts([empty], chunks / f"chunks_{objective}", out / "model", tmp_path / "none.tsv",
+                    objective=objective, name=objective, dataset="empty", block_size=BLOCK)
+    assert not (tmp_path / "none.tsv").exists()
     combine_eval([tmp_path / "eval.tsv", tmp_path / "eval.tsv"], tmp_path / "all.tsv")
     assert len(pd.read_csv(tmp_path / "all.tsv", sep="\t")) == 2
     plot_loss_curves([out / "history.tsv"], [objective], tmp_path / "curves.png")
@@ -116,3 +138,11 @@ def test_unigram_and_mlm_targets(chunks):
     mask = mlm_targets(np.zeros((50, 8), np.int64), probability=0.01, seed=0)
     assert mask.any(axis=1).all()
     assert np.array_equal(mask, mlm_targets(np.zeros((50, 8), np.int64), probability=0.01, seed=0))
+
+
+def _scored_bytes(row, model_dir, path, objective):
+    """UTF-8 bytes of the tokens a causal LM scores in ``path``: all but the first of each block."""
+    tok = load_tokenizer(model_dir)
+    ids = tok(path.read_text(encoding="utf-8-sig"), add_special_tokens=False)["input_ids"]
+    scored = [t for i in range(0, len(ids), BLOCK) for t in ids[i:i + BLOCK][1:]]
+    return sum(len(t) for t in tok.convert_ids_to_tokens(scored))

@@ -51,6 +51,23 @@ def test_second_run_does_nothing(workdir):
     assert "Nothing to be done" in res.stdout + res.stderr
 
 
+def test_your_own_text_is_scored_by_every_model_and_nothing_retrains(workdir):
+    mine = workdir / "mine"
+    mine.mkdir()
+    (mine / "a.txt").write_text("HAMLET:\nTo be, or not to be, that is the question.\n" * 20)
+    (mine / "b.txt").write_text("JULIET:\nO Romeo, Romeo! wherefore art thou Romeo?\n" * 20)
+    cfg = write_config(workdir / "score.yaml", {"textlm": {"score": {"mine": [str(mine / "*.txt")]}}})
+    assert planned_jobs(snakemake(workdir, "-n", TARGET, configs=[cfg])) == {"textlm_score": 2, "textlm_eval": 1}
+    snakemake(workdir, TARGET, configs=[cfg], timeout=300)
+    table = pd.read_csv(workdir / TARGET, sep="\t")
+    assert list(table["dataset"]) == ["validation", "validation", "mine", "mine"]
+    own = table[table["dataset"] == "mine"].set_index("model")
+    assert (own["files"] == 2).all() and (own["bytes"] == 20 * 51 + 20 * 50).all() and (own["eval_targets"] > 0).all()
+    # the trained causal LM models Shakespeare-like text better than unigram, in bits per byte as in perplexity
+    assert own.loc["gpt2", "bits_per_byte"] < own.loc["gpt2", "unigram_bits_per_byte"]
+    assert own.loc["gpt2", "perplexity"] < own.loc["gpt2", "unigram_perplexity"]
+
+
 def test_changing_the_prompt_reruns_only_the_evaluation(workdir):
     cfg = write_config(workdir / "prompt.yaml", {"textlm": {"evaluate": {"prompt": "JULIET:"}}})
     jobs = planned_jobs(snakemake(workdir, "-n", TARGET, configs=[cfg]))

@@ -157,9 +157,35 @@ rule textlm_evaluate:
         "../../scripts/textlm_evaluate.py"
 
 
+rule textlm_score:
+    input:
+        files=textlm_score_files,
+        chunks=lambda wc: f"{TEXTLM_DIR}/chunks/{textlm_kind(wc)}",
+        model=rules.textlm_train.output.model,
+    output:
+        tsv=f"{TEXTLM_DIR}/{{tlm_model}}/score/{{tset}}.tsv",
+    params:
+        made_with=lambda wc: textlm_made_with(f"textlm_score/{wc.tlm_model}/{wc.tset}"),  # rerun key: read by no script (settings_above)
+        objective=lambda wc: textlm_kind(wc),
+        block_size=TEXTLM["data"]["block_size"],
+        batch_size=TEXTLM["evaluate"]["batch_size"],
+        unigram_alpha=TEXTLM["evaluate"]["unigram_alpha"],
+        seed=TEXTLM["evaluate"]["seed"],
+        mlm_probability=TEXTLM["mlm_probability"],
+        encoding_errors=TEXTLM["corpus"]["encoding_errors"],
+    threads: TEXTLM["threads"]
+    log:
+        "logs/textlm/score_{tlm_model}_{tset}.log",
+    conda:
+        "../../envs/textlm.yaml"
+    script:
+        "../../scripts/textlm_score.py"
+
+
 rule textlm_eval:
     input:
         expand(f"{TEXTLM_DIR}/{{tlm_model}}/eval.tsv", tlm_model=TEXTLM_MODELS),
+        expand(f"{TEXTLM_DIR}/{{tlm_model}}/score/{{tset}}.tsv", tlm_model=TEXTLM_MODELS, tset=list(TEXTLM_SCORE)),
     output:
         report(
             "results/textlm_eval.tsv",

@@ -31,6 +31,16 @@ def textlm_tokenizer_input(wildcards):
     return f"{TEXTLM_DIR}/corpus" if source == "train" else []
 
 
+TEXTLM_SCORE = TEXTLM["score"]  # your own text: set name -> globs of its files
+
+
+def textlm_score_files(wildcards):
+    """The files of one ``textlm.score`` set, in sorted order (globs expanded when the DAG is built)."""
+    from omicslm.textlm.corpus import expand_globs
+
+    return [str(p) for p in expand_globs(TEXTLM_SCORE[wildcards.tset])]
+
+
 def textlm_kind(wildcards):
     """Tokenizer kind of a model: clm for GPT-2, mlm (RoBERTa layout) for the masked LM."""
     return TEXTLM["models"][wildcards.tlm_model]["objective"]
@@ -51,6 +61,10 @@ TEXTLM_SETTINGS = {
                              "textlm.max_eval_blocks": TEXTLM["max_eval_blocks"]} for m in TEXTLM_MODELS},
     **{f"textlm_evaluate/{m}": {"textlm.evaluate": TEXTLM["evaluate"], "textlm.mlm_probability": TEXTLM["mlm_probability"]}
        for m in TEXTLM_MODELS},
+    **{f"textlm_score/{m}/{t}": {f"textlm.score.{t}": TEXTLM_SCORE[t], "textlm.mlm_probability": TEXTLM["mlm_probability"],
+                                 "textlm.evaluate.unigram_alpha": TEXTLM["evaluate"]["unigram_alpha"],
+                                 "textlm.evaluate.seed": TEXTLM["evaluate"]["seed"]}
+       for m in TEXTLM_MODELS for t in TEXTLM_SCORE},
 }
 TEXTLM_PARENTS = {
     "textlm_corpus": [],
@@ -60,7 +74,10 @@ TEXTLM_PARENTS = {
     **{f"textlm_train/{m}": [f"textlm_chunk/{s['objective']}", "textlm_tokenizers"] for m, s in TEXTLM["models"].items()},
     **{f"textlm_evaluate/{m}": [f"textlm_chunk/{s['objective']}", f"textlm_train/{m}"]
        for m, s in TEXTLM["models"].items()},
-    "textlm_eval": [f"textlm_evaluate/{m}" for m in TEXTLM_MODELS],
+    **{f"textlm_score/{m}/{t}": [f"textlm_chunk/{s['objective']}", f"textlm_train/{m}"]
+       for m, s in TEXTLM["models"].items() for t in TEXTLM_SCORE},
+    "textlm_eval": [f"textlm_evaluate/{m}" for m in TEXTLM_MODELS]
+                   + [f"textlm_score/{m}/{t}" for m in TEXTLM_MODELS for t in TEXTLM_SCORE],
     "textlm_plot": [f"textlm_train/{m}" for m in TEXTLM_MODELS],
 }
 
