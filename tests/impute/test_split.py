@@ -90,14 +90,19 @@ def test_panel_and_target_vcfs_hold_the_right_samples_and_sites(panel_h5, tmp_pa
     panel = cyvcf2.VCF(str(tmp_path / "panel.vcf.gz"))
     assert set(panel.samples) == set(split.loc[split.role != "test", "sample"])
     assert sum(1 for _ in panel) == hap.shape[0]
-    targets = cyvcf2.VCF(str(tmp_path / "targets.vcf.gz"))
-    test_names = split.loc[split.role == "test", "sample"].tolist()
-    assert targets.samples == test_names
-    test_idx = [int(s[1:]) for s in test_names]
-    rows = list(targets)
-    assert [v.POS for v in rows] == arr.pos.tolist()
+    rows, test_idx = _target_rows(tmp_path / "targets.vcf.gz", split, arr)
     for v, i in zip(rows, arr.idx):
         np.testing.assert_array_equal(v.genotype.array()[:, :2], hap[i, test_idx])
+
+
+def _target_rows(vcf, split, arr):
+    """The target VCF's records and the test samples' haplotype columns, checked against the split and array."""
+    targets = cyvcf2.VCF(str(vcf))
+    test_names = split.loc[split.role == "test", "sample"].tolist()
+    assert targets.samples == test_names
+    rows = list(targets)
+    assert [v.POS for v in rows] == arr.pos.tolist()
+    return rows, [int(s[1:]) for s in test_names]
 
 
 def test_target_vcf_unphased_keeps_the_genotypes_and_loses_the_phase(panel_h5, tmp_path):
@@ -106,12 +111,7 @@ def test_target_vcf_unphased_keeps_the_genotypes_and_loses_the_phase(panel_h5, t
     split = split_samples(h5, tmp_path / "split.tsv", test_fraction=0.25, validation_fraction=0.1, seed=1)
     arr = select_array_sites(h5, tmp_path / "split.tsv", tmp_path / "array.tsv", min_maf=0.05, spacing_bp=2000)
     write_target_vcf(h5, tmp_path / "split.tsv", tmp_path / "array.tsv", tmp_path / "targets.vcf.gz", phased=False)
-    targets = cyvcf2.VCF(str(tmp_path / "targets.vcf.gz"))
-    test_names = split.loc[split.role == "test", "sample"].tolist()
-    assert targets.samples == test_names
-    test_idx = [int(s[1:]) for s in test_names]
-    rows = list(targets)
-    assert [v.POS for v in rows] == arr.pos.tolist()
+    rows, test_idx = _target_rows(tmp_path / "targets.vcf.gz", split, arr)
     for v, i in zip(rows, arr.idx):
         g = v.genotype.array()
         assert not g[:, 2].any()  # no call phased
