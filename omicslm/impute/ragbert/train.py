@@ -30,9 +30,11 @@ import hashlib
 import json
 import logging
 import time
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 import torch
 
 from omicslm.errors import InputError
@@ -44,6 +46,7 @@ from omicslm.impute.ragbert.predict import predict_alt_prob
 from omicslm.impute.ragbert.windows import (copying_options, file_sha1, haplotype_columns, panel_fingerprint, read_windows,
                                            window_data)
 from omicslm.impute.split import read_array_sites, read_split, role_indices
+from omicslm.io.atomic import atomic_open
 from omicslm.train.device import pick_device, set_seed
 from omicslm.train.distributed import is_main_process, shard_rows
 from omicslm.train.loop import TrainConfig, fit, to_device
@@ -253,6 +256,23 @@ def _run_config(variant: str, mcfg: ModelConfig, cfg: dict, contigs: list[_Input
             "genetic_map_sha1s": {c.panel.contig: file_sha1(m) for c, m in zip(contigs, maps)}}
 
 
+def _contig_inputs(h5, split_tsv, array_tsv, windows_tsv, genetic_map, *, variant: str) -> tuple[list[_Inputs], list]:
+    """Each contig's :func:`_read_inputs` (one path, or a list of paths per contig, of each kind) and its genetic
+    map (None: uniform), checked to hold the same panel samples; each contig's sizes logged."""
+    splits = _as_list(split_tsv)
+    contigs = [_read_inputs(*paths) for paths in zip(_as_list(h5), splits, _as_list(array_tsv), _as_list(windows_tsv),
+                                                      strict=True)]
+    maps = _as_list(genetic_map) if genetic_map is not None else [None] * len(contigs)
+    if len(maps) != len(contigs):
+        raise ValueError(f"{len(maps)} genetic maps for {len(contigs)} contigs")
+    _same_samples(contigs, splits)
+    for c in contigs:
+        log.info("%s: %s: %d reference / %d validation samples, %d sites (%d on the array), %d windows", variant,
+                 c.panel.contig, len(c.ref_idx), len(c.val_idx), c.panel.n_variants, int(c.observed.sum()),
+                 len(c.windows))
+    return contigs, maps
+
+
 def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, variant: str, model_block: dict,
                   maf_bins, threads: int = 1, loss_hook=None, genetic_map=None) -> dict:
     """Train one model variant; resumes from ``work_dir/last`` when a previous run was killed.
@@ -294,33 +314,21 @@ def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, v
     torch.set_num_threads(max(1, int(threads)))
     cfg = resolve_variant(model_block, variant)
     tcfg = TrainConfig.from_dict(cfg["train"])
-    splits = _as_list(split_tsv)
-    contigs = [_read_inputs(*paths) for paths in zip(_as_list(h5), splits, _as_list(array_tsv), _as_list(windows_tsv),
-                                                      strict=True)]
-    maps = _as_list(genetic_map) if genetic_map is not None else [None] * len(contigs)
-    if len(maps) != len(contigs):
-        raise ValueError(f"{len(maps)} genetic maps for {len(contigs)} contigs")
-    _same_samples(contigs, splits)
+    contigs, maps = _contig_inputs(h5, split_tsv, array_tsv, windows_tsv, genetic_map, variant=variant)
     longest = max(int((c.windows[:, 1] - c.windows[:, 0]).max()) for c in contigs)
     mcfg = _model_config(cfg, longest, len(contigs[0].panel.populations))
     weights = LossWeights(**cfg["loss"])
     set_seed(tcfg.seed)
-
-    for c in contigs:
-        log.info("%s: %s: %d reference / %d validation samples, %d sites (%d on the array), %d windows", variant,
-                 c.panel.contig, len(c.ref_idx), len(c.val_idx), c.panel.n_variants, int(c.observed.sum()),
-                 len(c.windows))
-    if not cfg.get("network", True) and copying_options(cfg) is None:
+    network = bool(cfg.get("network", True))
+    if not network and copying_options(cfg) is None:
         raise ValueError(f"variant {variant}: network: false imputes with the copying model alone, which needs "
                          "copying.enabled and retrieval")
-    network = bool(cfg.get("network", True))
     train_data, val_data, data_seconds = _contig_datasets(contigs, maps, cfg=cfg, seed=tcfg.seed, threads=threads,
                                                           window_sites=mcfg.window_sites, train=network)
     if not network:
         return _publish_copying_only(variant, mcfg, cfg, contigs, maps, val_data, out_dir=out_dir, work_dir=work_dir,
                                      maf_bins=maf_bins, started=started, data_seconds=data_seconds, threads=threads,
                                      metric=tcfg.early_stopping_metric)
-    observed = train_data.observed
     epochs = TrainEpochs(train_data, batch_size=cfg["batch_size"], pairs_per_epoch=cfg.get("pairs_per_epoch"),
                          seed=tcfg.seed, reveal_start=cfg["reveal_start"], curriculum_epochs=cfg["curriculum_epochs"])
     device = pick_device(tcfg.device)
@@ -334,35 +342,34 @@ def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, v
 
     def validate(m, epoch):
         p = predict_alt_prob(m, val_data, batch_size=cfg["batch_size"], device=device, amp=tcfg.amp, desc="validate")
-        return validation_metrics(p, val_data.query_hap, observed, train_data.stats.af, maf_bins=maf_bins,
+        return validation_metrics(p, val_data.query_hap, train_data.observed, train_data.stats.af, maf_bins=maf_bins,
                                   eps=cfg["prob_eps"])
 
     # under torchrun each rank takes whole samples (both haplotype rows): the genotype loss pairs rows 2i, 2i+1
     state = fit(model, epochs, loss_fn, validate, tcfg, work_dir,
                 run_config=_run_config(variant, mcfg, cfg, contigs, maps),
                 steps_per_epoch=epochs.steps_per_epoch(), shard_batch=functools.partial(shard_rows, multiple=2))
-    if not is_main_process():
-        return state
+    if is_main_process():
+        _publish_trained(variant, state, out_dir=out_dir, work_dir=work_dir, started=started,
+                         data_seconds=data_seconds, threads=threads, device=device, metric=tcfg.early_stopping_metric)
+    return state
+
+
+def _publish_trained(variant, state, *, out_dir, work_dir, started, data_seconds, threads, device, metric) -> None:
+    """best/ and history of the finished run into ``out_dir``, with train_runtime.json (seconds, best epoch)."""
     seconds = train_seconds(state["history"])
     publish_run(work_dir, out_dir, summary_name="train_runtime.json", summary={
         "method": variant, "train_seconds": seconds, "this_run_seconds": time.perf_counter() - started,
         "data_seconds": data_seconds, "threads": int(threads), "device": str(device),
-        "best_epoch": state["best_epoch"], "best_metric": state["best_metric"], "metric": tcfg.early_stopping_metric})
-    log.info("%s: best %s %.4f at epoch %s; %.0f s training", variant, tcfg.early_stopping_metric,
-             state["best_metric"], state["best_epoch"], seconds)
-    return state
+        "best_epoch": state["best_epoch"], "best_metric": state["best_metric"], "metric": metric})
+    log.info("%s: best %s %.4f at epoch %s; %.0f s training", variant, metric, state["best_metric"],
+             state["best_epoch"], seconds)
 
 
 def _publish_copying_only(variant, mcfg, cfg, contigs, maps, val_data, *, out_dir, work_dir, maf_bins,
                           started, data_seconds, threads, metric) -> dict:
     """A ``network: false`` variant: nothing to train. Its checkpoint is the run config alone (no weights: the copying
     model over the FAISS candidates is the answer); its one history row, the copying model's validation metrics."""
-    from pathlib import Path
-
-    import pandas as pd
-
-    from omicslm.io.atomic import atomic_open
-
     if not is_main_process():
         return {}
     # the validation queries are retrieved against the reference samples, whose AF val_data.stats holds
