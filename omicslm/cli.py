@@ -32,7 +32,7 @@ def _cmd_vcf_to_h5(args):
     from omicslm.impute.ingest import vcf_to_hdf5
 
     stats = vcf_to_hdf5(args.vcf, args.panel, args.h5, min_maf=args.min_maf, on_unphased=args.on_unphased,
-                        chunk_size=args.chunk_size, panel_subset=args.panel_subset)
+                        chunk_size=args.chunk_size, panel_subset=args.panel_subset, indels=not args.snps_only)
     print(json.dumps(stats, default=str))
 
 
@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--on-unphased", choices=["error", "drop_site"], default="error")
     v.add_argument("--chunk-size", type=int, default=2000)
     v.add_argument("--panel-subset", action="store_true", help="the panel may list samples the VCF lacks")
+    v.add_argument("--snps-only", action="store_true", help="skip biallelic indels (kept by default)")
     v.set_defaults(func=_cmd_vcf_to_h5)
 
     e = sub.add_parser("evaluate", help="score an imputed VCF against the held-out truth by MAF bin")

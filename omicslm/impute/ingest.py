@@ -1,6 +1,6 @@
 """Ingest a phased VCF into the HDF5 panel layout.
 
-:func:`vcf_to_hdf5` streams a VCF in chunks of records, keeps the biallelic SNPs of the
+:func:`vcf_to_hdf5` streams a VCF in chunks of records, keeps the biallelic SNPs (and indels) of the
 samples listed in a population panel file, checks that every genotype is diploid and
 phased, filters on minor-allele frequency and writes the arrays described in
 :mod:`omicslm.impute.layout`. :func:`omicslm.impute.ragbert.windows.write_windows` cuts the
@@ -43,12 +43,15 @@ from omicslm.impute.vcf_records import (
 )
 from omicslm.io.atomic import atomic_path
 
-__all__ = ["ENGINES", "ON_UNPHASED", "PANEL_COLUMNS", "PANEL_REQUIRED", "SKIP_REASONS", "read_population_panel",
+__all__ = ["ENGINES", "ON_UNPHASED", "PANEL_COLUMNS", "PANEL_REQUIRED", "SKIP_REASONS", "INGEST_SKIP_REASONS",
+           "read_population_panel",
            "vcf_to_hdf5"]
 
 log = logging.getLogger(__name__)
 
 PANEL_COLUMNS = ("sample", "pop", "super_pop", "gender")
+#: Reasons a record is not ingested: the reader's, then a second record at a kept site's position.
+INGEST_SKIP_REASONS = SKIP_REASONS + ("shared_position",)
 #: Columns a panel file must have; ``gender`` is optional (autosomes do not need it).
 PANEL_REQUIRED = ("sample", "pop", "super_pop")
 
@@ -56,12 +59,13 @@ PANEL_REQUIRED = ("sample", "pop", "super_pop")
 def _type_table() -> np.ndarray:
     """``layout.TYPE_NAMES`` index of each (REF, ALT) pair of base codes (A, C, G, T = 0..3); -1 for REF == ALT."""
     table = np.full((4, 4), -1, dtype=np.int8)
-    for i, name in enumerate(layout.TYPE_NAMES):
+    for i, name in enumerate(layout.SNP_TYPES):
         table["ACGT".index(name[0]), "ACGT".index(name[2])] = i
     return table
 
 
 _TYPE_TABLE = _type_table()
+_INS, _DEL, _MNP = (layout.TYPE_NAMES.index(t) for t in ("INS", "DEL", "MNP"))
 #: byte -> base code (A, C, G, T = 0..3)
 _BASE_CODE = np.zeros(256, dtype=np.intp)
 _BASE_CODE[np.frombuffer(b"ACGT", dtype=np.uint8)] = np.arange(4)
@@ -227,8 +231,8 @@ class _HapWriter:
 def vcf_to_hdf5(vcf: str | os.PathLike, panel: str | os.PathLike, out_h5: str | os.PathLike, *,
                 min_maf: float = 0.01, on_unphased: str = "error", chunk_size: int = 2000,
                 panel_subset: bool = False, engine: str = "auto", threads: int = 2,
-                compression: str | None = "gzip", compression_opts: int | None = 1) -> dict:
-    """Convert a phased VCF of one contig into the HDF5 panel layout (format v1).
+                compression: str | None = "gzip", compression_opts: int | None = 1, indels: bool = False) -> dict:
+    """Convert a phased VCF of one contig into the HDF5 panel layout (format v2).
 
     Parameters
     ----------
@@ -239,7 +243,7 @@ def vcf_to_hdf5(vcf: str | os.PathLike, panel: str | os.PathLike, out_h5: str | 
     out_h5 : path-like
         Output HDF5 file, laid out as in :mod:`omicslm.impute.layout`; written atomically.
     min_maf : float
-        Keep a biallelic SNP when ``min(AF, 1 - AF) >= min_maf``, AF over the kept
+        Keep a biallelic site when ``min(AF, 1 - AF) >= min_maf``, AF over the kept
         samples' haplotypes.
     on_unphased : {"error", "drop_site"}
         What to do with an unphased or missing genotype: stop with an
@@ -258,12 +262,16 @@ def vcf_to_hdf5(vcf: str | os.PathLike, panel: str | os.PathLike, out_h5: str | 
         htslib threads for bgzip decompression in the cyvcf2 engine.
     compression, compression_opts
         h5py filter for ``calldata/HAP`` (gzip level 1: fast, and 0/1 bytes shrink a lot).
+    indels : bool
+        Keep biallelic indels too (alleles spelled in ACGT). One site per position: where a SNP and an
+        indel (or two indels) share one, the SNP (else the first record) is kept and the others are
+        counted as ``shared_position``.
 
     Returns
     -------
     dict
         ``n_records`` (VCF records read), ``n_kept``, ``n_samples``, ``skipped``
-        (reason -> count, reasons in :data:`SKIP_REASONS`), ``seconds``.
+        (reason -> count, reasons in :data:`INGEST_SKIP_REASONS`), ``seconds``.
 
     Raises
     ------
@@ -280,17 +288,18 @@ def vcf_to_hdf5(vcf: str | os.PathLike, panel: str | os.PathLike, out_h5: str | 
     pan = read_population_panel(panel)
     kept = _match_samples(path, panel, pan, read_vcf_samples(path), panel_subset)
     chunks = iter_vcf_chunks(path, samples=kept, chunk_length=chunk_size, engine=engine,
-                             on_unphased=on_unphased, min_maf=min_maf, threads=threads)
+                             on_unphased=on_unphased, min_maf=min_maf, threads=threads, indels=indels)
     pan = pan.set_index("sample").loc[kept]
     sites = _SiteTable(path, _Populations(pan["pop"].to_numpy()))
     with atomic_path(out_h5) as tmp, h5py.File(tmp, "w") as h5:
         with _HapWriter(h5, len(kept), compression, compression_opts) as writer:
             for ch in chunks:
-                if sites.add(ch):
-                    writer.append(ch.gt)
+                keep = sites.add(ch)
+                if keep is not None:
+                    writer.append(ch.gt if len(keep) == len(ch.pos) else ch.gt[keep])
         sites.write(h5, min_maf)
         _write_samples(h5, kept, pan, sites.pops)
-        _write_attrs(h5, sites, path, min_maf)
+        _write_attrs(h5, sites, path, min_maf, indels)
     seconds = time.perf_counter() - t0
     log.info("%s: kept %d of %d records (%d samples, contig %s) in %.1f s; skipped: %s", path, sites.n_kept,
              sites.n_records, len(kept), sites.contig, seconds, ", ".join(f"{k} {v}" for k, v in sites.skipped.items()))
@@ -330,40 +339,49 @@ class _SiteTable:
     def __init__(self, path: Path, pops: _Populations):
         self.path, self.pops, self.n = path, pops, len(pops.index)
         self.parts = {k: [] for k in ("pos", "id", "ref", "alt", "type", "af", "af_pop", "geno")}
-        self.contig, self.last_pos, self.n_records, self.n_kept = None, 0, 0, 0
-        self.skipped = dict.fromkeys(SKIP_REASONS, 0)
+        self.contig, self.last_pos, self.last_snp, self.n_records, self.n_kept = None, 0, False, 0, 0
+        self.skipped = dict.fromkeys(INGEST_SKIP_REASONS, 0)
 
-    def add(self, ch: VcfChunk) -> bool:
-        """Count a chunk's records, check its sites and gather their arrays; False if it has none."""
+    def add(self, ch: VcfChunk) -> np.ndarray | None:
+        """Count a chunk's records, check its sites and gather the kept ones' arrays.
+
+        Returns the indices (into the chunk) of the kept sites, one per position, or None when none is kept.
+        """
         self.contig = ch.contig
         self.n_records += ch.n_records
         for reason, n in ch.skipped.items():
             self.skipped[reason] += n
         if not len(ch.pos):
-            return False
-        vtype = _site_types(self.path, ch, self.last_pos)
-        self.last_pos = int(ch.pos[-1])
-        counts = ch.gt[:, :, 0] + ch.gt[:, :, 1]  # (k, n) alt alleles per genotype
+            return None
+        vtype = _site_types(self.path, ch)
+        keep = _one_per_position(self.path, ch, vtype, self.last_pos, self.last_snp)
+        self.skipped["shared_position"] += len(ch.pos) - len(keep)
+        if not len(keep):
+            return None
+        self.last_pos, self.last_snp = int(ch.pos[keep[-1]]), bool(layout.is_snp_type(vtype[keep[-1]]))
+        gt = ch.gt[keep]
+        counts = gt[:, :, 0] + gt[:, :, 1]  # (k, n) alt alleles per genotype
         het = np.count_nonzero(counts == 1, axis=1)
         hom_alt = np.count_nonzero(counts == 2, axis=1)
         n = self.n
-        for key, part in (("pos", ch.pos), ("id", ch.id), ("ref", ch.ref), ("alt", ch.alt), ("type", vtype),
-                          ("af", (ch.ac / (2.0 * n)).astype(np.float32)), ("af_pop", self.pops.alt_freq(counts)),
+        for key, part in (("pos", ch.pos[keep]), ("id", ch.id[keep]), ("ref", ch.ref[keep]), ("alt", ch.alt[keep]),
+                          ("type", vtype[keep]), ("af", (ch.ac[keep] / (2.0 * n)).astype(np.float32)),
+                          ("af_pop", self.pops.alt_freq(counts)),
                           ("geno", np.stack([n - het - hom_alt, het, hom_alt], axis=1) / n)):
             self.parts[key].append(part)
-        self.n_kept += len(ch.pos)
-        return True
+        self.n_kept += len(keep)
+        return keep
 
     def write(self, h5: h5py.File, min_maf: float) -> None:
         """Write ``variants/*``; InputError when the VCF has no records or no site was kept."""
         if self.n_records == 0:
             raise InputError(self.path, "VCF has a header but no records")
         if self.n_kept == 0:
-            raise InputError(self.path, f"no biallelic SNP with MAF >= {min_maf:g} among {self.n_records} records")
+            raise InputError(self.path, f"no biallelic site with MAF >= {min_maf:g} among {self.n_records} records")
         col = {k: np.concatenate(v) for k, v in self.parts.items()}
         h5["variants/POS"] = col["pos"]
-        h5["variants/REF"] = col["ref"].astype("S1")
-        h5["variants/ALT"] = col["alt"].astype("S1")
+        h5["variants/REF"] = np.char.encode(col["ref"].astype(str), "ascii").astype("S")
+        h5["variants/ALT"] = np.char.encode(col["alt"].astype(str), "ascii").astype("S")
         h5["variants/ID"] = col["id"].astype("S")
         h5["variants/TYPE"] = col["type"]
         h5["variants/AF"] = col["af"]
@@ -371,26 +389,46 @@ class _SiteTable:
         h5["variants/GENO_FREQ"] = col["geno"].astype(np.float32)
 
 
-def _site_types(path: Path, ch: VcfChunk, last_pos: int) -> np.ndarray:
-    """Substitution type (index in ``layout.TYPE_NAMES``) of each site: ndarray, int8, shape (n,).
+def _site_types(path: Path, ch: VcfChunk) -> np.ndarray:
+    """Variant class (index in ``layout.TYPE_NAMES``) of each site: ndarray, int8, shape (n,).
 
-    Raises InputError at the first site whose position repeats the previous kept site's,
-    and KeyError (as the per-site ``TYPE_NAMES`` lookup did) at one with REF == ALT.
+    Single-base sites take their substitution; longer alleles are INS, DEL or MNP by length.
+    Raises InputError at a site whose REF equals its ALT.
     """
-    dup = np.flatnonzero(ch.pos == np.concatenate([[last_pos], ch.pos[:-1]]))
-    vtype = _TYPE_TABLE[_BASE_CODE[ch.ref.astype("S1").view(np.uint8)], _BASE_CODE[ch.alt.astype("S1").view(np.uint8)]]
-    no_type = np.flatnonzero(vtype < 0)
-    if len(dup) and not (len(no_type) and no_type[0] < dup[0]):
-        p = int(ch.pos[dup[0]])
-        raise InputError(
-            path,
-            f"duplicate position {p}: two biallelic SNPs at one position "
-            "(merge them with 'bcftools norm -m+', or remove one)",
-            record=f"{ch.contig}:{p}",
-        )
-    if len(no_type):
-        raise KeyError(f"{ch.ref[no_type[0]]}>{ch.alt[no_type[0]]}")
+    ref_len, alt_len = np.char.str_len(ch.ref.astype(str)), np.char.str_len(ch.alt.astype(str))
+    snp = (ref_len == 1) & (alt_len == 1)
+    vtype = np.where(alt_len > ref_len, _INS, np.where(alt_len < ref_len, _DEL, _MNP)).astype(np.int8)
+    if snp.any():
+        one = np.flatnonzero(snp)
+        vtype[one] = _TYPE_TABLE[_BASE_CODE[ch.ref[one].astype("S1").view(np.uint8)],
+                                 _BASE_CODE[ch.alt[one].astype("S1").view(np.uint8)]]
+    same = np.flatnonzero((vtype < 0) | (ch.ref == ch.alt))
+    if len(same):
+        i = int(same[0])
+        raise InputError(path, f"REF equals ALT ({ch.ref[i]}): not a variant", record=f"{ch.contig}:{ch.pos[i]}")
     return vtype
+
+
+def _one_per_position(path: Path, ch: VcfChunk, vtype: np.ndarray, last_pos: int, last_snp: bool) -> np.ndarray:
+    """Indices of the sites kept where records share a position: ndarray, int64, increasing.
+
+    A SNP and indels at one position (or several indels): the SNP is kept, else the first record; a position the
+    previous chunk already kept is dropped. Two SNPs at one position are a split multiallelic site: InputError.
+    """
+    pos, snp = ch.pos, layout.is_snp_type(vtype)
+    run = np.cumsum(np.r_[True, pos[1:] != pos[:-1]]) - 1
+    n_snp = np.bincount(run, weights=snp)
+    twice = np.flatnonzero(n_snp > 1)
+    if last_snp and pos[0] == last_pos and n_snp[0] >= 1:
+        twice = np.r_[0, twice]
+    if len(twice):
+        p = int(pos[np.flatnonzero(run == twice[0])[0]])
+        raise InputError(path, f"duplicate position {p}: two biallelic SNPs at one position "
+                               "(merge them with 'bcftools norm -m+', or remove one)", record=f"{ch.contig}:{p}")
+    order = np.lexsort((np.arange(len(pos)), ~snp, run))  # by run, the SNP first, then file order
+    first = order[np.r_[True, run[order][1:] != run[order][:-1]]]
+    keep = np.sort(first)
+    return keep[pos[keep] != last_pos].astype(np.int64)
 
 
 def _write_samples(h5: h5py.File, kept: list[str], pan: pd.DataFrame, pops: _Populations) -> None:
@@ -400,11 +438,12 @@ def _write_samples(h5: h5py.File, kept: list[str], pan: pd.DataFrame, pops: _Pop
     h5["populations/NAME"] = pops.names.astype("S")
 
 
-def _write_attrs(h5: h5py.File, sites: _SiteTable, path: Path, min_maf: float) -> None:
+def _write_attrs(h5: h5py.File, sites: _SiteTable, path: Path, min_maf: float, indels: bool) -> None:
     h5.attrs["format_version"] = layout.FORMAT_VERSION
     h5.attrs["contig"] = sites.contig
     h5.attrs["source_vcf"] = str(path)
     h5.attrs["min_maf"] = float(min_maf)
+    h5.attrs["indels"] = bool(indels)
     h5.attrs["type_names"] = layout.TYPE_NAMES
     for reason, n in sites.skipped.items():
         h5.attrs[f"n_skipped_{reason}"] = n

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from omicslm.errors import InputError
-from omicslm.impute.layout import Panel, read_panel
+from omicslm.impute.layout import Panel, is_snp_type, read_panel
 from omicslm.io.atomic import atomic_open
 from omicslm.io.vcf import write_vcf
 
@@ -186,8 +186,9 @@ def select_array_sites(h5, split_tsv, out_tsv, *, manifest=None, min_maf: float,
         idx = np.flatnonzero(keep)
         source = f"manifest {manifest}"
     else:
-        idx = density_sites(panel.pos, af, min_maf=min_maf, spacing_bp=spacing_bp)
-        source = f"density rule (panel MAF >= {min_maf}, first such site in each {spacing_bp} bp window)"
+        snp_af = np.where(is_snp_type(panel.vtype), af, 0.0)  # an array types SNPs: indels are imputed
+        idx = density_sites(panel.pos, snp_af, min_maf=min_maf, spacing_bp=spacing_bp)
+        source = f"density rule (panel SNP MAF >= {min_maf}, first such site in each {spacing_bp} bp window)"
     if len(idx) == 0:
         raise InputError(manifest or h5, f"no array sites selected by {source}")
     df = pd.DataFrame({"pos": panel.pos[idx], "idx": idx})

@@ -1,6 +1,6 @@
 """The two record decoders of :func:`omicslm.impute.vcf_records.iter_vcf_chunks`.
 
-Both yield :class:`DecodedChunk` s, the candidate biallelic SNPs of a chunk of records with
+Both yield :class:`DecodedChunk` s, the candidate biallelic SNPs (and, when asked, indels) of a chunk of records with
 their genotypes decoded but not yet checked, and count what they skip in a
 :class:`ReadState`. :func:`cyvcf2_chunks` iterates records with cyvcf2 (anything htslib
 reads, BCF too); :func:`text_chunks` splits VCF text lines in Python and decodes the
@@ -25,7 +25,8 @@ from omicslm.impute.vcf_gt import decode_gt_columns
 #: Reasons a VCF record is not ingested, in the order they are tested.
 SKIP_REASONS = ("multiallelic", "indel_or_other", "missing", "unphased", "below_maf")
 _BASES = frozenset("ACGT")
-_BASES_B = frozenset(b.encode() for b in _BASES)
+#: the bases as one-byte bytes (``ref in``) and as the ints iterating a bytes allele yields
+_BASES_B = frozenset(b.encode() for b in _BASES) | frozenset(b"ACGT")
 
 
 def open_vcf(path: Path, samples: list[str] | None, threads: int, *, lazy: bool = False) -> cyvcf2.VCF:
@@ -121,8 +122,21 @@ def _is_snp(ref, alt, bases) -> bool:
     return len(ref) == 1 and len(alt) == 1 and ref in bases and alt in bases
 
 
-def cyvcf2_chunks(path: Path, st: ReadState, samples: list[str] | None, chunk_size: int, threads: int):
-    """Yield :class:`DecodedChunk` s decoded by cyvcf2 (reads anything htslib reads, BCF too)."""
+def _is_indel(ref, alt, bases) -> bool:
+    """A biallelic indel (or multi-base substitution) spelled in bases: no symbolic (``<DEL>``), ``*`` or N allele."""
+    return ref != alt and all(b in bases for b in ref) and all(b in bases for b in alt)
+
+
+def _kept_alleles(ref, alt, bases, indels: bool) -> bool:
+    return _is_snp(ref, alt, bases) or (indels and _is_indel(ref, alt, bases))
+
+
+def cyvcf2_chunks(path: Path, st: ReadState, samples: list[str] | None, chunk_size: int, threads: int,
+                  indels: bool = False):
+    """Yield :class:`DecodedChunk` s decoded by cyvcf2 (reads anything htslib reads, BCF too).
+
+    ``indels``: keep biallelic indels too (else they are skipped as ``indel_or_other``).
+    """
     reader = open_vcf(path, samples, threads)
     try:
         meta, gts = [], []
@@ -135,7 +149,7 @@ def cyvcf2_chunks(path: Path, st: ReadState, samples: list[str] | None, chunk_si
                 st.skipped["multiallelic"] += 1
                 continue
             ref = rec.REF
-            if not alts or not _is_snp(ref, alts[0], _BASES):
+            if not alts or not _kept_alleles(ref, alts[0], _BASES, indels):
                 st.skipped["indel_or_other"] += 1
                 continue
             where = f"{chrom}:{pos}"
@@ -200,7 +214,7 @@ class _TextRows:
         return DecodedChunk(*meta, hap, phased, clean)
 
 
-def _split_text_record(path: Path, st: ReadState, line: bytes, n_cols: int):
+def _split_text_record(path: Path, st: ReadState, line: bytes, n_cols: int, indels: bool = False):
     """Split one VCF text record: ``(CHROM:POS, POS, columns)``, or None for a skipped non-SNP."""
     parts = line.split(b"\t", 9)
     chrom = parts[0].decode(errors="replace")
@@ -220,7 +234,7 @@ def _split_text_record(path: Path, st: ReadState, line: bytes, n_cols: int):
     if b"," in parts[4]:
         st.skipped["multiallelic"] += 1
         return None
-    if not _is_snp(parts[3], parts[4], _BASES_B):
+    if not _kept_alleles(parts[3], parts[4], _BASES_B, indels):
         st.skipped["indel_or_other"] += 1
         return None
     fmt = parts[8]
@@ -230,11 +244,12 @@ def _split_text_record(path: Path, st: ReadState, line: bytes, n_cols: int):
 
 
 def text_chunks(
-    path: Path, st: ReadState, names: list[str], keep: np.ndarray | None, chunk_size: int, min_maf: float
+    path: Path, st: ReadState, names: list[str], keep: np.ndarray | None, chunk_size: int, min_maf: float,
+    indels: bool = False,
 ):
     """Yield :class:`DecodedChunk` s from a VCF text file (bgzipped or plain) parsed with numpy.
 
-    ``keep`` : ndarray, int, indices of the VCF samples to keep (None = all).
+    ``keep`` : ndarray, int, indices of the VCF samples to keep (None = all). ``indels``: keep biallelic indels.
     Sites that are certainly below ``min_maf`` are dropped here, without decoding.
     """
     # Rare sites are dropped by decode_gt_columns before unpacking (an exact shortcut of
@@ -249,7 +264,7 @@ def text_chunks(
         for line in tqdm(fh, desc=f"ingest {path.name}", unit=" lines", disable=None):
             if line[:1] == b"#" or not line:
                 continue
-            rec = _split_text_record(path, st, line, 9 + len(names))
+            rec = _split_text_record(path, st, line, 9 + len(names), indels)
             if rec is None:
                 continue
             rows.add(*rec)

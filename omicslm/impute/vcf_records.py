@@ -1,4 +1,4 @@
-"""Read the biallelic SNPs of a phased VCF in decoded, checked chunks.
+"""Read the biallelic SNPs (and, when asked, indels) of a phased VCF in decoded, checked chunks.
 
 :func:`iter_vcf_chunks` streams a VCF (or BCF) of one contig and yields
 :class:`VcfChunk` s in the manner of scikit-allel's ``iter_vcf_chunks``: positions,
@@ -55,8 +55,8 @@ class VcfChunk:
         1-based positions, non-decreasing (also across chunks).
     id : ndarray, str, shape (n,)
         ID column (``"."`` when absent).
-    ref, alt : ndarray, str (``<U1``), shape (n,)
-        REF and ALT bases, each one of ``ACGT``.
+    ref, alt : ndarray, str, shape (n,)
+        REF and ALT alleles: one of ``ACGT`` each, or (``indels=True``) strings of ``ACGT``.
     gt : ndarray, int8, shape (n, n_samples, 2)
         Phased alleles (0 = REF, 1 = ALT) of the selected samples, in the VCF's order.
     ac : ndarray, int64, shape (n,)
@@ -109,6 +109,7 @@ def iter_vcf_chunks(
     on_unphased: str = "error",
     min_maf: float = 0.0,
     threads: int = 2,
+    indels: bool = False,
 ) -> Iterator[VcfChunk]:
     """Stream the biallelic SNPs of a sorted, phased, one-contig VCF in checked chunks.
 
@@ -136,6 +137,9 @@ def iter_vcf_chunks(
         samples, compared as an exact minor-allele count.
     threads : int
         htslib decompression threads of the cyvcf2 engine.
+    indels : bool
+        Also keep biallelic indels whose alleles are spelled in ``ACGT`` (no symbolic ``<DEL>``, ``*`` or N).
+        Positions may then repeat (a SNP and an indel at one position); the caller decides what to keep.
 
     Yields
     ------
@@ -159,9 +163,9 @@ def iter_vcf_chunks(
         raise ValueError(f"{path} is not VCF text (BCF?): use engine='cyvcf2' or 'auto'")
     st = ReadState(path=path)
     if engine == "text":
-        raw = text_chunks(path, st, vcf_samples, keep_idx, chunk_length, min_maf)
+        raw = text_chunks(path, st, vcf_samples, keep_idx, chunk_length, min_maf, indels)
     else:
-        raw = cyvcf2_chunks(path, st, None if keep_idx is None else names, chunk_length, threads)
+        raw = cyvcf2_chunks(path, st, None if keep_idx is None else names, chunk_length, threads, indels)
     return _checked_chunks(raw, st, names, on_unphased, min_maf)
 
 
@@ -264,8 +268,8 @@ def _checked_chunks(raw, st: ReadState, names: list[str], on_unphased: str, min_
             contig=st.contig,
             pos=np.array(ch.pos, dtype=np.int64)[idx],
             id=np.array([ch.ids[i] for i in idx], dtype=str),
-            ref=np.array(ch.ref, dtype="U1")[idx],
-            alt=np.array(ch.alt, dtype="U1")[idx],
+            ref=np.array(ch.ref, dtype=str)[idx],
+            alt=np.array(ch.alt, dtype=str)[idx],
             gt=ch.hap[idx],
             ac=ac[idx],
             n_records=n_records,

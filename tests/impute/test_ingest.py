@@ -106,6 +106,7 @@ def test_values(tmp_path, engine):
         "missing": 0,
         "unphased": 0,
         "below_maf": 1,
+        "shared_position": 0,
     }
     p = layout.read_panel(out)
     assert p.contig == "20"
@@ -132,6 +133,46 @@ def test_values(tmp_path, engine):
         assert f.attrs["n_skipped_below_maf"] == 1
         assert [x.decode() for x in f["variants/ID"][:]] == ["rs100", "rs200"]
         assert f["calldata/HAP"].compression is not None and f["calldata/HAP"].chunks is not None
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_indels(tmp_path, engine):
+    """indels=True keeps the biallelic indel with its allele strings and class; symbolic and multiallelic stay out."""
+    records = [*EXAMPLE[:2], EXAMPLE[2], (350, "TGA", "T", ["1|1", "0|0", "0|1"]),
+               (360, "AC", "GT", ["0|0", "1|0", "0|0"]), *EXAMPLE[3:]]
+    vcf, out, stats = ingest(tmp_path, records, engine=engine, min_maf=0.1, indels=True)
+    assert stats["n_kept"] == 5 and stats["skipped"]["indel_or_other"] == 1  # <DEL> only
+    p = layout.read_panel(out)
+    np.testing.assert_array_equal(p.pos, [100, 200, 300, 350, 360])
+    assert list(p.ref) == ["A", "G", "A", "TGA", "AC"] and list(p.alt) == ["C", "T", "AT", "T", "GT"]
+    assert [layout.TYPE_NAMES[t] for t in p.vtype] == ["A>C", "G>T", "INS", "DEL", "MNP"]
+    assert list(layout.is_snp_type(p.vtype)) == [True, True, False, False, False]
+    np.testing.assert_array_equal(p.hap[3], [[1, 1], [0, 0], [0, 1]])
+    np.testing.assert_allclose(p.af[2:], [1 / 6, 3 / 6, 1 / 6])
+    with h5py.File(out) as f:
+        assert bool(f.attrs["indels"]) and f.attrs["format_version"] == 2
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 2000])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_one_site_per_position(tmp_path, engine, chunk_size):
+    """A SNP and indels at one position keep the SNP (whichever comes first), two indels the first: one site per
+    position, the rest counted as shared_position; the haplotypes are those of the kept record."""
+    g1, g2, g3 = ["0|1", "0|0", "0|0"], ["1|1", "0|0", "0|0"], ["1|0", "1|0", "0|0"]
+    records = [(100, "A", "AT", g1), (100, "A", "C", g2),  # indel first: the SNP is kept
+               (200, "G", "T", g3), (200, "GA", "G", g1),  # SNP first
+               (300, "C", "CA", g2), (300, "C", "CAA", g1),  # two indels: the first
+               (400, "T", "G", g1)]
+    _, out, stats = ingest(tmp_path, records, engine=engine, indels=True, chunk_size=chunk_size)
+    p = layout.read_panel(out)
+    assert stats["n_kept"] == 4 and stats["skipped"]["shared_position"] == 3
+    np.testing.assert_array_equal(p.pos, [100, 200, 300, 400])
+    if chunk_size == 1:  # a chunk boundary between two records of one position: the first, already kept, stays
+        assert list(p.alt) == ["AT", "T", "CA", "G"]
+        np.testing.assert_array_equal(p.hap[:, 0], [[0, 1], [1, 0], [1, 1], [0, 1]])
+    else:
+        assert list(p.alt) == ["C", "T", "CA", "G"]
+        np.testing.assert_array_equal(p.hap[:, 0], [[1, 1], [1, 0], [1, 1], [0, 1]])
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -195,7 +195,7 @@ def test_header_only(tmp_path, engine):
 @pytest.mark.parametrize("engine", ENGINES)
 def test_nothing_passes_maf(tmp_path, engine):
     records = [EXAMPLE[2], (500, "T", "C", ["0|0", "0|0", "0|0"])]
-    expect_error(tmp_path, records, "no biallelic SNP with MAF >= 0.01 among 2 records", engine=engine)
+    expect_error(tmp_path, records, "no biallelic site with MAF >= 0.01 among 2 records", engine=engine)
 
 
 def test_bad_options(tmp_path):

@@ -1,7 +1,8 @@
 """Imputing your own samples from files: your targets, your reference panel per chromosome, our model trained on it.
 
-The data are the simulated default panel (tiny), cut into two "chromosomes" (chr21: the first half of the
-segment; chr22: the second half, renamed) and into a reference panel of 75 samples and 15 targets, whose
+The data are the simulated default panel (tiny), every tenth site turned into an insertion (the same haplotypes,
+ALT = REF + T: the panel's indels, which every method imputes), cut into two "chromosomes" (chr21: the first half of
+the segment; chr22: the second half, renamed) and into a reference panel of 75 samples and 15 targets, whose
 array genotypes (the density rule of impute.targets.array_sites) are written unphased in one multi-contig
 file beside their full genotypes as truth. The first run imputes chr21 only; adding chr22 must then run
 chr22's jobs and, for the peers, nothing of chr21's; our model is one model over every chromosome of the
@@ -42,7 +43,7 @@ def files(workdir):
     """Reference panel per chromosome, the targets' unphased array-free genotypes in one file, the truth."""
     sim_cfg = write_config(workdir / "sim.yaml", SIM)
     snakemake(workdir, "resources/impute/simulated/panel.vcf.gz", configs=[sim_cfg], timeout=600)
-    sim = workdir / "resources/impute/simulated/panel.vcf.gz"
+    sim = _with_indels(workdir / "resources/impute/simulated/panel.vcf.gz", workdir / "sim_indels.vcf.gz")
     panel = pd.read_csv(workdir / "resources/impute/simulated/panel.txt", sep=r"\s+")
     targets = list(panel["sample"].iloc[::6])  # 15 targets, 5 of each population
     reference = [s for s in panel["sample"] if s not in targets]
@@ -68,6 +69,24 @@ def files(workdir):
     assert concat.wait() == 0
     _run(["bcftools", "index", "-t", str(d / "targets.vcf.gz")])
     return d
+
+
+def _with_indels(vcf, out, every: int = 10):
+    """``vcf`` with every ``every``-th record's ALT made REF + 'T' (an insertion), bgzipped and indexed as ``out``."""
+    lines = _run(["bcftools", "view", str(vcf)]).stdout.splitlines(keepends=True)
+    n = 0
+    for i, line in enumerate(lines):
+        if not line.startswith("#"):
+            n += 1
+            if n % every == 0:
+                cols = line.split("\t")
+                cols[4] = cols[3] + "T"
+                lines[i] = "\t".join(cols)
+    plain = out.with_suffix("")
+    plain.write_text("".join(lines))
+    _run(["bgzip", "-f", str(plain)])
+    _run(["bcftools", "index", "-t", str(out)])
+    return out
 
 
 def _config(workdir, files, chromosomes, name):
@@ -146,8 +165,9 @@ def test_one_model_over_both_chromosomes_imputes_each(one_chrom, workdir, files)
     assert len(cfg["panels"]) == 2  # one checkpoint, trained on the windows of both
     for chrom in ("chr21", "chr22"):
         rows, samples = _records(workdir / f"results/imputed/ragbert/{chrom}.vcf.gz")
-        panel, _ = _records(files / f"ref.{chrom}.vcf.gz")  # every biallelic SNP of the panel, once, in order
-        assert rows == [r for r in panel if len(r[2]) == len(r[3]) == 1] and rows == sorted(rows, key=lambda r: r[1]) and {r[0] for r in rows} == {chrom}
+        panel, _ = _records(files / f"ref.{chrom}.vcf.gz")  # every biallelic site of the panel, once, in order
+        assert rows == panel and rows == sorted(rows, key=lambda r: r[1]) and {r[0] for r in rows} == {chrom}
+        assert sum(len(r[3]) > 1 for r in rows) >= len(rows) // 12  # the insertions are imputed too
     all_rows = table[table["bin"] == "all"]
     assert set(all_rows["method"]) == {"beagle", "minimac4", "ragbert"}
     assert (all_rows["r2"] > 0.6).all(), all_rows

@@ -36,6 +36,7 @@ rule impute_vcf_to_h5:
         on_unphased=IMPUTE["ingest"]["on_unphased"],
         chunk_size=IMPUTE["ingest"]["chunk_size"],
         panel_subset=IMPUTE["ingest"]["panel_subset"],
+        indels=IMPUTE["ingest"]["indels"],
     log:
         "logs/impute/vcf_to_h5.log",
     conda:

@@ -158,8 +158,8 @@ if TARGET_MODELS and not TARGETS_HELDOUT and not IMPUTE["reference"]["panel"]:
     raise ValueError("config impute.targets.methods: a model variant trains on your reference panel and needs its "
                      "populations: set impute.reference.panel (a file 'sample pop super_pop' as impute.data.panel), or "
                      "impute with the peers only")
-# a table with our model scores the panel's biallelic SNPs only, for every method (the model imputes no indels)
-TARGETS_SNPS_ONLY = bool(TARGET_MODELS)
+# a table with our model scores the panel's biallelic SNPs only, for every method, when the model ingests no indels
+TARGETS_SNPS_ONLY = bool(TARGET_MODELS) and not IMPUTE["ingest"]["indels"]
 # the reference panel of your own, split for training the model: reference and validation samples, no test ones
 TARGETS_REF_SPLIT = {"test_fraction": 0.0, "validation_fraction": IMPUTE["split"]["validation_fraction"],
                      "seed": IMPUTE["split"]["seed"]}

@@ -288,7 +288,7 @@ rule impute_targets_evaluate:
     params:
         made_with=lambda wc: impute_made_with(f"impute_targets_evaluate/{wc.tmethod}/{wc.chrom}"),  # rerun key: read by no script (settings_above)
         evaluate=IMPUTE["evaluate"],
-        snps_only=TARGETS_SNPS_ONLY,  # with our model in the table: every method scored on the biallelic SNPs
+        snps_only=TARGETS_SNPS_ONLY,  # with our model in the table and impute.ingest.indels false: every method scored on the biallelic SNPs
     log:
         "logs/impute/targets_evaluate_{tmethod}_{chrom}.log",
     conda:

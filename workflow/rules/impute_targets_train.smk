@@ -14,10 +14,11 @@ rule impute_targets_ref_h5:
         h5=f"{TARGETS_DIR}/{{chrom}}/panel.h5",
     params:
         made_with=lambda wc: impute_made_with(f"impute_targets_ref_h5/{wc.chrom}"),  # rerun key: read by no script (settings_above)
-        min_maf=0.0,  # every biallelic SNP of your panel: the model imputes each site the peers impute
+        min_maf=0.0,  # every biallelic site of your panel: the model imputes each site the peers impute
         on_unphased=IMPUTE["ingest"]["on_unphased"],
         chunk_size=IMPUTE["ingest"]["chunk_size"],
         panel_subset=IMPUTE["ingest"]["panel_subset"],
+        indels=IMPUTE["ingest"]["indels"],
     log:
         "logs/impute/targets_ref_h5_{chrom}.log",
     conda:
