@@ -11,4 +11,4 @@ call("omicslm.crispr.train:train_method", snakemake.input.dataset, snakemake.out
      snakemake.output.runtime, method=snakemake.wildcards.method, spec=p.spec,
      encoder_dir=snakemake.input.encoder or None, encoder_name=p.encoder_name, work_dir=p.work_dir, k=p.k,
      batch_size=m["batch_size"], head_hidden=m["head_hidden"], dropout=m["dropout"], pooling=m["pooling"],
-     train=m["train"], threads=snakemake.threads, nproc=snakemake.resources.gpu)
+     train=m["train"], threads=snakemake.threads, kept_dir=snakemake.output.kept, nproc=snakemake.resources.gpu)

@@ -140,4 +140,5 @@ def train_gbm_member(data: dict, features: tuple[np.ndarray, bool], role: np.nda
     encoder = "none (sequence features" + "".join(f" + {g}" for g in spec.get("features", ())) + (
         " + binding energy)" if use_energy else ")")
     return {"pred": pred, "ids": data["id"], "roles": data["role"], "measured": y.astype(np.float32),
-            "seconds": seconds, "dev": dv, "trainable": leaves, "encoder": encoder, "best_epoch": int(model.n_iter_)}
+            "seconds": seconds, "dev": dv, "trainable": leaves, "encoder": encoder, "best_epoch": int(model.n_iter_),
+            "model": model, "use_energy": use_energy}

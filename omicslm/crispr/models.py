@@ -146,8 +146,12 @@ def one_hot(seqs) -> np.ndarray:
 
 
 def build_model(method: dict, *, encoder_dir: str | os.PathLike | None, k: int, head_hidden: int, dropout: float,
-                pooling: str, seq_length: int, use_energy: bool) -> nn.Module:
-    """Build the model of one method block (``kind`` and its options, see module docstring)."""
+                pooling: str, seq_length: int, use_energy: bool, encoder_config: dict | None = None) -> nn.Module:
+    """Build the model of one method block (``kind`` and its options, see module docstring).
+
+    The encoder kinds load the encoder from ``encoder_dir``, or, with ``encoder_config`` (a ``BertConfig`` dict),
+    build it untrained for a kept member's weights to fill (:mod:`omicslm.crispr.kept`).
+    """
     kind = method["kind"]
     if kind not in NEURAL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; expected one of {NEURAL_KINDS}")
@@ -157,7 +161,12 @@ def build_model(method: dict, *, encoder_dir: str | os.PathLike | None, k: int, 
                             filters=list(cnn.get("filters", [100, 70, 40])), dense=list(cnn.get("dense", [80, 60])),
                             dropout=cnn.get("dropout", 0.3), use_energy=use_energy,
                             energy_after=cnn.get("energy_after"))
-    encoder = load_encoder(encoder_dir, k)
+    if encoder_config is not None:
+        from transformers import BertConfig, BertModel
+
+        encoder = BertModel(BertConfig.from_dict(encoder_config), add_pooling_layer=False)
+    else:
+        encoder = load_encoder(encoder_dir, k)
     model = EncoderRegressor(encoder, head_layers=int(method.get("head_layers", 1)), head_hidden=head_hidden,
                              dropout=dropout, pooling=pooling)
     if kind in ("lora", "frozen"):

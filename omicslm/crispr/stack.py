@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import nnls
 
+from omicslm.crispr.kept import save_kept_stack
 from omicslm.crispr.train import EFF_MAX, EFF_MIN, write_predictions
 from omicslm.errors import InputError
 from omicslm.io.runtime import write_runtime
@@ -38,8 +39,11 @@ def fit_blend(oof: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
 
 
 def stack_method(member_predictions: list, member_runtimes: list, predictions: str | os.PathLike,
-                 runtime: str | os.PathLike, *, method: str, members: list[str]) -> dict:
+                 runtime: str | os.PathLike, *, method: str, members: list[str],
+                 kept_dir: str | os.PathLike | None = None) -> dict:
     """Blend the members' predictions; write ``predictions`` (oof column empty) and ``runtime`` (json).
+
+    With ``kept_dir``, the blend is kept too (:func:`omicslm.crispr.kept.save_kept_stack`), for scoring new guides.
 
     Raises
     ------
@@ -74,6 +78,8 @@ def stack_method(member_predictions: list, member_runtimes: list, predictions: s
               "encoder": f"stack: {intercept:.2f} + {blend}",
               "members": members, "weights": [round(float(w), 6) for w in weights],
               "intercept": round(intercept, 6), "fit_rows": int(fit_rows.sum())}
+    if kept_dir is not None:
+        save_kept_stack(kept_dir, method=method, members=members, weights=weights, intercept=intercept)
     write_runtime(runtime, **record)
     log.info("%s: %s, fitted on %d out-of-sample guides", method, record["encoder"], record["fit_rows"])
     return record

@@ -27,7 +27,8 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
-from omicslm.crispr.gbm import gbm_inputs, train_gbm_member
+from omicslm.crispr.gbm import SCAFFOLD, gbm_inputs, train_gbm_member
+from omicslm.crispr.kept import save_kept
 from omicslm.crispr.models import ENCODER_KINDS, build_model, count_trainable, one_hot
 from omicslm.crispr.tokenize import load_dataset
 from omicslm.io.atomic import atomic_open
@@ -52,12 +53,13 @@ def _tensors(data: dict, rows: np.ndarray, kind: str, energy_mean: float, energy
 def train_method(dataset: str | os.PathLike, predictions: str | os.PathLike, runtime: str | os.PathLike, *,
                  method: str, spec: dict, encoder_dir: str | os.PathLike | None, encoder_name: str,
                  work_dir: str | os.PathLike, k: int, batch_size: int, head_hidden: int, dropout: float,
-                 pooling: str, train: dict, threads: int = 1) -> dict:
+                 pooling: str, train: dict, threads: int = 1, kept_dir: str | os.PathLike | None = None) -> dict:
     """Fit method ``method`` (block ``spec``: ``kind`` + options + optional ``train`` overrides).
 
     Writes ``predictions`` (``id role measured predicted oof``, every guide, 0–100) and
     ``runtime`` (json: method, seconds, threads, trainable_params, encoder, best_epoch; an
-    ensemble sums seconds and parameters over its members and lists their best epochs).
+    ensemble sums seconds and parameters over its members and lists their best epochs), and,
+    with ``kept_dir``, the trained members for later use (:mod:`omicslm.crispr.kept`).
 
     Returns
     -------
@@ -104,6 +106,12 @@ def train_method(dataset: str | os.PathLike, predictions: str | os.PathLike, run
               "best_epoch": first["best_epoch"] if n_members == 1 else [m["best_epoch"] for m in members]}
     if n_members > 1:
         record["ensemble"] = n_members
+    if kept_dir is not None:
+        settings = {"k": k, "batch_size": batch_size, "head_hidden": head_hidden, "dropout": dropout,
+                    "pooling": pooling, "use_energy": bool(first["use_energy"]), "seq_length": len(data["mer30"][0]),
+                    **({"features": list(spec.get("features", ())), "scaffold": spec.get("scaffold", SCAFFOLD)}
+                       if spec["kind"] == "gbm" else {})}
+        save_kept(kept_dir, method=method, spec=spec, settings=settings, members=members)
     write_runtime(runtime, **record)
     log.info("%s: trained in %.1f s (%d member(s))", method, record["seconds"], n_members)
     return record
@@ -190,13 +198,8 @@ def _train_one(dataset, method: str, spec: dict, cfg: TrainConfig, *, encoder_di
                 for i in range(0, len(tr), batch_size)]
 
     def predict(m, rows: np.ndarray) -> np.ndarray:
-        device = next(m.parameters()).device
-        t = _tensors(data, rows, kind, e_mean, e_sd)
-        out = []
-        for i in range(0, len(rows), batch_size):
-            b = to_device({key: v[i:i + batch_size] for key, v in t.items()}, device)
-            out.append(m(b["x"], b["energy"]).float().cpu().numpy())
-        return np.clip(np.concatenate(out) * y_sd + y_mean, EFF_MIN, EFF_MAX)
+        return model_predictions(m, data, rows, kind, batch_size=batch_size, y_mean=y_mean, y_sd=y_sd,
+                                 e_mean=e_mean, e_sd=e_sd)
 
     def loss_fn(m, batch, epoch):
         b = to_device(batch, next(m.parameters()).device)
@@ -227,4 +230,22 @@ def _train_one(dataset, method: str, spec: dict, cfg: TrainConfig, *, encoder_di
                else "none (one-hot 30mer" + (" + binding energy)" if use_energy else ")"))
     log.info("%s (seed %d): trained in %.1f s, best epoch %s", method, cfg.seed, total, state["best_epoch"])
     return {"pred": pred, "ids": data["id"][rows], "roles": data["role"][rows], "measured": y[rows], "seconds": total,
-            "dev": role == "dev", "trainable": n_trainable, "encoder": encoder, "best_epoch": state["best_epoch"]}
+            "dev": role == "dev", "trainable": n_trainable, "encoder": encoder, "best_epoch": state["best_epoch"],
+            "model": model, "use_energy": use_energy,
+            "norm": {"y_mean": y_mean, "y_sd": y_sd, "e_mean": e_mean, "e_sd": e_sd}}
+
+
+def model_predictions(model, data: dict, rows: np.ndarray, kind: str, *, batch_size: int, y_mean: float,
+                      y_sd: float, e_mean: float, e_sd: float) -> np.ndarray:
+    """A torch member's predictions (0-100, clipped) of ``data``'s ``rows``, in batches of ``batch_size``.
+
+    ``data``: ``mer30`` (CNN) or ``input_ids`` (encoder kinds) and ``energy``; the target and energy were
+    standardised with the member's train rows' ``y_mean, y_sd`` and ``e_mean, e_sd``.
+    """
+    device = next(model.parameters()).device
+    t = _tensors(data, rows, kind, e_mean, e_sd)
+    out = []
+    for i in range(0, len(rows), batch_size):
+        b = to_device({key: v[i:i + batch_size] for key, v in t.items()}, device)
+        out.append(model(b["x"], b["energy"]).float().cpu().numpy())
+    return np.clip(np.concatenate(out) * y_sd + y_mean, EFF_MIN, EFF_MAX)

@@ -163,6 +163,7 @@ rule crispr_train:
     output:
         predictions=f"{CRISPR_DIR}/models/{{method}}/predictions.tsv",
         runtime=f"{CRISPR_DIR}/models/{{method}}/runtime.json",
+        kept=directory(f"{CRISPR_DIR}/models/{{method}}/kept"),  # the trained members, for crispr_predict
     params:
         made_with=lambda wc: crispr_made_with(f"crispr_train/{wc.method}"),  # rerun key: read by no script (settings_above)
         spec=lambda wc: CRISPR["models"]["methods"][wc.method],
@@ -191,6 +192,7 @@ rule crispr_stack:
     output:
         predictions=f"{CRISPR_DIR}/models/{{method}}/predictions.tsv",
         runtime=f"{CRISPR_DIR}/models/{{method}}/runtime.json",
+        kept=directory(f"{CRISPR_DIR}/models/{{method}}/kept"),  # the blend; its members' kept directories beside it
     params:
         made_with=lambda wc: crispr_made_with(f"crispr_stack/{wc.method}"),  # rerun key: read by no script (settings_above)
         members=lambda wc: CRISPR["models"]["methods"][wc.method]["members"],
