@@ -112,8 +112,8 @@ def missing_paths(config: dict) -> list[str]:
         for k in ("vcf", "panel", "genetic_map"):
             need(f"impute.reference.{k}", ref.get(k), chroms)
     crispr = config.get("crispr", {}).get("data", {})
-    if crispr.get("source") == "workbook":
-        need("crispr.data.workbook.path", crispr.get("workbook", {}).get("path"))
+    if crispr.get("source") in ("workbook", "table"):
+        need(f"crispr.data.{crispr['source']}.path", crispr.get(crispr["source"], {}).get("path"))
     text = config.get("textlm", {})
     corpus = text.get("corpus", {})
     if corpus.get("source") == "files":

@@ -22,13 +22,14 @@ def revcomp(seq: str) -> str:
     return seq.translate(_COMPLEMENT)[::-1]
 
 
-def iter_fasta(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
+def iter_fasta(path: str | os.PathLike, *, allow_empty: bool = False) -> Iterator[tuple[str, str]]:
     """Yield ``(name, sequence)`` per record; the name is the header up to the first blank, sequence upper-cased.
 
     Raises
     ------
     InputError
-        For text before the first header or a record without a name.
+        For text before the first header, a record without a name, or (unless ``allow_empty``) a file
+        without any record (0 bytes, or only blank lines).
     """
     name, chunks = None, []
     with open(path) as fh:
@@ -49,6 +50,8 @@ def iter_fasta(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
                 chunks.append(line)
     if name is not None:
         yield name, "".join(chunks).upper()
+    elif not allow_empty:
+        raise InputError(path, "empty fasta: no '>' record" + (" (0 bytes)" if os.path.getsize(path) == 0 else ""))
 
 
 def read_fasta(path: str | os.PathLike, *, on_bad_record: str = "error") -> dict[str, str]:

@@ -45,7 +45,7 @@ def join_guides(labels: str | os.PathLike, mers30: str | os.PathLike, out: str |
     if on_missing not in MISSING_POLICIES or on_multiple not in MULTIPLE_POLICIES:
         raise ValueError(f"on_missing must be in {MISSING_POLICIES} and on_multiple in {MULTIPLE_POLICIES}")
     by_oligo_spacer: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
-    for site, seq in iter_fasta(mers30):
+    for site, seq in iter_fasta(mers30, allow_empty=True):  # no site at all: the error below says so
         parts = site.rsplit("_", 2)
         if len(parts) != 3 or parts[1] not in ("p", "m") or len(seq) != CONTEXT:
             raise InputError(mers30, f"not a CRISPRon 30mer record (id <oligo>_<p|m>_<pos>, {CONTEXT} nt)",

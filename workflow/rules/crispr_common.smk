@@ -15,10 +15,10 @@ CRISPR_RESOURCES = CRISPR["models"]["resources"]
 CRISPR_MODELS_SHARED = {k: v for k, v in CRISPR["models"].items() if k != "methods"}
 check_stack_methods(CRISPR["models"]["methods"])
 def crispr_table(wildcards):
-    """The raw efficiency table: the fetched Doench 2016 csv, or the user's CRISPRon-style workbook."""
+    """The raw efficiency table: the fetched Doench 2016 csv, the user's own table or CRISPRon-style workbook."""
     if CRISPR["data"]["source"] == "azimuth":
         return "resources/crispr/FC_plus_RES_withPredictions.csv"
-    return CRISPR["data"]["workbook"]["path"]
+    return CRISPR["data"][CRISPR["data"]["source"]]["path"]
 
 
 def crispr_encoder(wildcards):
