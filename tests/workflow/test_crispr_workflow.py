@@ -79,6 +79,37 @@ def test_second_run_does_nothing(workdir, fast_config):
     assert "Nothing to be done" in res.stdout + res.stderr
 
 
+def test_crispr_predict_scores_your_own_sequences_with_the_method_chosen_out_of_sample(workdir, fast_config):
+    import re
+
+    import numpy as np
+
+    rng = np.random.default_rng(11)
+    guides = pd.read_csv(workdir / "results/crispr/inputs/guides.tsv", sep="\t").head(40)
+    (workdir / "mine").mkdir(exist_ok=True)
+    fa = workdir / "mine" / "my_gene.fa"
+    fa.write_text(">gene10kb\n" + "".join(rng.choice(list("ACGT"), 10_000)) + "\n"
+                  + "".join(f">{g.id}\n{g.mer30}\n" for g in guides.itertuples()) + ">tiny\nACGTAGGT\n")
+    cfg = write_config(workdir / "predict.yaml", {"crispr": {"predict": {"fasta": [str(fa)]}}})
+    target = "results/crispr/predict/my_gene.tsv"
+    assert planned_jobs(snakemake(workdir, "-n", target, configs=[fast_config, cfg])) == {"crispr_predict": 1}
+    snakemake(workdir, target, configs=[fast_config, cfg], timeout=600)
+    out = pd.read_csv(workdir / target, sep="\t", dtype={"seq_id": str})
+    log = (workdir / "logs/crispr/predict_my_gene.log").read_text()
+    chosen = re.search(r"method (\w+) chosen by out-of-sample Spearman", log).group(1)
+    assert chosen in METHODS and "tiny" in log  # the 8 nt record is named in the log, not an error
+    gene = out[out.seq_id == "gene10kb"]
+    assert len(gene) > 800 and set(gene.strand) == {"+", "-"} and gene.predicted.between(0, 100).all()
+    assert sorted(gene["rank"]) == list(range(1, len(gene) + 1))
+    # a training guide scored from your fasta gets the prediction training gave it (every role: test ones too)
+    own = out[(out.strand == "+") & (out.position == 5) & (out.seq_id != "gene10kb")].set_index("seq_id")
+    trained = pd.read_csv(workdir / f"results/crispr/models/{chosen}/predictions.tsv", sep="\t",
+                          dtype={"id": str}).set_index("id")
+    assert len(own) == len(guides)
+    assert [f"{x:.4f}" for x in own.predicted] == [f"{x:.4f}" for x in trained.predicted.loc[own.index]]
+    assert re.search(r"\d+ guides scored by \w+ in [\d.]+ s \(\d+ guides/s\)", log)
+
+
 def test_editing_one_method_reruns_it_and_the_tables_even_after_a_kill(workdir, fast_config):
     # one method's options are that method's params only: the other methods are not retrained
     edit = write_config(workdir / "gbm_edit.yaml", {"crispr": {"models": {"methods": {"gbm": {

@@ -16,6 +16,7 @@ rule crispr_all:
     input:
         "results/crispr_eval.tsv",
         "results/crispr_scatter.png",
+        expand("results/crispr/predict/{stem}.tsv", stem=list(CRISPR_PREDICT_FASTA)),
 
 
 rule crispr_fetch_azimuth:
@@ -234,3 +235,24 @@ rule crispr_plot:
         "../../envs/crispr.yaml"
     script:
         "../../scripts/crispr_plot.py"
+
+
+rule crispr_predict:
+    input:
+        fasta=lambda wc: CRISPR_PREDICT_FASTA[wc.stem],
+        predictions=expand(f"{CRISPR_DIR}/models/{{method}}/predictions.tsv", method=CRISPR_PREDICT_METHODS),
+        kept=expand(f"{CRISPR_DIR}/models/{{method}}/kept", method=CRISPR_PREDICT_METHODS),
+    output:
+        tsv="results/crispr/predict/{stem}.tsv",
+    params:
+        made_with=crispr_made_with("crispr_predict"),  # rerun key: read by no script (settings_above)
+        method=CRISPR_PREDICT["method"],
+        methods=CRISPR_PREDICT_METHODS,
+    wildcard_constraints:
+        stem="|".join(map(re.escape, CRISPR_PREDICT_FASTA)) or "(?!)",  # (?!): matches nothing
+    log:
+        "logs/crispr/predict_{stem}.log",
+    conda:
+        "../../envs/crispr.yaml"
+    script:
+        "../../scripts/crispr_predict.py"

@@ -1,5 +1,8 @@
 # Constants and input functions of the CRISPR branch (kept apart from its rules, as --lint asks).
 
+import re
+from pathlib import Path
+
 from omicslm.crispr.methods import ENCODER_KINDS, check_stack_methods
 
 CRISPR = config["crispr"]
@@ -77,6 +80,35 @@ CRISPR_PARENTS = {
     "crispr_eval": [crispr_method_step(m) for m in CRISPR_METHODS],
     "crispr_plot": [crispr_method_step(m) for m in CRISPR_METHODS],
 }
+
+
+def _fasta_stem(path):
+    name = Path(path).name
+    for ext in (".fasta", ".fa", ".fna", ".txt"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+# crispr.predict: fasta stem -> path; the method (None: chosen by out-of-sample Spearman among all)
+CRISPR_PREDICT = CRISPR["predict"]
+CRISPR_PREDICT_FASTA = {}
+for _fa in CRISPR_PREDICT["fasta"]:
+    if _fasta_stem(_fa) in CRISPR_PREDICT_FASTA:
+        raise ValueError(f"crispr.predict.fasta: {_fa} and {CRISPR_PREDICT_FASTA[_fasta_stem(_fa)]} share the name "
+                         f"{_fasta_stem(_fa)!r}, and so one output file: rename one")
+    CRISPR_PREDICT_FASTA[_fasta_stem(_fa)] = _fa
+if CRISPR_PREDICT["method"] is not None and CRISPR_PREDICT["method"] not in CRISPR_METHODS:
+    raise ValueError(f"crispr.predict.method {CRISPR_PREDICT['method']!r} is not a method of crispr.models.methods "
+                     f"({', '.join(CRISPR_METHODS)})")
+if CRISPR_PREDICT["method"] is None:
+    CRISPR_PREDICT_METHODS = CRISPR_METHODS
+elif CRISPR_PREDICT["method"] in CRISPR_STACKED:
+    CRISPR_PREDICT_METHODS = [CRISPR_PREDICT["method"], *CRISPR["models"]["methods"][CRISPR_PREDICT["method"]]["members"]]
+else:
+    CRISPR_PREDICT_METHODS = [CRISPR_PREDICT["method"]]
+CRISPR_SETTINGS["crispr_predict"] = {"crispr.predict.method": CRISPR_PREDICT["method"]}
+CRISPR_PARENTS["crispr_predict"] = [crispr_method_step(m) for m in CRISPR_PREDICT_METHODS]
 
 
 def crispr_made_with(step):
