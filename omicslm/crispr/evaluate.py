@@ -1,4 +1,4 @@
-"""Score every method's held-out test predictions into ``results/crispr_eval.tsv``."""
+"""Score every method's held-out test predictions, and its predictions of external sets, into ``results/crispr_eval.tsv``."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from omicslm.io.atomic import atomic_open
 
 log = logging.getLogger(__name__)
 
-EVAL_COLUMNS = ["method", "n_test", "rmse", "mse", "mae", "spearman", "pearson", "trainable_params",
-                "train_seconds", "encoder"]
+EVAL_COLUMNS = ["method", "dataset", "n_test", "n_overlap_removed", "rmse", "mse", "mae", "spearman", "pearson",
+                "trainable_params", "train_seconds", "encoder"]
+#: the ``dataset`` of the rows scored on the held-out test split
+HELDOUT = "heldout"
 
 
 def regression_metrics(measured: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
@@ -28,10 +30,17 @@ def regression_metrics(measured: np.ndarray, predicted: np.ndarray) -> dict[str,
             "pearson": float(pearsonr(measured, predicted).statistic)}
 
 
-def evaluate_methods(predictions: list, runtimes: list, out: str | os.PathLike, *, role: str = "test"
-                     ) -> pd.DataFrame:
-    """One row per method (pairs of ``predictions.tsv`` / ``runtime.json``), best Spearman first."""
-    rows = []
+def evaluate_methods(predictions: list, runtimes: list, out: str | os.PathLike, *, role: str = "test",
+                     external: dict | None = None) -> pd.DataFrame:
+    """One row per method (pairs of ``predictions.tsv`` / ``runtime.json``) and data set, best Spearman first.
+
+    The held-out split's rows come first (``dataset`` :data:`HELDOUT`), then those of each ``external`` set
+    (name -> predictions of :func:`omicslm.crispr.external.score_external`), scored on its guides that no
+    training guide shares a spacer with (``n_overlap_removed`` counts the others).
+    """
+    from omicslm.crispr.external import external_rows
+
+    rows, runtime = [], {}
     for pred_path, rt_path in zip(predictions, runtimes):
         with open(rt_path) as fh:
             rt = json.load(fh)
@@ -39,13 +48,18 @@ def evaluate_methods(predictions: list, runtimes: list, out: str | os.PathLike, 
         df = df[df.role == role]
         if len(df) < 3:
             raise InputError(pred_path, f"only {len(df)} {role} rows; cannot score")
-        rows.append({"method": rt["method"], "n_test": len(df), **regression_metrics(df.measured, df.predicted),
-                     "trainable_params": rt["trainable_params"], "train_seconds": rt["seconds"],
-                     "encoder": rt["encoder"]})
-    table = pd.DataFrame(rows, columns=EVAL_COLUMNS).sort_values("spearman", ascending=False)
+        runtime[rt["method"]] = {"trainable_params": rt["trainable_params"], "train_seconds": rt["seconds"],
+                                 "encoder": rt["encoder"]}
+        rows.append({"method": rt["method"], "dataset": HELDOUT, "n_test": len(df), "n_overlap_removed": 0,
+                     **regression_metrics(df.measured, df.predicted), **runtime[rt["method"]]})
+    for name, path in (external or {}).items():
+        rows += [{**r, **runtime[r["method"]]} for r in external_rows(name, path, list(runtime))]
+    table = pd.DataFrame(rows, columns=EVAL_COLUMNS)
+    order = {d: i for i, d in enumerate([HELDOUT, *(external or {})])}
+    table = table.sort_values(["dataset", "spearman"], key=lambda c: c.map(order) if c.name == "dataset" else -c)
     with atomic_open(out) as fh:
         table.to_csv(fh, sep="\t", index=False, float_format="%.4f")
     for r in table.itertuples():
-        log.info("%-16s RMSE %.2f MAE %.2f Spearman %.3f Pearson %.3f", r.method, r.rmse, r.mae, r.spearman,
-                 r.pearson)
+        log.info("%-12s %-16s n %5d RMSE %.2f MAE %.2f Spearman %.3f Pearson %.3f", r.dataset, r.method, r.n_test,
+                 r.rmse, r.mae, r.spearman, r.pearson)
     return table

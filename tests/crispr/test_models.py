@@ -171,9 +171,21 @@ def test_metrics_and_eval_table(tmp_path):
                                                                                tmp_path / "good.json"], tmp_path / "e.tsv")
     assert table.method.tolist() == ["good", "bad"] and table.n_test.tolist() == [4, 4]
     back = pd.read_csv(tmp_path / "e.tsv", sep="\t")
-    assert list(back.columns) == ["method", "n_test", "rmse", "mse", "mae", "spearman", "pearson", "trainable_params",
-                                  "train_seconds", "encoder"]
-    assert back.spearman.tolist() == [1.0, -1.0]
+    assert list(back.columns) == ["method", "dataset", "n_test", "n_overlap_removed", "rmse", "mse", "mae", "spearman",
+                                  "pearson", "trainable_params", "train_seconds", "encoder"]
+    assert back.spearman.tolist() == [1.0, -1.0] and set(back.dataset) == {"heldout"}
+    # an external set: scored on its guides whose spacer no training guide has, rows after the held-out ones
+    pd.DataFrame({"id": list("pqrst"), "mer30": ["A" * 30] * 5, "measured": [5, 15, 25, 35, 45],
+                  "in_training": [False, False, False, False, True], "good": [1, 2, 4, 3, 0], "bad": [9, 1, 2, 3, 0]}
+                 ).to_csv(tmp_path / "ext.tsv", sep="\t", index=False)
+    table = evaluate_methods([tmp_path / "bad.tsv", tmp_path / "good.tsv"], [tmp_path / "bad.json",
+                                                                               tmp_path / "good.json"], tmp_path / "e.tsv",
+                             external={"other_screen": tmp_path / "ext.tsv"})
+    assert table.dataset.tolist() == ["heldout", "heldout", "other_screen", "other_screen"]
+    ext = table[table.dataset == "other_screen"].set_index("method")
+    assert ext.n_test.tolist() == [4, 4] and ext.n_overlap_removed.tolist() == [1, 1]
+    assert ext.loc["good", "spearman"] == pytest.approx(0.8) and ext.loc["bad", "spearman"] == pytest.approx(-0.2)
+    assert ext.loc["good", "trainable_params"] == 7 and list(ext.index) == ["good", "bad"]
 
 
 @pytest.mark.skipif(not have_vienna(), reason="ViennaRNA Python bindings (import RNA) not installed")

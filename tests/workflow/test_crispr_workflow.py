@@ -47,7 +47,9 @@ def test_full_run_writes_the_eval_table(workdir, fast_config):
     snakemake(workdir, *TARGETS, configs=[fast_config], timeout=600)
     table = pd.read_csv(workdir / "results/crispr_eval.tsv", sep="\t")
     assert set(table.method) == METHODS
-    assert list(table.columns[:7]) == ["method", "n_test", "rmse", "mse", "mae", "spearman", "pearson"]
+    assert list(table.columns[:9]) == ["method", "dataset", "n_test", "n_overlap_removed", "rmse", "mse", "mae",
+                                       "spearman", "pearson"]
+    assert set(table.dataset) == {"heldout"}  # the default config lists no external test
     assert (table.n_test > 300).all()  # 10% of the ~4,400 distinct Doench guides
     assert ((table.rmse > 0) & (table.rmse < 60)).all() and (table.mse - table.rmse ** 2).abs().max() < 0.05
     # each row reports its method's recorded training time (runtime.json), not a made-up figure
@@ -108,6 +110,35 @@ def test_crispr_predict_scores_your_own_sequences_with_the_method_chosen_out_of_
     assert len(own) == len(guides)
     assert [f"{x:.4f}" for x in own.predicted] == [f"{x:.4f}" for x in trained.predicted.loc[own.index]]
     assert re.search(r"\d+ guides scored by \w+ in [\d.]+ s \(\d+ guides/s\)", log)
+
+
+def test_an_external_test_set_is_scored_by_every_method_without_retraining(workdir, fast_config):
+    import numpy as np
+
+    rng = np.random.default_rng(12)
+    guides = pd.read_csv(workdir / "results/crispr/inputs/guides.tsv", sep="\t").sample(30, random_state=0)
+    new = ["".join(rng.choice(list("ACGT"), 25)) + "GG" + "".join(rng.choice(list("ACGT"), 3)) for _ in range(60)]
+    table = pd.DataFrame({"guide": [*(f"seen{i}" for i in range(30)), *(f"new{i}" for i in range(60))],
+                          "ctx": [*guides.mer30, *new], "score": rng.uniform(0, 1, 90).round(4)})
+    table.to_csv(workdir / "mine" / "other_screen.csv", index=False)
+    cfg = write_config(workdir / "external.yaml", {"crispr": {"external_tests": {"other": {
+        "path": str(workdir / "mine" / "other_screen.csv"), "context_column": "ctx", "label_column": "score",
+        "label_scale": 100, "id_column": "guide"}}}})
+    targets = [*TARGETS, "results/crispr_scatter_other.png"]
+    assert planned_jobs(snakemake(workdir, "-n", *targets, configs=[fast_config, cfg])) == {
+        "crispr_external_guides": 1, "crispr_external_score": 1, "crispr_external_plot": 1, "crispr_eval": 1}
+    snakemake(workdir, *targets, configs=[fast_config, cfg], timeout=600)
+    ev = pd.read_csv(workdir / "results/crispr_eval.tsv", sep="\t")
+    assert list(ev.dataset.drop_duplicates()) == ["heldout", "other"]
+    ext = ev[ev.dataset == "other"]
+    assert set(ext.method) == METHODS and (ext.n_test == 60).all() and (ext.n_overlap_removed == 30).all()
+    assert ext.spearman.between(-1, 1).all() and (ext.rmse > 0).all()
+    scored = pd.read_csv(workdir / "results/crispr/external/other/predictions.tsv", sep="\t")
+    assert scored.in_training.sum() == 30 and set(METHODS) <= set(scored.columns)
+    assert (workdir / "results/crispr_scatter_other.png").stat().st_size > 10_000
+    res = snakemake(workdir, "-n", *TARGETS, configs=[fast_config])  # without the set: the table is rewritten
+    assert planned_jobs(res) == {"crispr_eval": 1}
+    snakemake(workdir, *TARGETS, configs=[fast_config], timeout=300)
 
 
 def test_editing_one_method_reruns_it_and_the_tables_even_after_a_kill(workdir, fast_config):

@@ -17,6 +17,7 @@ rule crispr_all:
         "results/crispr_eval.tsv",
         "results/crispr_scatter.png",
         expand("results/crispr/predict/{stem}.tsv", stem=list(CRISPR_PREDICT_FASTA)),
+        expand("results/crispr_scatter_{name}.png", name=list(CRISPR_EXTERNAL)),
 
 
 rule crispr_fetch_azimuth:
@@ -209,10 +210,12 @@ rule crispr_eval:
     input:
         predictions=expand(f"{CRISPR_DIR}/models/{{method}}/predictions.tsv", method=CRISPR_METHODS),
         runtimes=expand(f"{CRISPR_DIR}/models/{{method}}/runtime.json", method=CRISPR_METHODS),
+        external=expand(f"{CRISPR_DIR}/external/{{name}}/predictions.tsv", name=list(CRISPR_EXTERNAL)),
     output:
         tsv=report("results/crispr_eval.tsv", caption="../report/crispr_eval.rst", category="CRISPR"),
     params:
         made_with=crispr_made_with("crispr_eval"),  # rerun key: read by no script (settings_above)
+        external=list(CRISPR_EXTERNAL),
     log:
         "logs/crispr/eval.log",
     conda:
@@ -256,3 +259,62 @@ rule crispr_predict:
         "../../envs/crispr.yaml"
     script:
         "../../scripts/crispr_predict.py"
+
+
+rule crispr_external_guides:
+    input:
+        table=lambda wc: CRISPR_EXTERNAL[wc.name]["path"],
+    output:
+        guides=f"{CRISPR_DIR}/external/{{name}}/guides.tsv",
+    params:
+        made_with=lambda wc: crispr_made_with(f"crispr_external_guides/{wc.name}"),  # rerun key: read by no script (settings_above)
+        spec=lambda wc: CRISPR_EXTERNAL[wc.name],
+        label_range=CRISPR["data"]["label_range"],
+        on_bad_record=CRISPR["on_bad_record"],
+        join=CRISPR["join"],
+    wildcard_constraints:
+        name="|".join(map(re.escape, CRISPR_EXTERNAL)) or "(?!)",  # (?!): matches nothing
+    log:
+        "logs/crispr/external_guides_{name}.log",
+    conda:
+        "../../envs/crispr.yaml"
+    script:
+        "../../scripts/crispr_external.py"
+
+
+rule crispr_external_score:
+    input:
+        guides=rules.crispr_external_guides.output.guides,
+        training=rules.crispr_join.output.guides,
+        kept=expand(f"{CRISPR_DIR}/models/{{method}}/kept", method=CRISPR_METHODS),
+    output:
+        predictions=f"{CRISPR_DIR}/external/{{name}}/predictions.tsv",
+    params:
+        made_with=lambda wc: crispr_made_with(f"crispr_external_score/{wc.name}"),  # rerun key: read by no script (settings_above)
+        methods=CRISPR_METHODS,
+    wildcard_constraints:
+        name="|".join(map(re.escape, CRISPR_EXTERNAL)) or "(?!)",
+    log:
+        "logs/crispr/external_score_{name}.log",
+    conda:
+        "../../envs/crispr.yaml"
+    script:
+        "../../scripts/crispr_external.py"
+
+
+rule crispr_external_plot:
+    input:
+        predictions=rules.crispr_external_score.output.predictions,
+    output:
+        report("results/crispr_scatter_{name}.png", caption="../report/crispr_external.rst", category="CRISPR"),
+    params:
+        made_with=lambda wc: crispr_made_with(f"crispr_external_plot/{wc.name}"),  # rerun key: read by no script (settings_above)
+        methods=CRISPR_METHODS,
+    wildcard_constraints:
+        name="|".join(map(re.escape, CRISPR_EXTERNAL)) or "(?!)",
+    log:
+        "logs/crispr/external_plot_{name}.log",
+    conda:
+        "../../envs/crispr.yaml"
+    script:
+        "../../scripts/crispr_plot.py"

@@ -111,6 +111,19 @@ CRISPR_SETTINGS["crispr_predict"] = {"crispr.predict.method": CRISPR_PREDICT["me
 CRISPR_PARENTS["crispr_predict"] = [crispr_method_step(m) for m in CRISPR_PREDICT_METHODS]
 
 
+# crispr.external_tests: name -> table; each is scored by every method (crispr_external_guides / _score / _plot)
+CRISPR_EXTERNAL = CRISPR["external_tests"]
+for _name, _spec in CRISPR_EXTERNAL.items():
+    CRISPR_SETTINGS[f"crispr_external_guides/{_name}"] = {
+        f"crispr.external_tests.{_name}": _spec, "crispr.data.label_range": CRISPR["data"]["label_range"],
+        "crispr.on_bad_record": CRISPR["on_bad_record"], "crispr.join": CRISPR["join"]}
+    CRISPR_PARENTS[f"crispr_external_guides/{_name}"] = []
+    CRISPR_PARENTS[f"crispr_external_score/{_name}"] = [f"crispr_external_guides/{_name}", "crispr_join",
+                                                        *(crispr_method_step(m) for m in CRISPR_METHODS)]
+    CRISPR_PARENTS[f"crispr_external_plot/{_name}"] = [f"crispr_external_score/{_name}"]
+CRISPR_PARENTS["crispr_eval"] = CRISPR_PARENTS["crispr_eval"] + [f"crispr_external_score/{n}" for n in CRISPR_EXTERNAL]
+
+
 def crispr_made_with(step):
     """The rerun key of a CRISPR step: :func:`settings_above` (common.smk) over the tables above."""
     return settings_above(step, CRISPR_SETTINGS, CRISPR_PARENTS)
