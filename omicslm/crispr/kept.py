@@ -113,21 +113,21 @@ class KeptMethod:
             return np.clip(blend, EFF_MIN, EFF_MAX)[None]
         if self.uses_energy and energy is None:
             raise ValueError(f"method {self.name} uses the binding energy: pass energy (kcal/mol per guide)")
-        if self.kind == "gbm":
-            return np.stack([self._gbm(m, mer30, energy) for m in self.members])
+        if self.kind == "gbm":  # the members share their features: computed once (ViennaRNA folding is slow)
+            x = self._gbm_features(mer30, energy)
+            return np.stack([np.clip(m.predict(x), EFF_MIN, EFF_MAX) for m in self.members])
         return np.stack([self._torch(m, info, mer30, energy) for m, info in zip(self.members, self.record["members"])])
 
     def predict(self, mer30, energy: np.ndarray | None = None) -> np.ndarray:
         """The method's prediction (0-100; an ensemble's member mean): ndarray, float, shape (n,)."""
         return self.predict_members(mer30, energy).mean(axis=0)
 
-    def _gbm(self, model, mer30: np.ndarray, energy) -> np.ndarray:
+    def _gbm_features(self, mer30: np.ndarray, energy) -> np.ndarray:
         from omicslm.crispr.gbm import SCAFFOLD, sequence_features
 
         s = self.record["settings"]
-        x = sequence_features(mer30, energy if s["use_energy"] else None, s.get("features", ()),
-                              s.get("scaffold", SCAFFOLD))
-        return np.clip(model.predict(x), EFF_MIN, EFF_MAX)
+        return sequence_features(mer30, energy if s["use_energy"] else None, s.get("features", ()),
+                                 s.get("scaffold", SCAFFOLD))
 
     def _torch(self, model, info: dict, mer30: np.ndarray, energy) -> np.ndarray:
         import torch

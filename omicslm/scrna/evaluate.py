@@ -80,6 +80,32 @@ def pca_embeddings(counts_h5ad, cells_train, cells_test, *, n_components: int, s
     return pca.transform(X[tr].toarray()), pca.transform(X[te].toarray())
 
 
+def scanpy_embedding(counts_h5ad, cells, *, n_components: int, hvg_genes: int, seed: int) -> np.ndarray:
+    """The standard scanpy recipe on ``cells`` (in that order): normalize_total, log1p, HVGs, PCA -> (n, k) float32.
+
+    Run by scanpy itself, as its users run it: on all the given cells at once (unsupervised; no label is
+    used), highly variable genes of the seurat flavour (all genes when there are at most ``hvg_genes``).
+    """
+    import scanpy as sc
+
+    from omicslm.scrna.ingest import read_ingested
+
+    adata = read_ingested(counts_h5ad)
+    index = pd.Index(np.asarray(adata.obs_names, dtype=str))
+    rows = index.get_indexer(np.asarray(cells, dtype=str))
+    if (rows < 0).any():
+        raise ValueError(f"{counts_h5ad}: tokenized cells missing from the count matrix")
+    adata = adata[rows].copy()
+    adata.X = adata.X.astype(np.float32)
+    sc.pp.normalize_total(adata, target_sum=EXPR_TARGET_SUM)
+    sc.pp.log1p(adata)
+    if adata.n_vars > hvg_genes:
+        sc.pp.highly_variable_genes(adata, n_top_genes=hvg_genes, flavor="seurat", subset=True)
+    n = max(1, min(n_components, adata.n_obs - 1, adata.n_vars - 1))
+    sc.pp.pca(adata, n_comps=n, random_state=seed)
+    return np.asarray(adata.obsm["X_pca"], dtype=np.float32)
+
+
 @torch.no_grad()
 def embed_rows(model, data: Tokenized, rows: np.ndarray, *, batch_size: int, device, amp: bool = True) -> np.ndarray:
     """Mean-pooled embeddings of view 0 of ``rows`` with every count visible; float32 (len(rows), d_model)."""
@@ -96,7 +122,7 @@ def embed_rows(model, data: Tokenized, rows: np.ndarray, *, batch_size: int, dev
 
 def evaluate_baselines(tokens: dict[str, str], counts_h5ad, out_tsv, *, dataset: str, mask_fraction: float, seed: int,
                        alphas, max_val_cells: int | None, knn_k: int, pca_components: int,
-                       kmeans_n_init: int) -> pd.DataFrame:
+                       kmeans_n_init: int, hvg_genes: int = 2000) -> pd.DataFrame:
     """Baseline rows of one data set: count baselines per binning and split, PCA embedding row (test).
 
     tokens : binning name -> tokenized folder (all of one data set, so they share cells and split).
@@ -127,6 +153,14 @@ def evaluate_baselines(tokens: dict[str, str], counts_h5ad, out_tsv, *, dataset:
                          cells=len(test), **scores))
         log.info("%s PCA of log-normalized counts: kNN accuracy %.3f, ARI %.3f", dataset, scores["knn_accuracy"],
                  scores["ari"])
+        emb = scanpy_embedding(counts_h5ad, cells["cell"].to_numpy(), n_components=pca_components,
+                               hvg_genes=hvg_genes, seed=seed)
+        scores = label_metrics(emb[train], cells["label"].to_numpy()[train], emb[test],
+                               cells["label"].to_numpy()[test], knn_k=knn_k, seed=seed, n_init=kmeans_n_init)
+        rows.append(_row(dataset=dataset, method="scanpy_hvg_pca", kind="embedding_baseline", split="test",
+                         cells=len(test), **scores))
+        log.info("%s scanpy recipe (normalize_total, log1p, %d HVGs, PCA): kNN accuracy %.3f, ARI %.3f", dataset,
+                 hvg_genes, scores["knn_accuracy"], scores["ari"])
     return _write(rows, out_tsv)
 
 

@@ -60,8 +60,11 @@ def test_model_and_baseline_rows_combine_into_one_table(tokens, ingested, tmp_pa
     assert set(test_base["masked_tokens"]) == {row["masked_tokens"]}        # same positions as the model
     pca = base[base["method"] == "pca_lognorm"].iloc[0]
     assert pca["knn_accuracy"] > 0.9                                        # the two toy cell types separate
+    hvg = base[base["method"] == "scanpy_hvg_pca"].iloc[0]                  # scanpy's own recipe, the same cells
+    assert hvg["knn_accuracy"] > 0.9 and hvg["cells"] == pca["cells"]
     table = combine_eval([tmp_path / "eval.tsv", tmp_path / "base.tsv"], tmp_path / "all.tsv")
-    assert list(table["method"]) == ["per_cell_mean", "per_gene_marginal", "random", "tiny", "pca_lognorm"]
+    assert list(table["method"]) == ["per_cell_mean", "per_gene_marginal", "random", "tiny", "pca_lognorm",
+                                     "scanpy_hvg_pca"]
     assert set(table["split"]) == {"test"}
     assert pd.read_csv(tmp_path / "all.tsv", sep="\t").shape == table.shape
     plot_loss_curves([tmp_path / "m" / "history.tsv"], ["toy/tiny/clip10"], [tmp_path / "base.tsv"], ["toy"],

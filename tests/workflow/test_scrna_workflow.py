@@ -47,6 +47,7 @@ def test_tiny_run_writes_the_eval_table(workdir):
         assert (rows.loc[["seed_ce", "clip_ordinal"], "masked_loss"] < 3.0).all()
     pbmc = table[table["dataset"] == "pbmc68k"].set_index("method")
     assert pbmc.loc["pca_lognorm", "knn_accuracy"] > 0.5                     # bulk_labels are learnable from counts
+    assert pbmc.loc["scanpy_hvg_pca", "knn_accuracy"] > 0.5                  # the scanpy recipe, run by scanpy
     assert pbmc.loc[["seed_ce", "clip_ordinal"], "knn_accuracy"].notna().all()
     assert table[table["dataset"] == "brain10k"]["knn_accuracy"].isna().all()  # no labels: no embedding metrics
     ingest = json.loads((workdir / "results/scrna/pbmc68k/ingest_summary.json").read_text())
@@ -58,6 +59,25 @@ def test_tiny_run_writes_the_eval_table(workdir):
 def test_second_run_does_nothing(workdir):
     res = snakemake(workdir, "-n", TARGET, configs=[workdir / "tiny.yaml"])
     assert "Nothing to be done" in res.stdout + res.stderr
+
+
+def test_scrna_embed_applies_the_trained_model_to_your_cells(workdir):
+    import anndata as ad
+
+    # your cells: here the pbmc68k file again, read as a user's own (its block as a data set's)
+    cfg = write_config(workdir / "embed.yaml", {"scrna": {"embed": {"sets": {"my_cells": {
+        "source": "scanpy_pbmc68k", "matrix": "raw", "lognorm": {"total_column": "n_counts", "target_sum": 10000},
+        "integer_tolerance": 0.1, "label_column": "bulk_labels"}}}}})
+    configs = [workdir / "tiny.yaml", cfg]
+    assert planned_jobs(snakemake(workdir, "-n", TARGET, configs=configs)) == {
+        "scrna_embed_ingest": 1, "scrna_embed": 1, "scrna_embed_umap": 1, "scrna_all": 1}  # nothing retrains
+    snakemake(workdir, TARGET, configs=configs, timeout=600)
+    adata = ad.read_h5ad(workdir / "results/scrna/embed/my_cells.h5ad")
+    assert adata.n_obs == 700 and adata.obsm["X_omicslm"].shape == (700, 64) and adata.obsm["X_pca"].shape[0] == 700
+    assert adata.uns["omicslm"]["model"] == "pbmc68k/seed_ce"  # the default: the first model, first labelled set
+    assert adata.uns["omicslm"]["genes_not_in_vocab"] == 0 and adata.obs["label"].nunique() == 10
+    assert (workdir / "results/scrna/embed/my_cells_umap.png").read_bytes()[:4] == b"\x89PNG"
+    assert "700 cells embedded by pbmc68k/seed_ce" in (workdir / "logs/scrna/embed_my_cells.log").read_text()
 
 
 def test_changing_an_evaluation_option_reruns_only_the_evaluation(workdir):

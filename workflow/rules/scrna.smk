@@ -9,12 +9,15 @@ wildcard_constraints:
     scd="|".join(SCRNA_DATASETS),
     scm="|".join(SCRNA_MODELS),
     scb="|".join(SCRNA_BINNINGS),
+    sce="|".join(SCRNA_EMBED_SETS) or "(?!)",  # (?!): matches nothing
 
 
 rule scrna_all:
     input:
         "results/scrna_eval.tsv",
         "results/scrna_loss_curves.png",
+        expand("results/scrna/embed/{sce}.h5ad", sce=SCRNA_EMBED_SETS),
+        expand("results/scrna/embed/{sce}_umap.png", sce=SCRNA_EMBED_SETS),
 
 
 rule scrna_fetch_scanpy:
@@ -174,3 +177,60 @@ rule scrna_plot:
         "../../envs/scrna.yaml"
     script:
         "../../scripts/scrna_plot.py"
+
+
+rule scrna_embed_ingest:
+    input:
+        raw=scrna_raw_input,
+    output:
+        h5ad=f"{SCRNA_DIR}/embed/{{sce}}/counts.h5ad",
+        summary=f"{SCRNA_DIR}/embed/{{sce}}/ingest_summary.json",
+    params:
+        made_with=lambda wc: scrna_made_with(f"scrna_embed_ingest/{wc.sce}"),  # rerun key: read by no script (settings_above)
+        path=lambda wc: scrna_raw_path(wc.sce, True),
+        options=lambda wc: scrna_ingest_options(wc.sce, True),
+    log:
+        "logs/scrna/embed_ingest_{sce}.log",
+    conda:
+        "../../envs/scrna.yaml"
+    script:
+        "../../scripts/scrna_ingest.py"
+
+
+rule scrna_embed:
+    input:
+        h5ad=rules.scrna_embed_ingest.output.h5ad,
+        best=f"{SCRNA_DIR}/{SCRNA_EMBED_RUN}/best",
+        tokens=scrna_tokens(*SCRNA_EMBED_RUN.split("/")),
+    output:
+        h5ad="results/scrna/embed/{sce}.h5ad",
+    params:
+        made_with=lambda wc: scrna_made_with(f"scrna_embed/{wc.sce}"),  # rerun key: read by no script (settings_above)
+        model=SCRNA_EMBED_RUN,
+        on_unknown_gene=SCRNA_EMBED["on_unknown_gene"],
+        options={k: SCRNA["evaluate"][k] for k in ("batch_size", "pca_components", "hvg_genes", "seed")},
+        device=SCRNA["train"]["device"],
+    threads: SCRNA["threads"]
+    log:
+        "logs/scrna/embed_{sce}.log",
+    conda:
+        "../../envs/scrna.yaml"
+    script:
+        "../../scripts/scrna_embed.py"
+
+
+rule scrna_embed_umap:
+    input:
+        h5ad=rules.scrna_embed.output.h5ad,
+    output:
+        report("results/scrna/embed/{sce}_umap.png", caption="../report/scrna_embed_umap.rst", category="Single-cell"),
+    params:
+        made_with=lambda wc: scrna_made_with(f"scrna_embed_umap/{wc.sce}"),  # rerun key: read by no script (settings_above)
+        knn_k=SCRNA["evaluate"]["knn_k"],
+        seed=SCRNA["evaluate"]["seed"],
+    log:
+        "logs/scrna/embed_umap_{sce}.log",
+    conda:
+        "../../envs/scrna.yaml"
+    script:
+        "../../scripts/scrna_embed.py"

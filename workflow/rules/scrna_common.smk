@@ -21,21 +21,41 @@ SCRNA_INGEST_KEYS = ("format", "matrix", "gene_column", "transpose", "label_colu
                      "integer_tolerance", "min_genes", "min_cells", "max_genes", "on_duplicate_genes")
 
 
+# scrna.embed: name -> cells to embed; the (data set, model) run that embeds them
+SCRNA_EMBED = SCRNA["embed"]
+SCRNA_EMBED_SETS = list(SCRNA_EMBED["sets"])
+
+
+def _default_embed_run():
+    labelled = [d for d in SCRNA_DATASETS if SCRNA["datasets"][d].get("label_column", SCRNA["ingest"]["label_column"])]
+    return f"{(labelled or SCRNA_DATASETS)[0]}/{SCRNA_MODELS[0]}"
+
+
+SCRNA_EMBED_RUN = SCRNA_EMBED["model"] or _default_embed_run()
+if tuple(SCRNA_EMBED_RUN.split("/")) not in SCRNA_RUNS:
+    raise ValueError(f"scrna.embed.model {SCRNA_EMBED_RUN!r} is not '<data set>/<model>' of scrna.datasets and "
+                     f"scrna.models ({', '.join(f'{d}/{m}' for d, m in SCRNA_RUNS)})")
+
+
+def _scrna_block(name, embed=False):
+    return SCRNA_EMBED["sets"][name] if embed else SCRNA["datasets"][name]
+
+
 def scrna_raw_input(wildcards):
     """What the ingest job reads: a fetch rule's output for the default sources, else the user's path."""
-    spec = SCRNA["datasets"][wildcards.scd]
+    spec = _scrna_block(wildcards.sce, True) if "sce" in wildcards.keys() else _scrna_block(wildcards.scd)
     return SCRNA_SOURCES[spec["source"]][0] if spec["source"] in SCRNA_SOURCES else spec["path"]
 
 
-def scrna_raw_path(dataset):
+def scrna_raw_path(dataset, embed=False):
     """The count matrix file or folder inside what scrna_raw_input names."""
-    spec = SCRNA["datasets"][dataset]
+    spec = _scrna_block(dataset, embed)
     return SCRNA_SOURCES[spec["source"]][1] if spec["source"] in SCRNA_SOURCES else spec["path"]
 
 
-def scrna_ingest_options(dataset):
-    """Ingest keywords: the shared scrna.ingest block, overridden by the data set's own keys."""
-    spec = SCRNA["datasets"][dataset]
+def scrna_ingest_options(dataset, embed=False):
+    """Ingest keywords: the shared scrna.ingest block, overridden by the data set's (or embed set's) own keys."""
+    spec = _scrna_block(dataset, embed)
     options = {k: v for k, v in SCRNA["ingest"].items()}
     options.update({k: spec[k] for k in SCRNA_INGEST_KEYS if k in spec})
     options["fmt"] = options.pop("format")
@@ -79,7 +99,21 @@ SCRNA_SETTINGS = {
     **{f"scrna_train/{d}/{m}": {f"scrna.models.{m} (resolved)": scrna_model_spec(m)} for d, m in SCRNA_RUNS},
     **{f"scrna_evaluate/{d}/{m}": {f"scrna evaluation of {m}": scrna_evaluate_options(m)} for d, m in SCRNA_RUNS},
 }
+_run_d, _run_m = SCRNA_EMBED_RUN.split("/")
+SCRNA_SETTINGS.update({
+    **{f"scrna_embed_ingest/{e}": {f"scrna.embed.sets.{e} (path, ingest options)":
+                                   {"path": scrna_raw_path(e, True), "options": scrna_ingest_options(e, True)}}
+       for e in SCRNA_EMBED_SETS},
+    **{f"scrna_embed/{e}": {"scrna.embed": {"model": SCRNA_EMBED_RUN, "on_unknown_gene": SCRNA_EMBED["on_unknown_gene"]},
+                            "scrna.evaluate (embedding)": {k: SCRNA["evaluate"][k] for k in
+                                                           ("batch_size", "pca_components", "hvg_genes", "seed")}}
+       for e in SCRNA_EMBED_SETS},
+})
 SCRNA_PARENTS = {
+    **{f"scrna_embed_ingest/{e}": [] for e in SCRNA_EMBED_SETS},
+    **{f"scrna_embed/{e}": [f"scrna_embed_ingest/{e}", f"scrna_train/{_run_d}/{_run_m}",
+                            f"scrna_tokenize/{_run_d}/{SCRNA['models'][_run_m]['binning']}"] for e in SCRNA_EMBED_SETS},
+    **{f"scrna_embed_umap/{e}": [f"scrna_embed/{e}"] for e in SCRNA_EMBED_SETS},
     **{f"scrna_ingest/{d}": [] for d in SCRNA_DATASETS},
     **{f"scrna_tokenize/{d}/{b}": [f"scrna_ingest/{d}"] for d in SCRNA_DATASETS for b in SCRNA_BINNINGS},
     **{f"scrna_baselines/{d}": [f"scrna_ingest/{d}", *(f"scrna_tokenize/{d}/{b}" for b in SCRNA_BINNINGS)]
