@@ -19,6 +19,7 @@ import logging
 import math
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -97,6 +98,9 @@ def fill_mask(model, tok, text: str, *, top_n: int) -> list[str]:
         logits = model(**enc).logits[0, pos]
     words = [tok.decode([i]) for i in logits.topk(top_n).indices.tolist()]
     return [w.strip() or repr(w) for w in words]  # a bare newline or space shows as '\n' / ' '
+
+
+_top_fillers = fill_mask  # write_samples' keyword of the same name (its config key) hides this function there
 
 
 def _one_line(text: str) -> str:
@@ -250,3 +254,42 @@ def score_texts(files, chunks_dir: str | os.PathLike, model_dir: str | os.PathLi
     with atomic_open(out_tsv) as fh:
         pd.DataFrame([row], columns=SCORE_COLUMNS).to_csv(fh, sep="\t", index=False, float_format="%.4g")
     return row
+
+
+def write_samples(models: dict, out_txt: str | os.PathLike, *, prompts=(), samples_per_prompt: int = 1,
+                  max_new_tokens: int = 60, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                  seed: int = 0, fill_mask: Sequence[str] = (), fill_mask_top: int = 5, threads: int = 1) -> str:
+    """``results/textlm/samples.txt``: every causal LM's samples of ``prompts``, every masked LM's fillers.
+
+    ``models``: name -> (model directory, objective "clm" or "mlm"). Sample i of a prompt is drawn with seed
+    ``seed + i`` (temperature, then top-k, then nucleus filtering), so a rerun writes the same text.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+    torch.set_num_threads(max(1, threads))
+    parts = []
+    for name, (model_dir, objective) in models.items():
+        tok = load_tokenizer(model_dir)
+        cls = AutoModelForCausalLM if objective == "clm" else AutoModelForMaskedLM
+        model = cls.from_pretrained(str(model_dir), local_files_only=True).eval()
+        if objective == "clm":
+            for prompt in prompts:
+                for i in range(samples_per_prompt):
+                    torch.manual_seed(seed + i)
+                    enc = tok(prompt, return_tensors="pt")
+                    with torch.no_grad():
+                        out = model.generate(**enc, do_sample=True, temperature=temperature, top_k=top_k,
+                                             top_p=top_p, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id)
+                    text = tok.decode(out[0], skip_special_tokens=True)
+                    parts.append(f"=== {name} (causal LM) | prompt {prompt!r} | sample {i + 1} (seed {seed + i})\n"
+                                 f"{text}\n")
+        else:
+            for probe in fill_mask:
+                fillers = _top_fillers(model, tok, probe, top_n=fill_mask_top)
+                parts.append(f"=== {name} (masked LM) | probe {probe!r}\n{' / '.join(fillers)}\n")
+        log.info("%s (%s): %s", name, objective, "sampled" if objective == "clm" else "fill-mask probes")
+    text = "\n".join(parts) or "(no causal LM prompts and no masked LM probes configured)\n"
+    with atomic_open(out_txt) as fh:
+        fh.write(text)
+    return text

@@ -68,6 +68,25 @@ def test_your_own_text_is_scored_by_every_model_and_nothing_retrains(workdir):
     assert own.loc["gpt2", "perplexity"] < own.loc["gpt2", "unigram_perplexity"]
 
 
+def test_generate_samples_your_prompts_and_probes_without_retraining(workdir):
+    cfg = write_config(workdir / "gen.yaml", {"textlm": {"generate": {
+        "prompts": ["HAMLET:", "JULIET:"], "samples_per_prompt": 2, "max_new_tokens": 20, "seed": 3,
+        "fill_mask": ["To be, or not to <mask>."], "fill_mask_top": 3}}})
+    target = "results/textlm/samples.txt"
+    assert planned_jobs(snakemake(workdir, "-n", target, configs=[cfg])) == {"textlm_generate": 1}
+    snakemake(workdir, target, configs=[cfg], timeout=300)
+    text = (workdir / target).read_text()
+    blocks = text.split("=== ")[1:]
+    assert len(blocks) == 2 * 2 + 1  # gpt2: 2 prompts x 2 samples; roberta: 1 probe
+    assert "gpt2 (causal LM) | prompt 'HAMLET:' | sample 2 (seed 4)\nHAMLET:" in text
+    assert blocks[-1].startswith("roberta (masked LM) | probe 'To be, or not to <mask>.'")
+    assert blocks[-1].strip().split("\n")[1].count(" / ") == 2
+    first = text
+    (workdir / target).unlink()
+    snakemake(workdir, target, configs=[cfg], timeout=300)
+    assert (workdir / target).read_text() == first  # seeded: the same samples again
+
+
 def test_changing_the_prompt_reruns_only_the_evaluation(workdir):
     cfg = write_config(workdir / "prompt.yaml", {"textlm": {"evaluate": {"prompt": "JULIET:"}}})
     jobs = planned_jobs(snakemake(workdir, "-n", TARGET, configs=[cfg]))

@@ -10,6 +10,7 @@ rule textlm_all:
     input:
         "results/textlm_eval.tsv",
         "results/textlm_loss_curves.png",
+        "results/textlm/samples.txt",
 
 
 rule textlm_fetch_shakespeare:
@@ -220,3 +221,22 @@ rule textlm_plot:
         "../../envs/textlm.yaml"
     script:
         "../../scripts/textlm_plot.py"
+
+
+rule textlm_generate:
+    input:
+        models=expand(f"{TEXTLM_DIR}/{{tlm_model}}/model", tlm_model=TEXTLM_MODELS),
+    output:
+        report("results/textlm/samples.txt", caption="../report/textlm_samples.rst", category="Text LM"),
+    params:
+        made_with=textlm_made_with("textlm_generate"),  # rerun key: read by no script (settings_above)
+        names=TEXTLM_MODELS,
+        objectives=[TEXTLM["models"][m]["objective"] for m in TEXTLM_MODELS],
+        generate=TEXTLM["generate"],
+    threads: TEXTLM["threads"]
+    log:
+        "logs/textlm/generate.log",
+    conda:
+        "../../envs/textlm.yaml"
+    script:
+        "../../scripts/textlm_generate.py"

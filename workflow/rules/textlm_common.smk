@@ -65,8 +65,10 @@ TEXTLM_SETTINGS = {
                                  "textlm.evaluate.unigram_alpha": TEXTLM["evaluate"]["unigram_alpha"],
                                  "textlm.evaluate.seed": TEXTLM["evaluate"]["seed"]}
        for m in TEXTLM_MODELS for t in TEXTLM_SCORE},
+    "textlm_generate": {"textlm.generate": TEXTLM["generate"]},
 }
 TEXTLM_PARENTS = {
+    "textlm_generate": [f"textlm_train/{m}" for m in TEXTLM_MODELS],
     "textlm_corpus": [],
     "textlm_tokenizers": ["textlm_corpus"] if TEXTLM["tokenizer"]["source"] == "train" else [],
     **{f"textlm_tokenize/{k}": ["textlm_corpus", "textlm_tokenizers"] for k in TEXTLM_KINDS},
