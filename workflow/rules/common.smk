@@ -6,6 +6,17 @@ import os
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p))
 
 
+DOWNLOAD_SHA256 = config["downloads"]["sha256"]
+
+
+def download_sha256(requirement):
+    """The pinned sha256 of a fetched archive (config downloads.sha256); a clear error when none is pinned."""
+    if requirement not in DOWNLOAD_SHA256:
+        raise ValueError(f"downloads.sha256 pins no hash for {requirement!r}: add it (pip download --no-deps "
+                         f"{requirement} -d /tmp/x && sha256sum /tmp/x/*) so the fetched file can be checked")
+    return DOWNLOAD_SHA256[requirement]
+
+
 def settings_above(step, settings, parents):
     """The settings of every step above ``step``: its rule's one rerun key, ``made_with`` (no script reads it).
 

@@ -25,6 +25,7 @@ rule crispr_fetch_azimuth:
         csv="resources/crispr/FC_plus_RES_withPredictions.csv",
     params:
         azimuth=CRISPR["data"]["azimuth"],
+        sha256=lambda wc: download_sha256(f"{CRISPR['data']['azimuth']['package']}=={CRISPR['data']['azimuth']['version']}"),
     log:
         "logs/crispr/fetch_azimuth.log",
     conda:

