@@ -180,6 +180,11 @@ def ingest(path, out_h5ad, summary_json, *, fmt: str = "auto", matrix: str = "X"
             raise InputError(path, f"lognorm.total_column {col!r} is not an obs column")
         X = counts_from_lognorm(X, adata.obs[col].to_numpy(dtype=np.float64), target_sum=lognorm["target_sum"])
     cells = np.asarray(adata.obs_names, dtype=object)
+    dup = pd.Index(cells).duplicated()
+    if dup.any():
+        names = list(dict.fromkeys(cells[dup]))
+        raise InputError(path, f"{int(dup.sum())} duplicate cell barcode(s), e.g. {', '.join(map(str, names[:5]))}: "
+                               "each cell needs its own id (several samples? prefix the barcodes by sample)")
     genes = np.asarray(adata.var_names, dtype=object).astype(str)
     X = check_counts(X, cells, genes, path, tolerance=integer_tolerance)
     X, genes, merged = merge_duplicate_genes(X, genes, path, policy=on_duplicate_genes)

@@ -20,6 +20,7 @@ import gzip
 import logging
 import os
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,15 @@ def _open_text(path: Path):
     return gzip.open(path, "rt") if path.name.endswith(".gz") else open(path)
 
 
+def _read_lines(path: Path) -> list[str]:
+    """The non-blank lines of a (gzipped) text file; a truncated or non-gzip ``.gz`` is an InputError naming it."""
+    try:
+        with _open_text(path) as fh:
+            return [line.rstrip("\n") for line in fh if line.strip()]
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise InputError(path, f"truncated or not gzip-compressed ({exc}); re-download or re-compress it") from None
+
+
 def _first(folder: Path, names: tuple[str, ...]) -> Path:
     for n in names:
         if (folder / n).is_file():
@@ -83,10 +93,11 @@ def read_mtx_dir(folder: str | os.PathLike, *, gene_ids: bool = False):
             m = sp.csr_matrix(scipy.io.mmread(fh))
         except ValueError as exc:
             raise InputError(mtx, f"not a Matrix Market file ({exc})") from None
-    with _open_text(feats) as fh:
-        rows = [line.rstrip("\n").split("\t") for line in fh if line.strip()]
-    with _open_text(barcodes) as fh:
-        cells = [line.strip() for line in fh if line.strip()]
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            raise InputError(mtx, f"truncated or not gzip-compressed ({exc}); re-download or re-compress it") \
+                from None
+    rows = [line.split("\t") for line in _read_lines(feats)]
+    cells = [line.strip() for line in _read_lines(barcodes)]
     if m.shape != (len(rows), len(cells)):
         raise InputError(mtx, f"matrix is {m.shape[0]} x {m.shape[1]} but {feats.name} has {len(rows)} genes and "
                               f"{barcodes.name} {len(cells)} barcodes (expected genes x cells)")
@@ -115,6 +126,10 @@ def read_10x_h5(path: str | os.PathLike, *, gene_ids: bool = False):
     with f:
         if "matrix" in f:
             g = f["matrix"]
+            need = ["data", "indices", "indptr", "shape", "barcodes", "features/id" if gene_ids else "features/name"]
+            absent = [k for k in need if k not in g]
+            if absent:
+                raise InputError(path, f"10x HDF5 /matrix lacks {', '.join(absent)} (a Cell Ranger v3 file has them)")
             names = _text(g["features/id"][:] if gene_ids else g["features/name"][:])
             kind = _text(g["features/feature_type"][:]) if "feature_type" in g["features"] else None
         elif len(f.keys()) >= 1 and all(isinstance(f[k], h5py.Group) for k in f):
@@ -139,6 +154,8 @@ def read_csv(path: str | os.PathLike, *, transpose: bool = False):
     sep = "\t" if ".tsv" in path.name.lower() else ","
     try:
         table = pd.read_csv(path, sep=sep, index_col=0)  # the C engine: 3x faster than pyarrow on 32k columns
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise InputError(path, f"truncated or not gzip-compressed ({exc}); re-download or re-compress it") from None
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise InputError(path, f"cannot parse as a table with a header row and ids in the first column ({exc})") \
             from None

@@ -6,7 +6,7 @@ import pytest
 from omicslm.errors import InputError
 from omicslm.scrna.ingest import ingest, read_ingested, write_counts_h5ad
 from omicslm.scrna.readers import detect_format
-from tests.scrna.conftest import write_10x_h5, write_csv, write_h5ad, write_mtx_dir
+from tests.scrna.conftest import counts_matrix, write_10x_h5, write_csv, write_h5ad, write_mtx_dir
 
 
 def _ingest(tmp_path, src, **kw):
@@ -118,3 +118,47 @@ def test_unreadable_inputs_are_clear_errors(tmp_path):
     (tmp_path / "bad.csv").write_text("cell,g1,g2\nc1,1,x\n")
     with pytest.raises(InputError, match="not numeric"):
         _ingest(tmp_path, tmp_path / "bad.csv")
+
+
+def _truncate(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def _bad_inputs(tmp_path):
+    """(name, path, what the message must say) of each bad input a user can hand the ingest step."""
+    import gzip
+
+    import h5py
+
+
+    c, cells, genes, _ = counts_matrix()
+    dup = cells[:-1] + [cells[0]]
+    cases = [("dup.csv", write_csv(tmp_path / "dup.csv", c, dup, genes), "duplicate cell barcode"),
+             ("dup_mtx", write_mtx_dir(tmp_path / "dup_mtx", c, dup, genes), "duplicate cell barcode"),
+             ("dup.h5", write_10x_h5(tmp_path / "dup.h5", c, dup, genes), "duplicate cell barcode")]
+    for name, member in (("trunc_mtx", "matrix.mtx.gz"), ("trunc_feat", "features.tsv.gz"),
+                         ("trunc_bc", "barcodes.tsv.gz")):
+        folder = write_mtx_dir(tmp_path / name, c, cells, genes)
+        _truncate(folder / member)
+        cases.append((name, folder, f"{member}: truncated or not gzip"))
+    plain = write_mtx_dir(tmp_path / "plain_mtx", c, cells, genes)
+    (plain / "matrix.mtx.gz").write_bytes(gzip.decompress((plain / "matrix.mtx.gz").read_bytes()))
+    cases.append(("plain_mtx", plain, "matrix.mtx.gz: truncated or not gzip"))
+    csv = write_csv(tmp_path / "x.csv", c, cells, genes)
+    (tmp_path / "x.csv.gz").write_bytes(gzip.compress(csv.read_bytes())[:400])
+    cases.append(("x.csv.gz", tmp_path / "x.csv.gz", "x.csv.gz: truncated or not gzip"))
+    h5 = write_10x_h5(tmp_path / "noname.h5", c, cells, genes)
+    with h5py.File(h5, "a") as f:
+        del f["matrix/features/name"]
+    cases.append(("noname.h5", h5, "lacks features/name"))
+    return cases
+
+
+def test_bad_inputs_are_clear_errors_naming_the_file_and_leave_nothing(tmp_path):
+    for name, path, what in _bad_inputs(tmp_path):
+        out = tmp_path / f"{name}.counts.h5ad"
+        with pytest.raises(InputError) as e:
+            ingest(path, out, tmp_path / f"{name}.json")
+        assert what in str(e.value) and str(path.name) in str(e.value), (name, str(e.value))
+        assert not out.exists(), name
