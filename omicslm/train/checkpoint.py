@@ -295,5 +295,8 @@ def load_checkpoint(dir: str | os.PathLike, *, model: torch.nn.Module, optimizer
             except (ValueError, KeyError) as exc:
                 raise InputError(path / OPTIMIZER, f"{key} state does not fit ({exc})") from None
     if restore_rng and (path / RNG).is_file():
-        _set_rng_state(torch.load(path / RNG, map_location="cpu", weights_only=True))
+        try:
+            _set_rng_state(torch.load(path / RNG, map_location="cpu", weights_only=True))
+        except Exception as exc:  # truncated zip, refused global, a state of the wrong shape
+            raise InputError(path / RNG, f"cannot restore the generator states ({exc})") from None
     return state

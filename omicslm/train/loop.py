@@ -43,13 +43,14 @@ from typing import Any, Callable, Iterable
 import torch
 from tqdm import tqdm
 
+from omicslm.errors import InputError
 from omicslm.train.checkpoint import save_checkpoint
 from omicslm.train.config import TrainConfig
 from omicslm.train.device import autocast, pick_device, set_seed, to_device
 from omicslm.train.distributed import DataParallel
 from omicslm.train.run_config import jsonable
 from omicslm.train.run_setup import (batches_per_epoch, load_best, make_optimizer, make_scheduler, open_writer,
-                                      rank_seed, resumable, resume, write_history)
+                                      quarantine, rank_seed, resumable, resume, write_history)
 from omicslm.train.state import TrainState
 
 __all__ = ["TrainConfig", "fit", "to_device"]
@@ -141,8 +142,21 @@ def _fit(model, train_batches, loss_fn, validate, cfg: TrainConfig, out_dir: Pat
     optimizer_steps = math.ceil(n_batches / cfg.grad_accum)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch=optimizer_steps)
     if resuming:
-        state = resume(out_dir / "last", model=model, optimizer=optimizer, scheduler=scheduler, cfg=cfg,
-                        device=device, ddp=ddp)
+        initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        try:
+            state = resume(out_dir / "last", model=model, optimizer=optimizer, scheduler=scheduler, cfg=cfg,
+                           device=device, ddp=ddp)
+        except InputError as exc:  # a garbled file in last/: set it aside, start over from the initial weights
+            if ddp is None or ddp.main:
+                quarantine(out_dir / "last", exc)
+            if ddp is not None:
+                ddp.barrier()
+            model.load_state_dict(initial)
+            optimizer = make_optimizer(model, cfg, device)
+            scheduler = make_scheduler(optimizer, cfg, steps_per_epoch=optimizer_steps)
+            set_seed(rank_seed(cfg, ddp, 0))
+            resuming = False
+    if resuming:
         if state.done:
             log.info("%s: training already finished (%d epochs, best %s %s at epoch %s); nothing to do",
                      out_dir, state.epochs_run, state.metric, state.best_metric, state.best_epoch)

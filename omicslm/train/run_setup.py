@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import torch
 
+from omicslm.errors import InputError
 from omicslm.io.atomic import atomic_open
 from omicslm.train.checkpoint import checkpoint_exists, load_checkpoint, read_checkpoint_config
 from omicslm.train.config import TrainConfig
@@ -86,7 +89,14 @@ def resumable(out_dir: Path, run_config: dict, *, ddp: DataParallel | None, on_c
         ddp.barrier()
     if not checkpoint_exists(last_dir):
         return False
-    saved = read_checkpoint_config(last_dir)
+    try:
+        saved = read_checkpoint_config(last_dir)
+    except InputError as exc:
+        if ddp is None or ddp.main:
+            quarantine(last_dir, exc)
+        if ddp is not None:
+            ddp.barrier()
+        return False
     if saved == run_config:
         return True
     if on_config_change != "restart":
@@ -124,6 +134,15 @@ def resume(last_dir: Path, *, model, optimizer, scheduler, cfg: TrainConfig, dev
     if not main:  # rank 0's generator states are in the checkpoint; give the others their own again
         set_seed(rank_seed(cfg, ddp, state.global_step))
     return state
+
+
+def quarantine(checkpoint_dir: Path, reason: Exception) -> Path:
+    """Move an unreadable checkpoint to ``<out_dir>/quarantine/<name>-<time>`` (kept for a look) with a warning."""
+    dest = checkpoint_dir.parent / "quarantine" / f"{checkpoint_dir.name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(checkpoint_dir, dest)
+    log.warning("checkpoint %s is unreadable (%s): moved to %s; training starts over", checkpoint_dir, reason, dest)
+    return dest
 
 
 def load_best(model: torch.nn.Module, out_dir: Path) -> None:

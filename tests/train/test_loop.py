@@ -214,3 +214,25 @@ def test_to_device_keeps_container_types():
     moved = to_device(batch, "cpu")
     assert isinstance(moved["pair"], Pair) and moved["pair"].b[1] == "k"
     assert moved["meta"] == ["s1", 3] and torch.equal(moved["x"], torch.ones(2))
+
+
+@pytest.mark.parametrize("garble", ["model.safetensors", "optimizer.pt", "rng.pt", "trainer_state.json",
+                                    "config.json"])
+def test_a_corrupt_checkpoint_file_is_quarantined_and_training_starts_over(tmp_path, garble):
+    x, y = make_data()
+    cfg = _cfg(max_epochs=2)
+    ref = fit(make_model(), *make_task(x, y)[:3], cfg, tmp_path / "ref", run_config={"a": 1})
+    out = tmp_path / "run"
+    tb, loss_fn, val, _ = make_task(x, y, fail_at_call=11)   # killed in epoch 1: last/ holds a mid-run checkpoint
+    with pytest.raises(KeyboardInterrupt):
+        fit(make_model(), tb, loss_fn, val, cfg, out, run_config={"a": 1})
+    path = out / "last" / garble
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 3] + b"\x00garbage")
+    tb, loss_fn, val, calls = make_task(x, y)
+    state = fit(make_model(), tb, loss_fn, val, cfg, out, run_config={"a": 1})
+    assert calls[0] == 2 * 8  # started over: every batch of both epochs
+    kept = list((out / "quarantine").iterdir())
+    assert len(kept) == 1 and kept[0].name.startswith("last-") and (kept[0] / garble).is_file()
+    assert checkpoint_exists(out / "last") and state["done"]
+    for a, b in zip(state["history"], ref["history"]):  # the same run as one never interrupted
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-6)
