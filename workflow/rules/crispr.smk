@@ -159,7 +159,7 @@ rule crispr_pretrain:
 
 rule crispr_train:
     wildcard_constraints:
-        method="|".join(CRISPR_TRAINED),
+        method="|".join(CRISPR_TRAINED) or "(?!)",  # (?!): matches nothing
     input:
         dataset=rules.crispr_tokenize.output.dataset,
         encoder=lambda wc: crispr_encoder(wc) if CRISPR["models"]["methods"][wc.method]["kind"] in ENCODER_KINDS else [],
@@ -188,7 +188,7 @@ rule crispr_train:
 
 rule crispr_stack:
     wildcard_constraints:
-        method="|".join(CRISPR_STACKED),
+        method="|".join(CRISPR_STACKED) or "(?!)",
     input:
         predictions=crispr_stack_members,
         runtimes=lambda wc: crispr_stack_members(wc, "runtime.json"),
