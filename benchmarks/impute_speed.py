@@ -54,7 +54,7 @@ OURS = """
 from omicslm.impute.ragbert.predict import impute_ragbert
 print(impute_ragbert(args["h5"], args["split"], args["targets"], args["windows"], args["best"], args["out"],
                      args["runtime"], method=args["variant"], batch_size=args["batch_size"], threads=args["threads"],
-                     device=args["device"], genetic_map=args["gmap"]))
+                     device=args["device"], genetic_map=args["gmap"], cpu_bf16=args["cpu_bf16"]))
 """
 TRAIN = """
 import json, time
@@ -127,6 +127,9 @@ def main() -> None:
     ap.add_argument("--beagle-mem-gb", type=int, default=2, help="Java heap for Beagle")
     ap.add_argument("--train", action="store_true", help="measure ours' data preparation + training again")
     ap.add_argument("--gpu", action="store_true", help="also time ours on CUDA when available")
+    ap.add_argument("--cpu-bf16", action="store_true",
+                    help="also time ours with the network in bf16 on this CPU (impute.model.predict_cpu_bf16; needs "
+                         "native bf16); the last line's ratio is then that row's")
     args = ap.parse_args()
 
     r = args.results
@@ -159,13 +162,15 @@ def main() -> None:
         else:
             rows.append((args.variant, "data preparation (run's)", train_rt["data_seconds"], None, None))
             rows.append((args.variant, "training (run's)", train_rt["train_seconds"], None, None))
-        devices = ["cpu"] + (["cuda"] if args.gpu and _cuda() else [])
-        for dev in devices:
-            out = tmp / f"ours_{dev}.vcf.gz"
+        runs = [("cpu", False)] + ([("cpu", True)] if args.cpu_bf16 else []) + ([("cuda", False)] if args.gpu and _cuda()
+                                                                              else [])
+        for dev, bf16 in runs:
+            name = f"{dev} bf16" if bf16 else dev
+            out = tmp / f"ours_{name.replace(' ', '_')}.vcf.gz"
             sec, rss = measured(OURS, h5=r / "panel.h5", split=r / "split.tsv", targets=targets,
                                 windows=r / "windows.tsv", best=best, out=out, runtime=tmp / f"ours_{dev}.json",
-                                variant=args.variant, batch_size=args.batch_size, device=dev, **common)
-            rows.append((args.variant, f"impute ({dev})", sec, rss, score(r, out, f"ours_{dev}", sec, tmp)))
+                                variant=args.variant, batch_size=args.batch_size, device=dev, cpu_bf16=bf16, **common)
+            rows.append((args.variant, f"impute ({name})", sec, rss, score(r, out, f"ours_{dev}", sec, tmp)))
         ref = r / "inputs" / "panel.vcf.gz"
         sec, rss = measured(BEAGLE, ref=ref, targets=targets, out=tmp / "beagle.vcf.gz", mem_gb=args.beagle_mem_gb,
                             log=tmp / "beagle.log", **common)
@@ -186,6 +191,9 @@ def main() -> None:
         print(f"{method:14s} {phase:26s} {sec:9.2f} {mem} {rate}  {cells}")
     ours = next(s for m, p, s, _, _ in rows if m == args.variant and p == "impute (cpu)")
     beagle = next(s for m, p, s, _, _ in rows if m == "beagle 5.4")
+    if args.cpu_bf16:
+        print(f"ratio ours/beagle impute wall, fp32 on CPU: {ours / beagle:.2f}")
+        ours = next(s for m, p, s, _, _ in rows if m == args.variant and p == "impute (cpu bf16)")
     prep = sum(s for m, p, s, _, _ in rows if m == args.variant and not p.startswith("impute"))
     per_target = (ours - beagle) / n_test if ours < beagle else None
     print(f"ours' one-off data preparation + training: {prep:.1f} s = {prep / beagle:.1f}x Beagle's imputation wall"

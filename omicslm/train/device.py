@@ -12,6 +12,7 @@ import logging
 import os
 import random
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -67,6 +68,29 @@ def autocast(device: torch.device, enabled: bool):
     device = torch.device(device)
     if enabled and device.type == "cuda":
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 matrix products natively (AVX512-BF16 or AMX-BF16 in /proc/cpuinfo)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def inference_autocast(device: torch.device, *, amp: bool, cpu_bf16: bool):
+    """Autocast for inference without gradient: bf16 on CUDA when ``amp``; on CPU bf16 when ``cpu_bf16`` and the
+    CPU has native bf16 (:func:`cpu_has_native_bf16`; elsewhere emulated bf16 is slower than fp32, so fp32 with a
+    warning), else fp32."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return autocast(device, amp)
+    if cpu_bf16:
+        if cpu_has_native_bf16():
+            return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
+        log.warning("cpu_bf16 asked for, but this CPU has no native bf16 (avx512_bf16/amx_bf16): inference in fp32")
     return contextlib.nullcontext()
 
 

@@ -5,7 +5,9 @@ IMPUTE = config["impute"]
 IMPUTE_DIR = "results/impute"
 IMPUTE_MODEL = IMPUTE["model"]
 # what a variant is trained with: the model block less what only imputation reads (so editing it retrains nothing)
-MODEL_TRAINING = {k: v for k, v in IMPUTE_MODEL.items() if k != "predict_batch_size"}
+MODEL_TRAINING = {k: v for k, v in IMPUTE_MODEL.items() if not k.startswith("predict_")}
+# what only imputation with a trained model reads: its rerun key
+MODEL_PREDICT = {f"impute.model.{k}": v for k, v in IMPUTE_MODEL.items() if k.startswith("predict_")}
 IMPUTE_BASELINES = IMPUTE["baselines"]
 MODEL_VARIANTS = list(IMPUTE_MODEL["variants"]) if IMPUTE_MODEL["enabled"] else []
 MODEL_RESOURCES = IMPUTE_MODEL["resources"]
@@ -70,8 +72,7 @@ IMPUTE_SETTINGS = {
                       "impute.baselines.seed": IMPUTE_BASELINES["seed"]},
     **{f"impute_train/{v}": {"impute.model": MODEL_TRAINING, "impute.model.val_maf_bins": MODEL_VAL_MAF_BINS}
        for v in MODEL_VARIANTS},
-    **{f"impute_ragbert/{v}": {"impute.model.predict_batch_size": IMPUTE_MODEL["predict_batch_size"],
-                               "impute.model.train.device": IMPUTE_MODEL["train"]["device"]} for v in MODEL_VARIANTS},
+    **{f"impute_ragbert/{v}": {**MODEL_PREDICT, "impute.model.train.device": IMPUTE_MODEL["train"]["device"]} for v in MODEL_VARIANTS},
     **{f"impute_evaluate/{m}": {"impute.evaluate": IMPUTE["evaluate"]} for m in IMPUTE_METHODS},
     "impute_plot_training": {"impute.model.train.early_stopping_metric":
                              IMPUTE_MODEL["train"]["early_stopping_metric"]},
@@ -261,8 +262,7 @@ IMPUTE_SETTINGS.update({
                                       "impute.baselines.seed": IMPUTE_BASELINES["seed"]} for c in TARGET_CHROMOSOMES},
     **{f"impute_targets_evaluate/{m}/{c}": {"impute.evaluate": IMPUTE["evaluate"], "snps_only": TARGETS_SNPS_ONLY}
        for m in TARGET_METHODS for c in TARGET_CHROMOSOMES},
-    **{f"impute_targets_gather/{v}/{c}": {"impute.model.predict_batch_size": IMPUTE_MODEL["predict_batch_size"],
-                                          "impute.model.train.device": IMPUTE_MODEL["train"]["device"]}
+    **{f"impute_targets_gather/{v}/{c}": {**MODEL_PREDICT, "impute.model.train.device": IMPUTE_MODEL["train"]["device"]}
        for v in TARGET_MODELS for c in TARGET_CHROMOSOMES},
     # the model on a reference panel of your own (impute_targets_train.smk)
     **{f"impute_targets_ref_h5/{c}": {f"impute.ingest.{k}": v for k, v in IMPUTE["ingest"].items() if k != "min_maf"}

@@ -263,6 +263,7 @@ rule impute_targets_model:
     params:
         made_with=lambda wc: impute_made_with(f"impute_targets_gather/{wc.tmethod}/{wc.chrom}"),  # rerun key: read by no script (settings_above)
         batch_size=IMPUTE_MODEL["predict_batch_size"],
+        cpu_bf16=IMPUTE_MODEL["predict_cpu_bf16"],
         device=IMPUTE_MODEL["train"]["device"],
         skip_absent=not TARGETS_HELDOUT,  # your targets may hold sites the ingested panel dropped (impute.ingest.min_maf)
     threads: IMPUTE_MODEL["threads"]

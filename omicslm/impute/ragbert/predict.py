@@ -27,15 +27,18 @@ from omicslm.impute.ragbert.windows import file_sha1, panel_fingerprint, read_wi
 from omicslm.io.runtime import write_runtime
 from omicslm.io.vcf import write_vcf
 from omicslm.train.checkpoint import load_checkpoint, read_checkpoint_config
-from omicslm.train.device import autocast, pick_device, to_device
+from omicslm.train.device import inference_autocast, pick_device, to_device
 
 log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
 def predict_alt_prob(model: RagBert, data: WindowData, *, batch_size: int, device: torch.device,
-                     amp: bool = True, desc: str = "impute") -> np.ndarray:
+                     amp: bool = True, cpu_bf16: bool = False, desc: str = "impute") -> np.ndarray:
     """ALT probability of every query haplotype at every site, averaged over covering windows.
+
+    ``amp``: bf16 autocast on CUDA; ``cpu_bf16``: bf16 autocast on a CPU with native bf16
+    (:func:`~omicslm.train.device.inference_autocast`).
 
     Returns
     -------
@@ -54,7 +57,7 @@ def predict_alt_prob(model: RagBert, data: WindowData, *, batch_size: int, devic
                       mininterval=5, leave=False):
         sites = batch["sites"].numpy()
         hap = batch["hap"].numpy()
-        with autocast(device, amp):
+        with inference_autocast(device, amp=amp, cpu_bf16=cpu_bf16):
             out = model(to_device(batch, device))
         p = torch.softmax(out["allele_logits"].float(), dim=-1)[..., 1].cpu().numpy()
         ok = sites >= 0
@@ -256,7 +259,7 @@ def _write_imputed_vcf(out_vcf, panel: Panel, samples: list[str], p: np.ndarray,
 
 def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_vcf, runtime_json, *, method: str,
                    batch_size: int, threads: int = 1, device: str = "auto", train_runtime_json=None,
-                   genetic_map=None, skip_absent: bool = False) -> float:
+                   genetic_map=None, skip_absent: bool = False, cpu_bf16: bool = False) -> float:
     """Impute the target samples with a trained checkpoint; write the imputed VCF and runtime.
 
     Parameters
@@ -287,6 +290,9 @@ def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_
     skip_absent : bool
         Skip target sites the ingested panel lacks (:func:`read_targets`) instead of stopping. Targets need not be
         samples of the HDF5: a target it lacks gets the population its alleles fit best (:func:`infer_populations`).
+    cpu_bf16 : bool
+        The network in bf16 on a CPU with native bf16 (``impute.model.predict_cpu_bf16``; on CUDA bf16 follows the
+        model's ``train.amp``).
 
     Returns
     -------
@@ -316,11 +322,12 @@ def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_
     query_hap[site_idx] = target_hap.reshape(len(site_idx), -1)
     data = window_data(panel, windows, observed, query_pop=query_pop, query_hap=query_hap, labels=False,
                         panel_idx=panel_idx, cfg=cfg, exclude_self=False, seed=int(cfg["train"]["seed"]),
-                        threads=threads, window_sites=mcfg.window_sites, genetic_map=genetic_map)
+                        threads=threads, window_sites=mcfg.window_sites, genetic_map=genetic_map, device=dev)
     if model is None:  # the copying model alone: its ALT probability is the answer
         p = np.asarray(data.copy_prob, dtype=np.float32)
     else:
-        p = predict_alt_prob(model, data, batch_size=batch_size, device=dev, amp=bool(cfg["train"].get("amp", True)))
+        p = predict_alt_prob(model, data, batch_size=batch_size, device=dev, amp=bool(cfg["train"].get("amp", True)),
+                             cpu_bf16=cpu_bf16)
     p = p.reshape(panel.n_variants, len(samples), 2)
     p[site_idx] = target_hap  # array sites carry their observed alleles
     _write_imputed_vcf(out_vcf, panel, samples, p, observed, method=method)

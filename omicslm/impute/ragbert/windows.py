@@ -151,14 +151,15 @@ def haplotype_columns(hap: np.ndarray, sample_idx: np.ndarray) -> np.ndarray:
 
 def window_data(panel: Panel, windows: np.ndarray, observed: np.ndarray, *, query_hap: np.ndarray, labels: bool,
                  panel_idx: np.ndarray, cfg: dict, exclude_self: bool, seed: int, threads: int, window_sites: int,
-                 genetic_map=None, query_idx: np.ndarray | None = None, query_pop: np.ndarray | None = None
-                 ) -> WindowData:
+                 genetic_map=None, query_idx: np.ndarray | None = None, query_pop: np.ndarray | None = None,
+                 device="cpu") -> WindowData:
     """Features from ``panel_idx`` samples; retrieval of query haplotypes against them.
 
     The queries' populations are ``query_pop``, or those of the panel samples ``query_idx``.
 
     ``genetic_map`` (PLINK map, optional) places sites in cM for the copying model; without
-    one the map is uniform (``copying.cm_per_mb``).
+    one the map is uniform (``copying.cm_per_mb``). ``device``: where the composite copying model's
+    forward-backward runs (a torch device; CUDA when imputing there).
     """
     stats = panel_site_stats(panel.hap, panel.pop, panel_idx, len(panel.populations))
     panel_hap = haplotype_columns(panel.hap, panel_idx)
@@ -198,7 +199,8 @@ def window_data(panel: Panel, windows: np.ndarray, observed: np.ndarray, *, quer
             if copying.get("states", "window") == "composite":
                 # one forward-backward per query over all its array sites, states pooled over its windows
                 copy_prob = composite_alt_prob(panel_hap, query_hap, observed_idx, candidates, cm, ne=copying["ne"],
-                                               error=copying["error"], max_states=copying["max_states"])
+                                               error=copying["error"], max_states=copying["max_states"],
+                                               device=device)
             else:
                 hmm_sites = window_query_sites(windows, observed_idx, flank_sites=copying["flank_sites"])
                 copy_prob = copying_alt_prob(panel_hap, query_hap, windows, hmm_sites, candidates, cm,

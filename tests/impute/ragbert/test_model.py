@@ -223,3 +223,25 @@ def test_copying_prior_enters_the_input_and_the_allele_log_odds():
         torch.testing.assert_close(logits[..., 1] - logits[..., 0], want)
         with pytest.raises(ValueError, match="no copy_prob"):
             model({k: v for k, v in batch.items() if k != "copy_prob"})
+
+
+def test_cpu_bf16_inference_is_close_to_fp32_and_falls_back_without_native_bf16(monkeypatch, caplog):
+    from omicslm.impute.ragbert.predict import predict_alt_prob
+    from omicslm.train import device as dev_mod
+
+    torch.manual_seed(0)
+    data, _ = _data()
+    m = RagBert(ModelConfig(window_sites=L, n_types=12, n_pops=2, hidden=16, layers=1, heads=2, intermediate=32, k=K,
+                            dropout=0.0))
+    cpu = torch.device("cpu")
+    fp32 = predict_alt_prob(m, data, batch_size=4, device=cpu)
+    assert np.isfinite(fp32).all() and ((fp32 >= 0) & (fp32 <= 1)).all()
+    monkeypatch.setattr(dev_mod, "cpu_has_native_bf16", lambda: False)
+    with caplog.at_level("WARNING"):
+        same = predict_alt_prob(m, data, batch_size=4, device=cpu, cpu_bf16=True)
+    assert "no native bf16" in caplog.text
+    np.testing.assert_array_equal(same, fp32)  # fell back to fp32: bit for bit
+    monkeypatch.setattr(dev_mod, "cpu_has_native_bf16", lambda: True)  # emulated where the CPU lacks it: still bf16
+    bf16 = predict_alt_prob(m, data, batch_size=4, device=cpu, cpu_bf16=True)
+    assert not np.array_equal(bf16, fp32)  # it really ran in bf16 ...
+    np.testing.assert_allclose(bf16, fp32, atol=0.03)  # ... and agrees to bf16's 8-bit mantissa
