@@ -31,7 +31,7 @@ import pysam
 
 from omicslm.errors import InputError
 from omicslm.io import runtime
-from omicslm.io.atomic import atomic_open, atomic_path
+from omicslm.io.atomic import atomic_open, atomic_path, publish_with_index
 
 logger = logging.getLogger(__name__)
 
@@ -110,13 +110,10 @@ def run_tool(cmd: Sequence[str], *, tool: str, cwd: Path | None = None) -> float
 
 
 def index_and_move(tmp_vcf: Path, out_vcf: Path) -> None:
-    """Tabix-index ``tmp_vcf`` and rename it (index first) onto ``out_vcf``.
-
-    The index goes first so that whenever the VCF exists its index does too.
-    """
+    """Tabix-index ``tmp_vcf`` and rename it, then its index, onto ``out_vcf``
+    (:func:`~omicslm.io.atomic.publish_with_index`: an index is never newer than its VCF)."""
     pysam.tabix_index(str(tmp_vcf), preset="vcf", force=True)
-    os.replace(str(tmp_vcf) + ".tbi", str(out_vcf) + ".tbi")
-    os.replace(tmp_vcf, out_vcf)
+    publish_with_index(tmp_vcf, out_vcf)
 
 
 def _region_arg(region: tuple[str, int, int] | None) -> str | None:

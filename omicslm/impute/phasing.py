@@ -23,6 +23,7 @@ import cyvcf2
 import pysam
 
 from omicslm.impute.baselines import beagle_to_vcf, require_file, run_tool, tmpdir_beside
+from omicslm.io.atomic import publish_with_index
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +74,7 @@ def _copy_phased(target_vcf: Path, out_vcf: Path) -> None:
             shutil.copyfile(index, f"{result}.tbi")
         else:
             pysam.tabix_index(str(result), preset="vcf", force=True)
-        os.replace(f"{result}.tbi", f"{out_vcf}.tbi")
-        os.replace(result, out_vcf)
+        publish_with_index(result, out_vcf)
 
 
 def phase_targets(

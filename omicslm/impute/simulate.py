@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 
-from omicslm.io.atomic import atomic_open, atomic_path
+from omicslm.io.atomic import atomic_indexed, atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def _write_vcf(ts, out_vcf, *, contig: str, names: list[str], individuals=None, 
     import pysam
 
     idx = np.arange(ts.num_individuals) if individuals is None else np.asarray(individuals)
-    with atomic_path(out_vcf) as tmp_gz:
+    with atomic_indexed(out_vcf) as tmp_gz:
         plain = f"{tmp_gz}.plain.vcf"
         try:
             with open(plain, "w") as fh:
@@ -121,7 +121,6 @@ def _write_vcf(ts, out_vcf, *, contig: str, names: list[str], individuals=None, 
             if os.path.exists(plain):
                 os.remove(plain)
         pysam.tabix_index(str(tmp_gz), preset="vcf", force=True)
-        os.replace(f"{tmp_gz}.tbi", f"{out_vcf}.tbi")
 
 
 def _unphase(plain_vcf: str) -> None:

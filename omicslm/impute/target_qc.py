@@ -29,7 +29,6 @@ target record's action as a TSV that :func:`omicslm.impute.targets.evaluate_targ
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +37,7 @@ import pysam
 from omicslm.errors import InputError
 from omicslm.impute.vcf_engines import open_vcf
 from omicslm.io import runtime
-from omicslm.io.atomic import atomic_open, atomic_path
+from omicslm.io.atomic import atomic_indexed, atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -269,7 +268,7 @@ def _write_vcf(out_vcf: Path, target: dict, keep: np.ndarray, cols: np.ndarray, 
               '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
               "\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT",
                          *(target["samples"][j] for j in cols)])]
-    with atomic_path(out_vcf) as tmp:
+    with atomic_indexed(out_vcf) as tmp:
         with pysam.BGZFile(str(tmp), "wb") as out:
             out.write(("\n".join(header) + "\n").encode())
             for i in keep:
@@ -278,7 +277,6 @@ def _write_vcf(out_vcf: Path, target: dict, keep: np.ndarray, cols: np.ndarray, 
                 line = f"{chrom}\t{target['pos'][i]}\t{target['ids'][i]}\t{p_ref}\t{p_alt}\t.\tPASS\t.\tGT\t"
                 out.write((line + "\t".join(text.tolist()) + "\n").encode())
         pysam.tabix_index(str(tmp), preset="vcf", force=True)
-        os.replace(f"{tmp}.tbi", f"{out_vcf}.tbi")
 
 
 def _write_tsv(out_tsv: Path, target: dict, panel_alleles, actions, call_rate: np.ndarray) -> None:

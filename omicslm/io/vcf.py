@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pysam
 
-from omicslm.io.atomic import atomic_path
+from omicslm.io.atomic import atomic_indexed
 
 _GT_PHASED = np.array(["0|0", "0|1", "1|0", "1|1"])
 _GT_UNPHASED = np.array(["0/0", "0/1", "0/1", "1/1"])  # what an array genotype call gives: no haplotype order
@@ -87,13 +87,12 @@ def write_vcf(
                                     dosages=dosages is not None, genotype_probs=genotype_probs is not None,
                                     hap_dosages=hap_dosages is not None)
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_indexed(path) as tmp:
         with pysam.BGZFile(str(tmp), "wb") as out:
             out.write(("\n".join(header) + "\n").encode())
             _write_records(out, contig, positions, ref, alt, haplotypes, dosages, genotype_probs, info, fmt_str,
                            hap_dosages=hap_dosages, gt_strings=_GT_PHASED if phased else _GT_UNPHASED)
         pysam.tabix_index(str(tmp), preset="vcf", force=True)
-        os.replace(str(tmp) + ".tbi", str(path) + ".tbi")
     return path
 
 

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
@@ -18,9 +17,9 @@ import tarfile
 import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Iterator
 
 from omicslm.errors import InputError
+from omicslm.io.atomic import atomic_dir
 from omicslm.io.pypi import pip_download, safe_member_path
 
 log = logging.getLogger(__name__)
@@ -31,20 +30,6 @@ SCANPY_MEMBERS = {
     "src/scanpy/datasets/10x_pbmc68k_reduced.h5ad": "pbmc68k_reduced.h5ad",
 }
 CELLTYPIST_MEMBER = "celltypist/data/samples/sample_cell_by_gene.csv"
-
-
-@contextlib.contextmanager
-def staged_dir(path: Path) -> Iterator[Path]:
-    """A temporary folder beside ``path`` renamed onto it on success (no half-extracted output)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        yield tmp
-        shutil.rmtree(path, ignore_errors=True)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def fetch_scanpy_data(out_dir: str | os.PathLike, *, requirement: str,
@@ -58,7 +43,7 @@ def fetch_scanpy_data(out_dir: str | os.PathLike, *, requirement: str,
     """
     members = SCANPY_MEMBERS if members is None else members
     out_dir = Path(out_dir)
-    with tempfile.TemporaryDirectory() as tmp, staged_dir(out_dir) as stage:
+    with tempfile.TemporaryDirectory() as tmp, atomic_dir(out_dir) as stage:
         sdist = pip_download(requirement, tmp, sdist=True, sha256=sha256)
         found = dict.fromkeys(members, 0)
         with tarfile.open(sdist) as tar:

@@ -32,9 +32,8 @@ import scipy.sparse as sp
 from tqdm import tqdm
 
 from omicslm.errors import InputError
-from omicslm.io.atomic import atomic_open
+from omicslm.io.atomic import atomic_dir, atomic_open
 from omicslm.scrna.binning import bin_cell, lognorm, n_bins
-from omicslm.scrna.fetch import staged_dir
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +186,7 @@ def tokenize(counts_h5ad, out_dir, *, binning: dict, seq_len: int, views: int, m
     splits = split_cells(len(keep), validation_fraction=split["validation_fraction"],
                          test_fraction=split["test_fraction"], seed=split["seed"])
     out_dir = Path(out_dir)
-    with staged_dir(out_dir) as stage:
+    with atomic_dir(out_dir) as stage:
         write_views(stage, Xk, ids_k, totals, keep, binning=binning, seq_len=seq_len, views=views,
                     max_zero_fraction=max_zero_fraction, seed=seed)
         labels = adata.obs["label"].astype(object).to_numpy()[keep] if "label" in adata.obs else None

@@ -20,7 +20,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from omicslm.errors import InputError
-from omicslm.textlm.io import atomic_dir
+from omicslm.io.atomic import atomic_dir
 from omicslm.textlm.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ import numpy as np
 
 from omicslm.errors import InputError
 from omicslm.io.pypi import pip_download
-from omicslm.textlm.io import atomic_dir
+from omicslm.io.atomic import atomic_dir
 
 log = logging.getLogger(__name__)
 

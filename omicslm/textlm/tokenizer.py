@@ -20,7 +20,7 @@ from pathlib import Path
 
 from omicslm.errors import InputError
 from omicslm.textlm.corpus import pip_download
-from omicslm.textlm.io import atomic_dir
+from omicslm.io.atomic import atomic_dir
 
 log = logging.getLogger(__name__)
 

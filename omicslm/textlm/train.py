@@ -28,8 +28,7 @@ import time
 from pathlib import Path
 
 from omicslm.errors import InputError
-from omicslm.io.atomic import atomic_open
-from omicslm.textlm.io import atomic_dir
+from omicslm.io.atomic import atomic_dir, atomic_open
 from omicslm.textlm.tokenizer import load_tokenizer
 from omicslm.train.run_config import jsonable, set_aside_previous_run
 
@@ -93,26 +92,88 @@ def check_ids_fit(ds, vocab_size: int, source) -> None:
 
 
 def _complete(folder: Path, step: int) -> bool:
-    """Whether Trainer finished ``folder``: weights present and ``trainer_state.json`` (written last) at ``step``."""
+    """Whether Trainer finished ``folder``: weights present and ``trainer_state.json`` (written last) at ``step``.
+
+    A ``trainer_state.json`` that exists but does not parse counts as finished here and as unreadable
+    in :func:`checkpoint_problem` (quarantined, not deleted).
+    """
+    state_file = folder / "trainer_state.json"
     try:
-        state = json.loads((folder / "trainer_state.json").read_text())
-    except (OSError, ValueError):
+        state = json.loads(state_file.read_text())
+    except ValueError:
+        return state_file.is_file()
+    except OSError:
         return False
     weights = any((folder / w).is_file() for w in ("model.safetensors", "model.safetensors.index.json"))
     return weights and state.get("global_step") == step
 
 
-def last_complete_checkpoint(work_dir: str | os.PathLike) -> str | None:
-    """The newest ``checkpoint-N`` Trainer finished writing; newer, half-written ones are removed.
+def checkpoint_problem(folder: Path) -> str | None:
+    """What makes a finished Trainer checkpoint unreadable, or None: every file is checked without loading it.
+
+    ``*.json`` must parse; torch files (``optimizer.pt``, ``scheduler.pt``, ``rng_state*.pth``,
+    ``training_args.bin``: zip archives) must pass the zip CRC check; ``*.safetensors`` must have a
+    readable header whose tensors end exactly at the file's end (a truncated or garbled file fails).
+    """
+    import zipfile
+
+    for f in sorted(folder.iterdir()):
+        if not f.is_file():
+            continue
+        try:
+            if f.suffix == ".json":
+                json.loads(f.read_text())
+            elif f.suffix in (".pt", ".pth", ".bin"):
+                if not zipfile.is_zipfile(f):
+                    return f"{f.name}: not a torch archive (truncated or garbled)"
+                with zipfile.ZipFile(f) as z:
+                    bad = z.testzip()
+                if bad is not None:
+                    return f"{f.name}: member {bad} fails its CRC check"
+            elif f.suffix == ".safetensors":
+                problem = _safetensors_problem(f)
+                if problem:
+                    return f"{f.name}: {problem}"
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            return f"{f.name}: {exc}"
+    return None
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """None when the safetensors header parses and its tensors span the rest of the file exactly."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            return "shorter than a safetensors header"
+        n = int.from_bytes(head, "little")
+        if n > size - 8:
+            return "header longer than the file (truncated or garbled)"
+        header = json.loads(fh.read(n))
+    ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+    if max(ends, default=0) != size - 8 - n:
+        return f"tensors need {max(ends, default=0)} bytes, the file holds {size - 8 - n} (truncated)"
+    return None
+
+
+def last_complete_checkpoint(work_dir: str | os.PathLike, *, fix: bool = True) -> str | None:
+    """The newest ``checkpoint-N`` Trainer finished writing and that reads back; the newer ones are set aside.
 
     Trainer writes a checkpoint in place (weights, optimizer, RNG, then ``trainer_state.json``),
     so a job killed while saving leaves a partial folder that ``get_last_checkpoint`` would pick
-    and resuming would fail on. Those are deleted (with a warning) so training resumes from the
-    previous complete checkpoint; ``save_total_limit`` rotation only removes old checkpoints after
-    a new one is complete, so that one is still there.
+    and resuming would fail on. Those are deleted (with a warning); a finished checkpoint with an
+    unreadable file (:func:`checkpoint_problem`: a truncated or garbled weights, optimizer, RNG,
+    scheduler or trainer-state file) is moved to ``work_dir/quarantine/`` with a warning. Training
+    resumes from the previous good checkpoint (``save_total_limit`` rotation only removes old
+    checkpoints after a new one is complete, so one is still there), or starts over.
+
+    ``fix``: delete and move (rank 0 of a multi-process run; the others call it with ``fix=False``
+    after rank 0 is done, and only skip what is bad, so no two processes touch the same folder).
     """
     import re
     import shutil
+
+    from omicslm.train.run_setup import quarantine
 
     work_dir = Path(work_dir)
     if not work_dir.is_dir():
@@ -120,10 +181,16 @@ def last_complete_checkpoint(work_dir: str | os.PathLike) -> str | None:
     found = sorted((int(m.group(1)), p) for p in work_dir.iterdir()
                    if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name)))
     for step, folder in reversed(found):
-        if _complete(folder, step):
+        if not _complete(folder, step):
+            if fix:
+                log.warning("removing incomplete checkpoint %s (interrupted while saving)", folder)
+                shutil.rmtree(folder)
+            continue
+        problem = checkpoint_problem(folder)
+        if problem is None:
             return str(folder)
-        log.warning("removing incomplete checkpoint %s (interrupted while saving)", folder)
-        shutil.rmtree(folder)
+        if fix:
+            quarantine(folder, problem, then="resuming from the previous checkpoint, if any")
     return None
 
 
@@ -197,10 +264,13 @@ def train_lm(chunks_dir: str | os.PathLike, tokenizer_dir: str | os.PathLike, ou
                            "block_size": block_size, "mlm_probability": mlm_probability,
                            "max_eval_blocks": max_eval_blocks, "data": train._fingerprint,
                            "training": {k: v for k, v in training.items() if k not in CONTINUATION_KEYS}})
-    with trainer.args.main_process_first(desc="checking the run config of resumable checkpoints"):
-        if trainer.is_world_process_zero():
+    with trainer.args.main_process_first(desc="checking the run config and the checkpoints to resume"):
+        # rank 0 first: it sets aside another config's run, removes a half-written checkpoint and quarantines an
+        # unreadable one; the other ranks then only read what is left
+        zero = trainer.is_world_process_zero()
+        if zero:
             keep_only_same_config(work_dir, run_config)
-    last = last_complete_checkpoint(work_dir)
+        last = last_complete_checkpoint(work_dir, fix=zero)
     log.info("%s: %s, %.2fM parameters, %d train / %d eval blocks of %d, %s%s", name, type(lm).__name__,
              n_params / 1e6, len(train), len(val), block_size, "cuda bf16" if trainer.args.bf16 else "cpu",
              f", resuming from {last}" if last else "")

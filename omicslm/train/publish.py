@@ -15,13 +15,11 @@ model directory, say).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 from pathlib import Path
-from typing import Iterator
 
-from omicslm.io.atomic import atomic_path
+from omicslm.io.atomic import atomic_dir, atomic_path
 from omicslm.io.runtime import write_json
 
 
@@ -67,27 +65,10 @@ def copy_dir_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     return Path(dst)
 
 
-@contextlib.contextmanager
-def replacing_dir(dst: str | os.PathLike) -> Iterator[Path]:
-    """An empty directory beside ``dst`` to fill; renamed onto ``dst`` (replacing it) when the block succeeds.
-
-    ``dst`` is moved aside and the new one renamed in, so it is never half-written; on an
-    exception the new directory is removed and ``dst`` stays as it was.
-    """
-    dst = Path(dst)
-    tmp = dst.parent / f".{dst.name}.tmp{os.getpid()}"
-    old = dst.parent / f".{dst.name}.old{os.getpid()}"
-    for stale in (tmp, old):  # left by a killed process with this pid
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        yield tmp
-        if dst.exists():
-            os.replace(dst, old)
-        os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def replacing_dir(dst: str | os.PathLike):
+    """An empty directory beside ``dst`` to fill; renamed onto ``dst`` (replacing it) when the block succeeds
+    (:func:`omicslm.io.atomic.atomic_dir`)."""
+    return atomic_dir(dst)
     shutil.rmtree(old, ignore_errors=True)
 
 

@@ -136,12 +136,16 @@ def resume(last_dir: Path, *, model, optimizer, scheduler, cfg: TrainConfig, dev
     return state
 
 
-def quarantine(checkpoint_dir: Path, reason: Exception) -> Path:
-    """Move an unreadable checkpoint to ``<out_dir>/quarantine/<name>-<time>`` (kept for a look) with a warning."""
-    dest = checkpoint_dir.parent / "quarantine" / f"{checkpoint_dir.name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
-    dest.parent.mkdir(parents=True, exist_ok=True)
+def quarantine(checkpoint_dir: Path, reason: Exception | str, *, then: str = "training starts over") -> Path:
+    """Move an unreadable checkpoint to ``<its folder>/quarantine/<name>-<time>`` (kept for a look) with a warning
+    that says what happens ``then``."""
+    stem = checkpoint_dir.parent / "quarantine" / f"{checkpoint_dir.name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    dest, n = stem, 1
+    while dest.exists():  # twice within a second
+        dest, n = stem.with_name(f"{stem.name}.{n}"), n + 1
     os.replace(checkpoint_dir, dest)
-    log.warning("checkpoint %s is unreadable (%s): moved to %s; training starts over", checkpoint_dir, reason, dest)
+    log.warning("checkpoint %s is unreadable (%s): moved to %s; %s", checkpoint_dir, reason, dest, then)
     return dest
 
 

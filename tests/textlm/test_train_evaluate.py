@@ -146,3 +146,51 @@ def _scored_bytes(row, model_dir, path, objective):
     ids = tok(path.read_text(encoding="utf-8-sig"), add_special_tokens=False)["input_ids"]
     scored = [t for i in range(0, len(ids), BLOCK) for t in ids[i:i + BLOCK][1:]]
     return sum(len(t) for t in tok.convert_ids_to_tokens(scored))
+
+
+def _garble(path, how):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if how == "truncate" else b"\x00garbled\x00" + data[10:])
+
+
+@pytest.mark.parametrize("kind", ["model.safetensors", "optimizer.pt", "rng_state.pth", "scheduler.pt",
+                                  "trainer_state.json"])
+def test_an_unreadable_checkpoint_file_is_quarantined_and_the_previous_one_resumed(kind, trained_clm, tmp_path):
+    import shutil
+
+    from omicslm.textlm.train import last_complete_checkpoint
+
+    work = tmp_path / "work"
+    shutil.copytree(trained_clm / "work", work)
+    assert last_complete_checkpoint(work).endswith("checkpoint-4")
+    for how in ("truncate", "garble"):
+        if not (work / "checkpoint-4").exists():
+            shutil.copytree(trained_clm / "work" / "checkpoint-4", work / "checkpoint-4")
+        _garble(work / "checkpoint-4" / kind, how)
+        assert last_complete_checkpoint(work).endswith("checkpoint-2"), (kind, how)
+        assert not (work / "checkpoint-4").exists()
+    kept = sorted(p.name for p in (work / "quarantine").iterdir())
+    assert len(kept) == 2 and all(k.startswith("checkpoint-4-") for k in kept)  # kept for a look, not deleted
+    assert (work / "checkpoint-2").is_dir()  # the good one is untouched
+
+
+@pytest.fixture(scope="module")
+def trained_clm(chunks, tiny_tokenizers, tmp_path_factory):
+    root = tmp_path_factory.mktemp("clm_run")
+    train_lm(chunks / "chunks_clm", tiny_tokenizers / "clm", root / "lm", work_dir=root / "work", objective="clm",
+             model=TINY["clm"], training=TRAIN, max_eval_blocks=4, name="clm")
+    return root
+
+
+def test_a_run_resumes_past_a_garbled_optimizer_state(trained_clm, chunks, tiny_tokenizers, tmp_path, caplog):
+    import shutil
+
+    work = tmp_path / "work"
+    shutil.copytree(trained_clm / "work", work)
+    _garble(work / "checkpoint-4" / "optimizer.pt", "garble")
+    with caplog.at_level("WARNING"):
+        out = train_lm(chunks / "chunks_clm", tiny_tokenizers / "clm", tmp_path / "lm", work_dir=work,
+                       objective="clm", model=TINY["clm"], training={**TRAIN, "max_steps": 6}, max_eval_blocks=4,
+                       name="clm")
+    assert out["resumed_from"].endswith("checkpoint-2") and out["steps"] == 6  # not a failure on every rerun
+    assert "optimizer.pt" in caplog.text and "quarantine" in caplog.text
