@@ -140,16 +140,21 @@ def composite_alt_prob(panel_hap: np.ndarray, query_hap: np.ndarray, observed_id
     return out
 
 
-def minor_carriers(panel_hap: np.ndarray, *, site_block: int) -> list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]:
+def minor_carriers(panel_hap: np.ndarray, *, site_block: int | None = None, bounds=None
+                   ) -> list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]:
     """Per block of sites: ``(start, end, site, hap, alt_is_minor)``, the panel haplotypes carrying each site's minor allele.
+
+    Blocks of ``site_block`` sites, or between consecutive ``bounds`` (sorted site indices, 0 first, n_variants last).
 
     The ALT probability of a site is the posterior mass on the states carrying ALT; reading it
     from the carriers of the *minor* allele (and ``1 -`` that where the minor allele is REF)
     touches MAF x states entries per site instead of all states.
     """
     blocks = []
-    for j0 in range(0, panel_hap.shape[0], site_block):
-        j1 = min(panel_hap.shape[0], j0 + site_block)
+    n = panel_hap.shape[0]
+    edges = list(bounds) if bounds is not None else [*range(0, n, site_block), n]
+    for j0, j1 in zip(edges[:-1], edges[1:]):
+        j0, j1 = int(j0), int(j1)
         h = panel_hap[j0:j1]
         alt_minor = h.sum(axis=1) * 2 <= h.shape[1]
         minor = np.where(alt_minor[:, None], h == 1, h == 0)
@@ -179,4 +184,164 @@ def _read_out(post: torch.Tensor, states: torch.Tensor, valid: torch.Tensor, car
         minor = post.new_zeros(q, j1 - j0).index_add_(1, torch.as_tensor(site, device=device), mass)
         flip = torch.as_tensor(~alt_minor, device=device)
         out[j0:j1] = torch.where(flip, 1.0 - minor, minor).clamp(0.0, 1.0).T.cpu().numpy()
+    return out
+
+
+# --------------------------------------------------------------------------- slots: a fixed number of states
+
+#: read a window stretch's ALT probability from the slots' alleles (sites x slots) when the panel's minor-allele
+#: carriers there outnumber this many times that (the carriers' read-out is cheaper below it)
+_DENSE_READ_OUT = 1.0
+
+
+def slot_states(candidates: np.ndarray, *, n_slots: int) -> tuple[np.ndarray, np.ndarray]:
+    """Beagle-style composite haplotypes: ``n_slots`` states per query whose panel haplotype changes along the chunk.
+
+    Windows are scanned in order. A candidate of window ``w`` already held by a slot keeps it; a new
+    one takes an empty slot, else the slot whose haplotype was a candidate longest ago (never one of
+    window ``w``'s own). So every window's candidates are states while it is read, the number of states
+    stays ``n_slots`` however long the chunk (cost sites x slots, linear), and a haplotype retrieved in
+    one region only does not compete with the whole chunk's. A slot's first haplotype also holds it in
+    the windows before it was filled.
+
+    Parameters
+    ----------
+    candidates : ndarray, int, shape (n_windows, n_queries, n_candidates)
+        Panel columns retrieved per window and query, best first (``-1``: none).
+    n_slots : int
+        States per query; at least the candidates per window.
+
+    Returns
+    -------
+    slot_hap : ndarray, int64, shape (n_windows, n_queries, n_slots)
+        Panel column each slot copies in each window (0 where ``valid`` is false).
+    valid : ndarray, bool, shape (n_queries, n_slots)
+        Slots ever filled (a query with fewer distinct candidates than slots has empty ones).
+    """
+    n_w, n_q, n_c = candidates.shape
+    if n_slots < n_c:
+        raise ValueError(f"copying.slots ({n_slots}) must be at least the candidates per window ({n_c})")
+    n_panel = int(candidates.max()) + 2 if candidates.size else 1
+    rows = np.arange(n_q)[:, None]
+    where = np.full((n_q, n_panel), -1, dtype=np.int64)       # slot of each panel column, -1: none
+    hap = np.full((n_q, n_slots), -1, dtype=np.int64)         # column in each slot, -1: empty
+    used = np.full((n_q, n_slots), -2, dtype=np.int64)        # last window the slot's column was a candidate
+    first = np.full((n_q, n_slots), -1, dtype=np.int64)       # window a slot was first filled
+    slot_hap = np.empty((n_w, n_q, n_slots), dtype=np.int64)
+    for w in range(n_w):
+        cand = np.asarray(candidates[w], dtype=np.int64)
+        ok = cand >= 0  # FAISS lists a column at most once per query and window
+        col = np.where(ok, cand, n_panel - 1)  # the spare last column is never a candidate
+        slot = where[rows, col]
+        held = ok & (slot >= 0)
+        used[np.broadcast_to(rows, held.shape)[held], slot[held]] = w
+        new = ok & ~held
+        if new.any():
+            order = np.argsort(used, axis=1, kind="stable")           # empty (-2) first, then least recently used
+            rank = np.cumsum(new, axis=1) - 1                          # rank of each new candidate in its row
+            target = np.take_along_axis(order, np.where(new, rank, 0), axis=1)
+            qi, ci = np.nonzero(new)
+            ts = target[qi, ci]
+            old = hap[qi, ts]
+            gone = old >= 0
+            where[qi[gone], old[gone]] = -1
+            hap[qi, ts] = cand[qi, ci]
+            where[qi, cand[qi, ci]] = ts
+            used[qi, ts] = w
+            fresh = first[qi, ts] < 0
+            first[qi[fresh], ts[fresh]] = w
+        slot_hap[w] = hap
+    valid = first >= 0
+    # before its first fill a slot copies its first column (no empty state at the start of the chunk)
+    for w in range(n_w):
+        early = valid & (first > w)
+        if not early.any():
+            break
+        qi, si = np.nonzero(early)
+        slot_hap[w, qi, si] = slot_hap[first[qi, si], qi, si]
+    slot_hap[:, ~valid] = 0
+    return slot_hap, valid
+
+
+def slots_alt_prob(panel_hap: np.ndarray, query_hap: np.ndarray, observed_idx: np.ndarray, candidates: np.ndarray,
+                   windows: np.ndarray, position_cm: np.ndarray, *, ne: float, error: float, n_slots: int,
+                   query_batch: int = 64, site_block: int = 512, device: torch.device | str = "cpu") -> np.ndarray:
+    """ALT probability of every query haplotype at every site under the slot copying model (:func:`slot_states`).
+
+    One forward-backward per query over all its array sites with ``n_slots`` states; the state in slot
+    ``m`` at a site copies the column slot ``m`` holds in the site's window (the last window starting at
+    or before it). Between array sites the posterior is interpolated linearly in genetic position and
+    summed over the slots whose column carries the site's minor allele (:func:`minor_carriers`), or, where a big
+    panel has more minor-allele carriers than there are slots, over the slots' own alleles.
+
+    Parameters are those of :func:`composite_alt_prob`, with ``windows`` (n_windows, 2) the windows the
+    candidates were retrieved for, and ``n_slots`` the states per query.
+
+    Returns
+    -------
+    ndarray, float32, shape (n_variants, n_queries)
+    """
+    if not 0 < error < 0.5:
+        raise ValueError(f"copying error must be in (0, 0.5), got {error}")
+    device = torch.device(device)
+    n_var, n_q = query_hap.shape
+    obs_idx = np.asarray(observed_idx, dtype=np.int64)
+    cm = np.asarray(position_cm, dtype=np.float64)
+    switch = torch.as_tensor(switch_probability(np.diff(cm[obs_idx]), ne=ne, n_panel_haplotypes=panel_hap.shape[1]),
+                             dtype=torch.float32, device=device)
+    ri = np.clip(np.searchsorted(obs_idx, np.arange(n_var)), 0, len(obs_idx) - 1)
+    li = np.clip(ri - 1, 0, len(obs_idx) - 1)
+    span = cm[obs_idx[ri]] - cm[obs_idx[li]]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.clip(np.where(span > 0, (cm - cm[obs_idx[li]]) / span, 1.0), 0.0, 1.0)
+    starts = np.asarray(windows, dtype=np.int64)[:, 0]
+    seg = np.clip(np.searchsorted(starts, np.arange(n_var), side="right") - 1, 0, len(starts) - 1)  # window of a site
+    panel_obs = torch.as_tensor(np.ascontiguousarray(panel_hap[obs_idx]), device=device)       # (S, P)
+    seg_obs_np = seg[obs_idx]
+    obs_bounds = np.r_[0, np.flatnonzero(np.diff(seg_obs_np)) + 1, len(obs_idx)]  # array sites of each window's stretch
+    li_t, ri_t = (torch.as_tensor(a, device=device) for a in (li, ri))
+    t_t = torch.as_tensor(t, dtype=torch.float32, device=device)
+    # the minor-allele carriers of the sites of each window's stretch (the sites whose slots are that window's)
+    bounds = np.r_[0, np.flatnonzero(np.diff(seg)) + 1, n_var]
+    carriers = minor_carriers(panel_hap, bounds=bounds)
+    n_panel = panel_hap.shape[1]
+    out = np.empty((n_var, n_q), dtype=np.float32)
+    for q0 in range(0, n_q, query_batch):
+        q1 = min(n_q, q0 + query_batch)
+        slot_np, valid_np = slot_states(candidates[:, q0:q1], n_slots=n_slots)
+        slot_hap = torch.as_tensor(slot_np, device=device)                         # (W, Q, M)
+        valid = torch.as_tensor(valid_np, device=device)
+        obs = torch.as_tensor(np.ascontiguousarray(query_hap[obs_idx, q0:q1].T), device=device)  # (Q, S)
+        # the copied alleles, window stretch by window stretch (no sites x queries x slots index tensor)
+        copied = torch.empty((q1 - q0, len(obs_idx), n_slots), dtype=panel_obs.dtype, device=device)
+        for a0, a1 in zip(obs_bounds[:-1], obs_bounds[1:]):
+            copied[:, a0:a1] = panel_obs[a0:a1][:, slot_hap[int(seg_obs_np[a0])]].permute(1, 0, 2)
+        emission = torch.where(copied == obs[:, :, None], 1.0 - error, error).to(torch.float32)
+        emission = emission * valid[:, None, :]
+        post = _posteriors(emission, valid, switch)                                  # (Q, S, M)
+        q, _, m = post.shape
+        flat = torch.cat([post, post.new_zeros(q, post.shape[1], 1)], dim=2).reshape(q, -1)
+        arange_m = torch.arange(m, device=device).expand(q, m).contiguous()
+        for j0, j1, site, hap, alt_minor in carriers:
+            g = int(seg[j0])
+            if len(site) > _DENSE_READ_OUT * (j1 - j0) * m:
+                # more minor-allele carriers than slots (a big panel): read the slots' own alleles instead
+                tt = t_t[j0:j1][None, :, None]
+                mass = post[:, li_t[j0:j1]] * (1.0 - tt) + post[:, ri_t[j0:j1]] * tt   # (Q, J, M)
+                block = torch.as_tensor(np.ascontiguousarray(panel_hap[j0:j1]), device=device)
+                alleles = block[:, slot_hap[g]].to(mass.dtype)                        # (J, Q, M)
+                p = torch.einsum("qjm,jqm->qj", mass, alleles * valid)
+                out[j0:j1, q0:q1] = p.clamp(0.0, 1.0).T.cpu().numpy()
+                continue
+            # where each panel column sits among this window's slots (m: not a state -> the zero column)
+            slot = torch.full((q, n_panel + 1), m, dtype=torch.int64, device=device)
+            slot.scatter_(1, torch.where(valid, slot_hap[g], n_panel), arange_m)
+            slot[:, n_panel] = m
+            j = torch.as_tensor(site + j0, device=device)
+            col = slot[:, torch.as_tensor(hap, device=device)]                       # (Q, E)
+            tt = t_t[j]
+            mass = flat.gather(1, li_t[j] * (m + 1) + col) * (1.0 - tt) + flat.gather(1, ri_t[j] * (m + 1) + col) * tt
+            minor = post.new_zeros(q, j1 - j0).index_add_(1, torch.as_tensor(site, device=device), mass)
+            flip = torch.as_tensor(~alt_minor, device=device)
+            out[j0:j1, q0:q1] = torch.where(flip, 1.0 - minor, minor).clamp(0.0, 1.0).T.cpu().numpy()
     return out

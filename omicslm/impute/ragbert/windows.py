@@ -24,7 +24,7 @@ from omicslm.errors import InputError
 from omicslm.impute import layout
 from omicslm.impute.layout import Panel
 from omicslm.impute.ragbert.batches import WindowData, panel_site_stats
-from omicslm.impute.ragbert.composite import composite_alt_prob
+from omicslm.impute.ragbert.composite import composite_alt_prob, slots_alt_prob
 from omicslm.impute.ragbert.copying import copying_alt_prob, site_cm
 from omicslm.impute.ragbert.retrieval import retrieve_windows, window_query_sites, window_site_weights
 from omicslm.io.atomic import atomic_open
@@ -196,7 +196,16 @@ def window_data(panel: Panel, windows: np.ndarray, observed: np.ndarray, *, quer
             cm = site_cm(panel.pos, genetic_map=genetic_map, cm_per_mb=copying["cm_per_mb"])
             # the HMM reads a longer stretch of array sites than the retrieval compared: a copied
             # segment is pinned down by the matches on both sides of it, far beyond the window
-            if copying.get("states", "window") == "composite":
+            if copying.get("states", "window") == "slots":
+                # Beagle-style composite haplotypes: a fixed number of states whose copied column changes along
+                # the chunk (each window's candidates are states where it is read)
+                n_slots = int(copying.get("slots", 256))
+                if n_slots < candidates.shape[2]:
+                    raise InputError("config impute.model.copying.slots", f"{n_slots} slots are fewer than the "
+                                     f"{candidates.shape[2]} candidates per window (copying.candidates)")
+                copy_prob = slots_alt_prob(panel_hap, query_hap, observed_idx, candidates, windows, cm,
+                                           ne=copying["ne"], error=copying["error"], n_slots=n_slots, device=device)
+            elif copying.get("states", "window") == "composite":
                 # one forward-backward per query over all its array sites, states pooled over its windows
                 copy_prob = composite_alt_prob(panel_hap, query_hap, observed_idx, candidates, cm, ne=copying["ne"],
                                                error=copying["error"], max_states=copying["max_states"],

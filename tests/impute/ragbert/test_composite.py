@@ -60,3 +60,82 @@ def test_padded_states_carry_no_mass_and_probabilities_stay_in_range():
     assert len(ref_only) and p[ref_only, 0].max() < 1e-6
     with pytest.raises(ValueError, match="error"):
         composite_alt_prob(panel, query, observed, cand, np.linspace(0, 1, n_var), ne=500.0, error=0.6, max_states=8)
+
+
+def test_slots_equal_the_composite_model_when_no_slot_is_ever_reused():
+    from omicslm.impute.ragbert.composite import slots_alt_prob
+
+    panel, query = _panel(seed=1)
+    n_var = panel.shape[0]
+    observed = np.arange(0, n_var, 4)
+    windows = np.array([[s, min(n_var, s + 64)] for s in range(0, n_var, 48)])
+    rng = np.random.default_rng(2)
+    cand = np.stack([np.stack([rng.choice(panel.shape[1], 8, replace=False) for _ in range(query.shape[1])])
+                     for _ in windows])  # 8 of 40 per window: sets differ between windows
+    cm = np.linspace(0, 2.0, n_var)
+    whole = composite_alt_prob(panel, query, observed, cand, cm, ne=1000.0, error=0.01, max_states=40, query_batch=4)
+    slots = slots_alt_prob(panel, query, observed, cand, windows, cm, ne=1000.0, error=0.01, n_slots=40, query_batch=4,
+                           site_block=50)
+    assert np.abs(slots - whole).max() < 1e-5  # 40 slots hold every candidate: the same states, the same HMM
+
+
+def test_slots_keep_every_windows_candidates_and_evict_the_least_recently_retrieved():
+    from omicslm.impute.ragbert.composite import slot_states
+
+    cand = np.array([[[1, 2]], [[3, 1]], [[4, 5]], [[1, 4]]])  # (windows 4, query 1, k 2)
+    slot_hap, valid = slot_states(cand, n_slots=3)
+    assert valid.all()
+    held = [set(slot_hap[w, 0].tolist()) for w in range(4)]
+    for w in range(4):
+        assert set(cand[w, 0]) <= held[w]  # a window's candidates are states while it is read
+    # window 1: 3 fills the empty slot; window 2: 4 and 5 evict 2 (last retrieved in window 0) and 3 or 1 ...
+    assert held[1] == {1, 2, 3} and held[2] >= {4, 5} and 2 not in held[2]
+    # ... and 1 (retrieved in window 1, like 3) stays only if 3 went first: least recently used, ties by slot
+    assert held[0] == {1, 2, 3}  # the third slot copies its first column before it was filled
+    with pytest.raises(ValueError, match="at least the candidates per window"):
+        slot_states(cand, n_slots=1)
+    slot_hap, valid = slot_states(np.array([[[1, -1]], [[1, -1]]]), n_slots=3)  # fewer columns than slots
+    assert valid[0].tolist() == [True, False, False] and (slot_hap[:, 0, 0] == 1).all()
+
+
+def test_slots_fewer_than_the_chunks_candidates_impute_as_well_as_all_of_them():
+    from omicslm.impute.ragbert.composite import slots_alt_prob
+
+    panel, query = _panel(seed=3, n_var=600, n_panel=60, n_q=8)
+    n_var = panel.shape[0]
+    observed = np.arange(0, n_var, 3)
+    windows = np.array([[s, min(n_var, s + 48)] for s in range(0, n_var, 36)])
+    # each window's 6 nearest panel haplotypes at its array sites (what FAISS retrieves)
+    cand = np.empty((len(windows), query.shape[1], 6), dtype=np.int64)
+    for w, (s, e) in enumerate(windows):
+        obs = observed[(observed >= s) & (observed < e)]
+        dist = (panel[obs][:, None, :] != query[obs][:, :, None]).sum(axis=0)  # (queries, panel)
+        cand[w] = np.argsort(dist, axis=1, kind="stable")[:, :6]
+    assert len(np.unique(cand[:, 0])) > 12  # the chunk retrieves more haplotypes than there are slots
+    cm = np.linspace(0, 3.0, n_var)
+    hidden = np.setdiff1d(np.arange(n_var), observed)
+    whole = composite_alt_prob(panel, query, observed, cand, cm, ne=1000.0, error=0.01, max_states=60)
+    slots = slots_alt_prob(panel, query, observed, cand, windows, cm, ne=1000.0, error=0.01, n_slots=12)
+    err_whole = np.abs(whole[hidden] - query[hidden]).mean()
+    err_slots = np.abs(slots[hidden] - query[hidden]).mean()
+    assert err_slots < 0.05 and err_slots <= 1.35 * err_whole, (err_slots, err_whole)
+    # with the same 12 states, the chunk's 12 most often retrieved haplotypes do worse than local slots
+    capped = composite_alt_prob(panel, query, observed, cand, cm, ne=1000.0, error=0.01, max_states=12)
+    assert err_slots < np.abs(capped[hidden] - query[hidden]).mean()
+
+
+def test_slots_read_out_from_carriers_and_from_the_slots_alleles_agree(monkeypatch):
+    from omicslm.impute.ragbert import composite
+
+    panel, query = _panel(seed=4, n_var=200, n_panel=80, n_q=4)
+    observed = np.arange(0, 200, 4)
+    windows = np.array([[s, min(200, s + 40)] for s in range(0, 200, 30)])
+    rng = np.random.default_rng(5)
+    cand = np.stack([np.stack([rng.choice(80, 6, replace=False) for _ in range(4)]) for _ in windows])
+    kw = dict(ne=1000.0, error=0.01, n_slots=10)
+    cm = np.linspace(0, 1.0, 200)
+    monkeypatch.setattr(composite, "_DENSE_READ_OUT", 1e9)  # always the carriers
+    carriers = composite.slots_alt_prob(panel, query, observed, cand, windows, cm, **kw)
+    monkeypatch.setattr(composite, "_DENSE_READ_OUT", 0.0)  # always the slots' alleles
+    dense = composite.slots_alt_prob(panel, query, observed, cand, windows, cm, **kw)
+    assert np.abs(carriers - dense).max() < 1e-5

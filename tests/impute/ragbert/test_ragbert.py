@@ -274,6 +274,7 @@ def test_copying_candidates_can_have_their_own_retrieval_query(inputs, tmp_path)
 def test_copying_only_variant_trains_nothing_and_imputes_with_the_copying_model(inputs, tmp_path):
     model = copy.deepcopy(MODEL)
     model["variants"] = {"ragbert_copying_only": {"network": False}}
+    model["copying"].update(states="slots", slots=8)  # the default state model, fewer slots than the panel
     state = _train(inputs, tmp_path, variant="ragbert_copying_only", model=model)
     best = tmp_path / "model" / "best"
     assert not (best / "model.safetensors").exists() and (best / "config.json").is_file()
@@ -287,6 +288,10 @@ def test_copying_only_variant_trains_nothing_and_imputes_with_the_copying_model(
     table = evaluate_method(inputs["h5"], inputs["split"], inputs["array"], vcf, tmp_path / "runtime.json",
                             tmp_path / "eval.tsv", method="ragbert_copying_only", bins=BINS, n_boot=10, seed=0)
     assert table.loc[table["bin"] == "all", "r2"].iloc[0] > 0.3
+    few = copy.deepcopy(model)
+    few["copying"]["slots"] = 4  # fewer slots than candidates per window (6)
+    with pytest.raises(InputError, match="copying.slots.*4 slots are fewer than the 6 candidates"):
+        _train(inputs, tmp_path / "few", variant="ragbert_copying_only", model=few)
     bad = copy.deepcopy(model)
     bad["variants"] = {"ragbert_x": {"network": False, "copying": {"enabled": False}}}
     with pytest.raises(ValueError, match="needs copying.enabled"):
