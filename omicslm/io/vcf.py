@@ -121,25 +121,56 @@ def _header_lines(contig: str, samples: Sequence[str], *, source: str, info_head
     return header, ":".join(fmt)
 
 
+def _byte_table(strings: np.ndarray) -> np.ndarray:
+    """Equal-width strings as a (n, width) uint8 table (one row per string)."""
+    width = len(strings[0])
+    assert all(len(x) == width for x in strings)
+    return np.frombuffer("".join(strings.tolist()).encode("ascii"), dtype=np.uint8).reshape(len(strings), width)
+
+
+_DS_BYTES = _byte_table(_DS_STR)
+_P_BYTES = _byte_table(_P_STR)
+_COLON, _COMMA, _TAB, _NEWLINE = (np.uint8(ord(c)) for c in ":,\t\n")
+_BLOCK_BYTES = 1 << 23  # sample fields formatted at once (a block of records)
+
+
 def _write_records(out, contig: str, positions: np.ndarray, ref, alt, haplotypes: np.ndarray, dosages, genotype_probs,
                    info, fmt_str: str, *, hap_dosages=None, gt_strings: np.ndarray = _GT_PHASED) -> None:
-    """Write one VCF line per variant to the open BGZF file ``out`` (arrays as in :func:`write_vcf`)."""
+    """Write one VCF line per variant to the open BGZF file ``out`` (arrays as in :func:`write_vcf`).
+
+    Every sample field has a fixed width (GT, then numbers printed with 3 decimals), so a block of
+    records is laid out as one byte array filled from lookup tables of every possible string:
+    formatting millions of numbers one by one would dominate the write time.
+    """
     codes = (haplotypes[..., 0].astype(np.intp) * 2 + haplotypes[..., 1]).astype(np.intp)
-    # Numbers are printed with 3 decimals through lookup tables of every possible
-    # string: formatting millions of floats one by one dominates the write time.
-    ds_idx = None if dosages is None else np.rint(np.clip(dosages, 0, 2) * 1000).astype(np.intp)
-    gp_idx = None if genotype_probs is None else np.rint(np.clip(genotype_probs, 0, 1) * 1000).astype(np.intp)
-    hds_idx = None if hap_dosages is None else np.rint(np.clip(hap_dosages, 0, 1) * 1000).astype(np.intp)
-    for i in range(len(positions)):
-        columns = [gt_strings[codes[i]].tolist()]
-        if ds_idx is not None:
-            columns.append(_DS_STR[ds_idx[i]].tolist())
-        if gp_idx is not None:
-            g = gp_idx[i]
-            columns.append(map(",".join, zip(_P_STR[g[:, 0]].tolist(), _P_STR[g[:, 1]].tolist(), _P_STR[g[:, 2]].tolist())))
-        if hds_idx is not None:
-            h = hds_idx[i]
-            columns.append(map(",".join, zip(_P_STR[h[:, 0]].tolist(), _P_STR[h[:, 1]].tolist())))
-        fields = columns[0] if len(columns) == 1 else map(":".join, zip(*columns))
-        line = f"{contig}\t{positions[i]}\t.\t{ref[i]}\t{alt[i]}\t.\tPASS\t{_format_info(info, i)}\t{fmt_str}\t"
-        out.write((line + "\t".join(fields) + "\n").encode())
+    # the FORMAT keys of a sample's field, each a list of (table, index array (n_var, n_samp)) numbers
+    keys = [[(_byte_table(gt_strings), codes)]]
+    if dosages is not None:
+        keys.append([(_DS_BYTES, np.rint(np.clip(dosages, 0, 2) * 1000).astype(np.intp))])
+    for probs in (genotype_probs, hap_dosages):
+        if probs is not None:
+            idx = np.rint(np.clip(probs, 0, 1) * 1000).astype(np.intp)
+            keys.append([(_P_BYTES, idx[..., k]) for k in range(idx.shape[-1])])
+    # ',' between the numbers of one key, ':' between keys, a tab after the sample
+    pieces, seps = [], []
+    for key in keys:
+        pieces += key
+        seps += [_COMMA] * (len(key) - 1) + [_COLON]
+    seps[-1] = _TAB
+    width = sum(t.shape[1] + 1 for t, _ in pieces)
+    n_var, n_samp = codes.shape
+    block = max(1, _BLOCK_BYTES // max(1, n_samp * width))
+    for b0 in range(0, n_var, block):
+        b1 = min(n_var, b0 + block)
+        buf = np.empty((b1 - b0, n_samp, width), dtype=np.uint8)
+        col = 0
+        for (table, idx), sep in zip(pieces, seps):
+            w = table.shape[1]
+            buf[:, :, col:col + w] = table[idx[b0:b1]]
+            buf[:, :, col + w] = sep
+            col += w + 1
+        buf[:, -1, -1] = _NEWLINE
+        for i in range(b0, b1):
+            line = f"{contig}\t{positions[i]}\t.\t{ref[i]}\t{alt[i]}\t.\tPASS\t{_format_info(info, i)}\t{fmt_str}\t"
+            out.write(line.encode() + buf[i - b0].tobytes())
+

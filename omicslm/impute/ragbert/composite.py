@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from omicslm.impute.ragbert.copying import switch_probability
+from omicslm.impute.ragbert.fused import slots_alt_prob_cpu
 
 
 def composite_states(candidates: np.ndarray, *, max_states: int) -> tuple[np.ndarray, np.ndarray]:
@@ -265,7 +266,8 @@ def slot_states(candidates: np.ndarray, *, n_slots: int) -> tuple[np.ndarray, np
 
 def slots_alt_prob(panel_hap: np.ndarray, query_hap: np.ndarray, observed_idx: np.ndarray, candidates: np.ndarray,
                    windows: np.ndarray, position_cm: np.ndarray, *, ne: float, error: float, n_slots: int,
-                   query_batch: int = 64, site_block: int = 512, device: torch.device | str = "cpu") -> np.ndarray:
+                   query_batch: int = 64, site_block: int = 512, device: torch.device | str = "cpu",
+                   engine: str = "auto") -> np.ndarray:
     """ALT probability of every query haplotype at every site under the slot copying model (:func:`slot_states`).
 
     One forward-backward per query over all its array sites with ``n_slots`` states; the state in slot
@@ -275,7 +277,9 @@ def slots_alt_prob(panel_hap: np.ndarray, query_hap: np.ndarray, observed_idx: n
     panel has more minor-allele carriers than there are slots, over the slots' own alleles.
 
     Parameters are those of :func:`composite_alt_prob`, with ``windows`` (n_windows, 2) the windows the
-    candidates were retrieved for, and ``n_slots`` the states per query.
+    candidates were retrieved for, and ``n_slots`` the states per query. ``engine``: ``"fused"`` runs
+    the compiled per-query loop of :mod:`omicslm.impute.ragbert.fused` (CPU only), ``"torch"`` the
+    batched tensors below (CPU or CUDA), ``"auto"`` fused on CPU and torch on CUDA.
 
     Returns
     -------
@@ -299,6 +303,16 @@ def slots_alt_prob(panel_hap: np.ndarray, query_hap: np.ndarray, observed_idx: n
     panel_obs = torch.as_tensor(np.ascontiguousarray(panel_hap[obs_idx]), device=device)       # (S, P)
     seg_obs_np = seg[obs_idx]
     obs_bounds = np.r_[0, np.flatnonzero(np.diff(seg_obs_np)) + 1, len(obs_idx)]  # array sites of each window's stretch
+    if engine not in ("auto", "fused", "torch"):
+        raise ValueError(f"copying engine must be auto, fused or torch, got {engine!r}")
+    if engine == "fused" or (engine == "auto" and device.type == "cpu"):
+        if device.type != "cpu":
+            raise ValueError(f"the fused copying engine runs on CPU, not {device}")
+        if n_slots < candidates.shape[2]:
+            raise ValueError(f"copying.slots ({n_slots}) must be at least the candidates per window "
+                             f"({candidates.shape[2]})")
+        return slots_alt_prob_cpu(panel_hap, query_hap, obs_idx, candidates, switch.cpu().numpy(), seg, li, ri, t,
+                                  error=error, n_slots=n_slots)
     li_t, ri_t = (torch.as_tensor(a, device=device) for a in (li, ri))
     t_t = torch.as_tensor(t, dtype=torch.float32, device=device)
     # the minor-allele carriers of the sites of each window's stretch (the sites whose slots are that window's)

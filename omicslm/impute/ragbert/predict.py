@@ -322,7 +322,8 @@ def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_
     query_hap[site_idx] = target_hap.reshape(len(site_idx), -1)
     data = window_data(panel, windows, observed, query_pop=query_pop, query_hap=query_hap, labels=False,
                         panel_idx=panel_idx, cfg=cfg, exclude_self=False, seed=int(cfg["train"]["seed"]),
-                        threads=threads, window_sites=mcfg.window_sites, genetic_map=genetic_map, device=dev)
+                        threads=threads, window_sites=mcfg.window_sites, genetic_map=genetic_map, device=dev,
+                        network=model is not None)
     if model is None:  # the copying model alone: its ALT probability is the answer
         p = np.asarray(data.copy_prob, dtype=np.float32)
     else:

@@ -152,7 +152,7 @@ def haplotype_columns(hap: np.ndarray, sample_idx: np.ndarray) -> np.ndarray:
 def window_data(panel: Panel, windows: np.ndarray, observed: np.ndarray, *, query_hap: np.ndarray, labels: bool,
                  panel_idx: np.ndarray, cfg: dict, exclude_self: bool, seed: int, threads: int, window_sites: int,
                  genetic_map=None, query_idx: np.ndarray | None = None, query_pop: np.ndarray | None = None,
-                 device="cpu") -> WindowData:
+                 device="cpu", network: bool = True) -> WindowData:
     """Features from ``panel_idx`` samples; retrieval of query haplotypes against them.
 
     The queries' populations are ``query_pop``, or those of the panel samples ``query_idx``.
@@ -160,8 +160,12 @@ def window_data(panel: Panel, windows: np.ndarray, observed: np.ndarray, *, quer
     ``genetic_map`` (PLINK map, optional) places sites in cM for the copying model; without
     one the map is uniform (``copying.cm_per_mb``). ``device``: where the composite copying model's
     forward-backward runs (a torch device; CUDA when imputing there).
+
+    ``network=False`` (imputing with the copying model alone): only what the copying model needs, with
+    no retrieval of the network's ``k`` neighbours and no per-site panel statistics (``neighbours`` and
+    ``stats`` are None).
     """
-    stats = panel_site_stats(panel.hap, panel.pop, panel_idx, len(panel.populations))
+    stats = panel_site_stats(panel.hap, panel.pop, panel_idx, len(panel.populations)) if network else None
     panel_hap = haplotype_columns(panel.hap, panel_idx)
     panel_pop = np.repeat(panel.pop[panel_idx].astype(np.int64), 2)
     neighbours = copy_prob = None
@@ -177,11 +181,12 @@ def window_data(panel: Panel, windows: np.ndarray, observed: np.ndarray, *, quer
         r = cfg["retrieval_index"]
         index_opts = dict(ivf_min_haplotypes=r["ivf_min_haplotypes"], nlist=r["nlist"], nprobe=r["nprobe"],
                           seed=seed, threads=threads)
-        try:
-            neighbours = retrieve_windows(panel_hap, query_hap, sites, k=cfg["k"], exclude=exclude, weights=weights,
-                                          **index_opts)
-        except ValueError as exc:
-            raise InputError("config impute.model.k", str(exc)) from None
+        if network:
+            try:
+                neighbours = retrieve_windows(panel_hap, query_hap, sites, k=cfg["k"], exclude=exclude,
+                                              weights=weights, **index_opts)
+            except ValueError as exc:
+                raise InputError("config impute.model.k", str(exc)) from None
         copying = copying_options(cfg)
         if copying is not None:
             # the copying model's states: more candidates, retrieved on their own query (the

@@ -135,7 +135,49 @@ def test_slots_read_out_from_carriers_and_from_the_slots_alleles_agree(monkeypat
     kw = dict(ne=1000.0, error=0.01, n_slots=10)
     cm = np.linspace(0, 1.0, 200)
     monkeypatch.setattr(composite, "_DENSE_READ_OUT", 1e9)  # always the carriers
-    carriers = composite.slots_alt_prob(panel, query, observed, cand, windows, cm, **kw)
+    carriers = composite.slots_alt_prob(panel, query, observed, cand, windows, cm, engine="torch", **kw)
     monkeypatch.setattr(composite, "_DENSE_READ_OUT", 0.0)  # always the slots' alleles
-    dense = composite.slots_alt_prob(panel, query, observed, cand, windows, cm, **kw)
+    dense = composite.slots_alt_prob(panel, query, observed, cand, windows, cm, engine="torch", **kw)
     assert np.abs(carriers - dense).max() < 1e-5
+
+
+def test_compiled_slots_are_the_same_slots_as_slot_states():
+    from omicslm.impute.ragbert.composite import slot_states
+    from omicslm.impute.ragbert.fused import query_slots
+
+    rng = np.random.default_rng(6)
+    n_panel = 50
+    # 30 windows x 7 queries x 8 candidates, some missing (-1); slots from 8 (every one reused) to 64 (some empty)
+    cand = np.stack([np.stack([rng.choice(n_panel, 8, replace=False) for _ in range(7)]) for _ in range(30)])
+    cand[rng.random(cand.shape) < 0.1] = -1
+    cand[:, 6] = np.where(np.arange(8) < 2, cand[:, 6], -1)  # a query with few distinct candidates
+    for n_slots in (8, 13, 64):
+        want_hap, want_valid = slot_states(cand, n_slots=n_slots)
+        for q in range(cand.shape[1]):
+            hap, valid = query_slots(np.ascontiguousarray(cand[:, q], dtype=np.int32), n_slots, n_panel)
+            assert np.array_equal(valid, want_valid[q]), (n_slots, q)
+            assert np.array_equal(hap, want_hap[:, q]), (n_slots, q)
+
+
+@pytest.mark.parametrize("n_slots", [10, 40])
+def test_compiled_cpu_engine_equals_the_torch_model(n_slots):
+    from omicslm.impute.ragbert.composite import slots_alt_prob
+
+    panel, query = _panel(seed=7, n_var=400, n_panel=70, n_q=9)
+    observed = np.sort(np.random.default_rng(8).choice(400, 90, replace=False))
+    windows = np.array([[s, min(400, s + 40)] for s in range(0, 400, 40)])
+    rng = np.random.default_rng(9)
+    cand = np.stack([np.stack([rng.choice(70, 8, replace=False) for _ in range(9)]) for _ in windows])
+    cand[:, 0, 4:] = -1  # query 0: fewer candidates (empty slots)
+    cm = np.sort(rng.uniform(0, 2.0, 400))
+    kw = dict(ne=1000.0, error=0.01, n_slots=n_slots, query_batch=4)
+    torch_p = slots_alt_prob(panel, query, observed, cand, windows, cm, engine="torch", **kw)
+    fused_p = slots_alt_prob(panel, query, observed, cand, windows, cm, engine="fused", **kw)
+    assert fused_p.shape == torch_p.shape == query.shape
+    assert np.abs(fused_p - torch_p).max() < 1e-5
+    assert np.array_equal(slots_alt_prob(panel, query, observed, cand, windows, cm, **kw), fused_p)  # auto on CPU
+    hidden = np.setdiff1d(np.arange(400), observed)
+    af = panel[hidden].mean(axis=1, keepdims=True)  # and it imputes: better than the panel frequency
+    assert np.abs(fused_p[hidden] - query[hidden]).mean() < 0.75 * np.abs(af - query[hidden]).mean()
+    with pytest.raises(ValueError, match="engine"):
+        slots_alt_prob(panel, query, observed, cand, windows, cm, engine="numpy", **kw)
