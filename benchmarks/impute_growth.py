@@ -70,6 +70,7 @@ def main() -> None:
     args = ap.parse_args()
     base = args.config.resolve() if args.config else None
 
+    from omicslm.config import load_config
     from omicslm.impute.layout import read_panel
 
     rows = []  # (factor, n_sites, n_targets, method, seconds)
@@ -77,6 +78,7 @@ def main() -> None:
         work = (args.workdir / f"x{factor:g}").resolve()
         work.mkdir(parents=True, exist_ok=True)
         cfg = preset(base, factor, work / "preset.yaml")
+        skip = float(load_config(impute_speed.ROOT / "config.yaml", cfg)["impute"]["model"]["predict_skip_confident"])
         for variant in args.variants:
             r = impute_speed.prepare(cfg, work, variant, args.threads)
         n_sites = read_panel(r / "panel.h5", haplotypes=False).n_variants
@@ -95,7 +97,7 @@ def main() -> None:
                         impute_speed.OURS, h5=r / "panel.h5", split=r / "split.tsv", targets=sub,
                         windows=r / "windows.tsv", best=r / variant / "model" / "best", out=tmp / f"{variant}.vcf.gz",
                         runtime=tmp / f"{variant}.json", variant=variant, batch_size=args.batch_size, device="cpu",
-                        cpu_bf16=False, threads=args.threads, gmap=gmap)
+                        cpu_bf16=False, skip_confident=skip, threads=args.threads, gmap=gmap)
                     rows.append((factor, n_sites, n, variant, sec))
                 sec, _ = impute_speed.measured(impute_speed.BEAGLE, ref=r / "inputs" / "panel.vcf.gz", targets=sub,
                                                out=tmp / "beagle.vcf.gz", mem_gb=args.beagle_mem_gb,

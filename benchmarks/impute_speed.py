@@ -54,7 +54,8 @@ OURS = """
 from omicslm.impute.ragbert.predict import impute_ragbert
 print(impute_ragbert(args["h5"], args["split"], args["targets"], args["windows"], args["best"], args["out"],
                      args["runtime"], method=args["variant"], batch_size=args["batch_size"], threads=args["threads"],
-                     device=args["device"], genetic_map=args["gmap"], cpu_bf16=args["cpu_bf16"]))
+                     device=args["device"], genetic_map=args["gmap"], cpu_bf16=args["cpu_bf16"],
+                     skip_confident=args["skip_confident"]))
 """
 TRAIN = """
 import json, time
@@ -130,6 +131,8 @@ def main() -> None:
     ap.add_argument("--cpu-bf16", action="store_true",
                     help="also time ours with the network in bf16 on this CPU (impute.model.predict_cpu_bf16; needs "
                          "native bf16); the last line's ratio is then that row's")
+    ap.add_argument("--skip-confident", type=float, default=None,
+                    help="impute.model.predict_skip_confident for ours (default: the merged config's)")
     args = ap.parse_args()
 
     r = args.results
@@ -137,6 +140,10 @@ def main() -> None:
     if args.config:
         configs.append(args.config.resolve())
         r = prepare(args.config, args.workdir or Path("bench") / args.config.stem, args.variant, args.threads)
+    if args.skip_confident is None:
+        from omicslm.config import load_config
+
+        args.skip_confident = float(load_config(*configs)["impute"]["model"]["predict_skip_confident"])
     targets = r / "inputs" / "targets.phased.vcf.gz"
     targets = targets if targets.is_file() else r / "inputs" / "targets.vcf.gz"
     gmap = r / "inputs" / "genetic_map.plink.map"
@@ -169,7 +176,8 @@ def main() -> None:
             out = tmp / f"ours_{name.replace(' ', '_')}.vcf.gz"
             sec, rss = measured(OURS, h5=r / "panel.h5", split=r / "split.tsv", targets=targets,
                                 windows=r / "windows.tsv", best=best, out=out, runtime=tmp / f"ours_{dev}.json",
-                                variant=args.variant, batch_size=args.batch_size, device=dev, cpu_bf16=bf16, **common)
+                                variant=args.variant, batch_size=args.batch_size, device=dev, cpu_bf16=bf16,
+                                skip_confident=args.skip_confident, **common)
             rows.append((args.variant, f"impute ({name})", sec, rss, score(r, out, f"ours_{dev}", sec, tmp)))
         ref = r / "inputs" / "panel.vcf.gz"
         sec, rss = measured(BEAGLE, ref=ref, targets=targets, out=tmp / "beagle.vcf.gz", mem_gb=args.beagle_mem_gb,
@@ -181,7 +189,8 @@ def main() -> None:
         rows.append(("minimac4", "impute", sec, rss, score(r, tmp / "minimac4.vcf.gz", "minimac4", sec, tmp)))
 
     bins = [b for b in (rows[-1][4] or {}) if b != "monomorphic"]
-    print(f"\n{n_test} test samples x {panel.n_variants} sites = {genotypes} genotypes; {args.threads} threads each")
+    print(f"\n{n_test} test samples x {panel.n_variants} sites = {genotypes} genotypes; {args.threads} threads each; "
+          f"ours: predict_skip_confident {args.skip_confident:g}")
     print(f"{'method':14s} {'phase':26s} {'wall s':>9s} {'peak MiB':>9s} {'genotypes/s':>12s}  "
           + "  ".join(f"r2 {b}" for b in bins))
     for method, phase, sec, rss, r2 in rows:

@@ -59,6 +59,7 @@ rule impute_ragbert:
         made_with=lambda wc: impute_made_with(f"impute_ragbert/{wc.variant}"),  # rerun key: read by no script (settings_above)
         batch_size=IMPUTE_MODEL["predict_batch_size"],
         cpu_bf16=IMPUTE_MODEL["predict_cpu_bf16"],
+        skip_confident=IMPUTE_MODEL["predict_skip_confident"],
         device=IMPUTE_MODEL["train"]["device"],
     threads: IMPUTE_MODEL["threads"]
     resources:

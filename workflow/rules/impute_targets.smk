@@ -264,6 +264,7 @@ rule impute_targets_model:
         made_with=lambda wc: impute_made_with(f"impute_targets_gather/{wc.tmethod}/{wc.chrom}"),  # rerun key: read by no script (settings_above)
         batch_size=IMPUTE_MODEL["predict_batch_size"],
         cpu_bf16=IMPUTE_MODEL["predict_cpu_bf16"],
+        skip_confident=IMPUTE_MODEL["predict_skip_confident"],
         device=IMPUTE_MODEL["train"]["device"],
         skip_absent=not TARGETS_HELDOUT,  # your targets may hold sites the ingested panel dropped (impute.ingest.min_maf)
     threads: IMPUTE_MODEL["threads"]

@@ -34,11 +34,17 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def predict_alt_prob(model: RagBert, data: WindowData, *, batch_size: int, device: torch.device,
-                     amp: bool = True, cpu_bf16: bool = False, desc: str = "impute") -> np.ndarray:
+                     amp: bool = True, cpu_bf16: bool = False, desc: str = "impute",
+                     skip_confident: float = 0.0) -> np.ndarray:
     """ALT probability of every query haplotype at every site, averaged over covering windows.
 
     ``amp``: bf16 autocast on CUDA; ``cpu_bf16``: bf16 autocast on a CPU with native bf16
     (:func:`~omicslm.train.device.inference_autocast`).
+
+    ``skip_confident`` (> 0, with the copying model): a (window, sample) whose copying-model ALT
+    probability is within this of 0 or 1 at every non-array site of the window, on both haplotypes,
+    takes that probability and is not run through the network, which learns a correction of it
+    (:func:`confident_pairs`); the network's cost then follows the copying model's uncertainty.
 
     Returns
     -------
@@ -52,6 +58,16 @@ def predict_alt_prob(model: RagBert, data: WindowData, *, batch_size: int, devic
     for s, e in data.windows:
         count[s:e] += 1
     pairs = data.items()
+    if skip_confident > 0 and data.copy_prob is not None:
+        sure = confident_pairs(data, skip_confident)
+        hap_sure = np.repeat(sure, 2, axis=1)  # (windows, haplotypes)
+        for w, (s, e) in enumerate(data.windows):
+            if hap_sure[w].any():
+                total[s:e, hap_sure[w]] += data.copy_prob[s:e, hap_sure[w]]
+        log.info("%s: %d of %d (window, sample) pairs are certain under the copying model (within %g of 0 or 1): "
+                 "the network runs on the other %d", desc, int(sure.sum()), sure.size, skip_confident,
+                 int((~sure).sum()))
+        pairs = pairs[~sure.ravel()]
     n_batches = (len(pairs) + max(1, batch_size // 2) - 1) // max(1, batch_size // 2)
     for batch in tqdm(data.iter_batches(pairs, batch_size), total=n_batches, desc=desc, unit="batch",
                       mininterval=5, leave=False):
@@ -65,6 +81,20 @@ def predict_alt_prob(model: RagBert, data: WindowData, *, batch_size: int, devic
         np.add.at(total, (sites[ok], rows[ok]), p[ok])
     model.train(was_training)
     return (total / count[:, None]).astype(np.float32)
+
+
+def confident_pairs(data: WindowData, within: float) -> np.ndarray:
+    """(n_windows, n_query_samples) bool: both haplotypes' copying-model ALT probability within ``within`` of 0 or 1
+    at every non-array site of the window (``data.items()`` order, window-major)."""
+    n_samp = data.query_hap.shape[1] // 2
+    sure = np.ones((len(data.windows), n_samp), dtype=bool)
+    untyped = ~np.asarray(data.observed, dtype=bool)
+    for w, (s, e) in enumerate(data.windows):
+        p = data.copy_prob[s:e][untyped[s:e]]
+        if len(p):
+            unsure = (np.minimum(p, 1.0 - p) > within).any(axis=0)  # (haplotypes,)
+            sure[w] = ~unsure.reshape(n_samp, 2).any(axis=1)
+    return sure
 
 
 def read_targets(targets_vcf, panel: Panel, *, skip_absent: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -259,7 +289,8 @@ def _write_imputed_vcf(out_vcf, panel: Panel, samples: list[str], p: np.ndarray,
 
 def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_vcf, runtime_json, *, method: str,
                    batch_size: int, threads: int = 1, device: str = "auto", train_runtime_json=None,
-                   genetic_map=None, skip_absent: bool = False, cpu_bf16: bool = False) -> float:
+                   genetic_map=None, skip_absent: bool = False, cpu_bf16: bool = False,
+                   skip_confident: float = 0.0) -> float:
     """Impute the target samples with a trained checkpoint; write the imputed VCF and runtime.
 
     Parameters
@@ -290,6 +321,9 @@ def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_
     skip_absent : bool
         Skip target sites the ingested panel lacks (:func:`read_targets`) instead of stopping. Targets need not be
         samples of the HDF5: a target it lacks gets the population its alleles fit best (:func:`infer_populations`).
+    skip_confident : float
+        ``impute.model.predict_skip_confident``: the network runs only on (window, sample) pairs the copying
+        model is not sure of (:func:`predict_alt_prob`); 0: on every pair.
     cpu_bf16 : bool
         The network in bf16 on a CPU with native bf16 (``impute.model.predict_cpu_bf16``; on CUDA bf16 follows the
         model's ``train.amp``).
@@ -328,7 +362,7 @@ def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_
         p = np.asarray(data.copy_prob, dtype=np.float32)
     else:
         p = predict_alt_prob(model, data, batch_size=batch_size, device=dev, amp=bool(cfg["train"].get("amp", True)),
-                             cpu_bf16=cpu_bf16)
+                             cpu_bf16=cpu_bf16, skip_confident=skip_confident)
     p = p.reshape(panel.n_variants, len(samples), 2)
     p[site_idx] = target_hap  # array sites carry their observed alleles
     _write_imputed_vcf(out_vcf, panel, samples, p, observed, method=method)

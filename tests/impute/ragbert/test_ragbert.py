@@ -296,3 +296,58 @@ def test_copying_only_variant_trains_nothing_and_imputes_with_the_copying_model(
     bad["variants"] = {"ragbert_x": {"network": False, "copying": {"enabled": False}}}
     with pytest.raises(ValueError, match="needs copying.enabled"):
         _train(inputs, tmp_path / "bad", variant="ragbert_x", model=bad)
+
+
+def test_skip_confident_runs_the_network_only_where_the_copying_model_is_unsure(inputs, trained, tmp_path,
+                                                                                 monkeypatch):
+    import torch
+    from omicslm.impute.ragbert import predict as pred
+    from omicslm.impute.ragbert.predict import confident_pairs
+
+    out, _ = trained
+    real, seen = pred.predict_alt_prob, {}
+
+    def spy(model, data, **kw):
+        seen["model"], seen["data"] = model, data
+        return real(model, data, **kw)
+
+    monkeypatch.setattr(pred, "predict_alt_prob", spy)
+    impute_ragbert(inputs["h5"], inputs["split"], inputs["targets"], inputs["windows"], out / "model" / "best",
+                   tmp_path / "x.vcf.gz", tmp_path / "rt.json", method="ragbert", batch_size=32, threads=1,
+                   device="cpu", skip_confident=0.01)
+    model, data = seen["model"], seen["data"]
+    rows = []
+    model.register_forward_hook(lambda m, a, o: rows.append(len(o[0]) if isinstance(o, tuple) else len(o)))
+    kw = dict(batch_size=32, device=torch.device("cpu"), amp=False)
+    network = real(model, data, **kw)
+    n_pairs = len(data.items())
+    assert sum(rows) > 0
+    # every probability is within .5 of 0 or 1: the network never runs, the answer is the copying model's
+    rows.clear()
+    np.testing.assert_allclose(real(model, data, skip_confident=0.5, **kw), data.copy_prob, atol=1e-6)
+    assert sum(rows) == 0
+    # in between: the copying model where a window's pair is sure, the network where it is not
+    untyped, n_samp = ~np.asarray(data.observed, bool), data.query_hap.shape[1] // 2
+    doubt = np.zeros((len(data.windows), n_samp))  # a pair's largest distance from 0 or 1 at an untyped site
+    for w, (s, e) in enumerate(data.windows):
+        p = data.copy_prob[s:e][untyped[s:e]]
+        doubt[w] = np.minimum(p, 1 - p).max(axis=0, initial=0.0).reshape(n_samp, 2).max(axis=1)
+    within = float(np.median(doubt[doubt > 0]))
+    sure = confident_pairs(data, within)
+    assert 0 < sure.sum() < sure.size
+    np.testing.assert_array_equal(sure, doubt <= within)
+    mixed = real(model, data, skip_confident=within, **kw)
+    checked = set()
+    for w, (s, e) in enumerate(data.windows):
+        solo = np.ones(e - s, bool)  # sites of window w that no other window covers
+        for v, (s2, e2) in enumerate(data.windows):
+            if v != w and s2 < e and s < e2:
+                solo[max(s2, s) - s:min(e2, e) - s] = False
+        for j in range(n_samp):
+            ref = data.copy_prob if sure[w, j] else network
+            cols = [2 * j, 2 * j + 1]
+            np.testing.assert_allclose(mixed[s:e][solo][:, cols], ref[s:e][solo][:, cols], atol=1e-5)
+            if solo.any():
+                checked.add(bool(sure[w, j]))
+    assert checked == {True, False}
+    assert n_pairs == sure.size
