@@ -348,7 +348,10 @@ def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_
     site_idx, target_hap, samples = read_targets(targets_vcf, panel, skip_absent=skip_absent)
     observed = np.zeros(panel.n_variants, dtype=bool)
     observed[site_idx] = True
-    query_pop = _target_populations(targets_vcf, panel, samples, panel_idx, target_hap, site_idx)
+    if model is not None:
+        query_pop = _target_populations(targets_vcf, panel, samples, panel_idx, target_hap, site_idx)
+    else:  # the copying model reads no population
+        query_pop = np.zeros(len(samples), dtype=panel.pop.dtype)
     windows = read_windows(windows_tsv, panel.n_variants)
     if (windows[:, 1] - windows[:, 0]).max() > mcfg.window_sites:
         raise InputError(windows_tsv, f"windows are longer than the model's {mcfg.window_sites} sites")

@@ -181,23 +181,29 @@ def window_data(panel: Panel, windows: np.ndarray, observed: np.ndarray, *, quer
         r = cfg["retrieval_index"]
         index_opts = dict(ivf_min_haplotypes=r["ivf_min_haplotypes"], nlist=r["nlist"], nprobe=r["nprobe"],
                           seed=seed, threads=threads)
-        if network:
+        copying = copying_options(cfg)
+        available = panel_hap.shape[1] - (0 if exclude is None else exclude.shape[1])
+        n_cand = max(1, min(copying["candidates"], available)) if copying is not None else 0
+        # one search serves both when the copying model's candidates are retrieved on the model's query
+        # and are at least k: the network's neighbours are the nearest k of them
+        shared = network and copying is not None and copying.get("query_flank_sites") is None and n_cand >= cfg["k"]
+        if network and not shared:
             try:
                 neighbours = retrieve_windows(panel_hap, query_hap, sites, k=cfg["k"], exclude=exclude,
                                               weights=weights, **index_opts)
             except ValueError as exc:
                 raise InputError("config impute.model.k", str(exc)) from None
-        copying = copying_options(cfg)
         if copying is not None:
             # the copying model's states: more candidates, retrieved on their own query (the
             # model's when copying.query_flank_sites / query_decay_sites are null)
-            available = panel_hap.shape[1] - (0 if exclude is None else exclude.shape[1])
             flank = copying.get("query_flank_sites")
             decay = copying.get("query_decay_sites") if flank is not None else cfg.get("query_decay_sites")
             c_sites = sites if flank is None else window_query_sites(windows, observed_idx, flank_sites=flank)
             c_weights = weights if flank is None else window_site_weights(windows, c_sites, decay_sites=decay)
-            candidates = retrieve_windows(panel_hap, query_hap, c_sites, k=max(1, min(copying["candidates"], available)),
-                                          exclude=exclude, weights=c_weights, **index_opts)
+            candidates = retrieve_windows(panel_hap, query_hap, c_sites, k=n_cand, exclude=exclude, weights=c_weights,
+                                          **index_opts)
+            if shared:
+                neighbours = np.ascontiguousarray(candidates[:, :, :cfg["k"]])
             cm = site_cm(panel.pos, genetic_map=genetic_map, cm_per_mb=copying["cm_per_mb"])
             # the HMM reads a longer stretch of array sites than the retrieval compared: a copied
             # segment is pinned down by the matches on both sides of it, far beyond the window

@@ -94,3 +94,21 @@ def test_site_weights_decay_outside_the_window_and_steer_retrieval():
     panel[10, 1] = 1      # ... but mismatches at site 10 (inside the window)
     nb = retrieve_windows(panel, query, sites, k=1, weights=[w], ivf_min_haplotypes=100, nlist=1, nprobe=1, seed=0)
     assert nb[0, 0, 0] == 0
+
+
+@pytest.mark.parametrize("ivf", [False, True])
+def test_the_nearest_k_of_a_larger_search_are_a_search_for_k_ties_included(ivf):
+    # window_data serves the network's k neighbours from the copying model's candidates when both use one
+    # query: that is the same answer only if the tie-breaking holds for any K (few sites: many ties)
+    rng = np.random.default_rng(5)
+    panel = (rng.random((40, 400)) < 0.3).astype(np.int8)
+    query = (rng.random((40, 60)) < 0.3).astype(np.int8)
+    windows = np.array([[0, 20], [20, 40]])
+    sites = window_query_sites(windows, np.arange(0, 40, 4), flank_sites=4)
+    weights = window_site_weights(windows, sites, decay_sites=2.0)
+    exclude = np.stack([np.arange(60), np.arange(60) + 60], 1)
+    opts = dict(ivf_min_haplotypes=100 if ivf else 10_000, nlist=4, nprobe=4, seed=1, threads=1)
+    for ex in (None, exclude):
+        small = retrieve_windows(panel, query, sites, k=3, exclude=ex, weights=weights, **opts)
+        large = retrieve_windows(panel, query, sites, k=32, exclude=ex, weights=weights, **opts)
+        np.testing.assert_array_equal(large[:, :, :3], small)
