@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ import pandas as pd
 from omicslm.crispr.join import read_guides
 from omicslm.crispr.kept import load_kept
 from omicslm.crispr.kmers import FLANK5, SPACER
-from omicslm.io.atomic import atomic_open
+from omicslm.io.atomic import atomic_open, scratch_dir
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,7 @@ def external_guides(spec: dict, out_guides: str | os.PathLike, *, label_range, o
 
     path = spec["path"]
     columns = {**TABLE_DEFAULTS, **{k: v for k, v in spec.items() if k != "path"}}
-    with tempfile.TemporaryDirectory(dir=Path(out_guides).parent) as tmp:
+    with scratch_dir(out_guides) as tmp:
         t = Path(tmp)
         table_to_inputs(path, t / "oligos.fa", t / "labels.tsv", label_range=tuple(label_range),
                         on_bad_record=on_bad_record, id_prefix="row", row_base=2, **columns)

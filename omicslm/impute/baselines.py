@@ -13,25 +13,22 @@ path and renamed into place, so a failed or killed run leaves no artefact.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import logging
 import os
 import shlex
-import shutil
 import subprocess
-import tempfile
 import time
 import zlib
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pysam
 
 from omicslm.errors import InputError
 from omicslm.io import runtime
-from omicslm.io.atomic import atomic_open, atomic_path, publish_with_index
+from omicslm.io.atomic import atomic_open, atomic_path, publish_with_index, scratch_dir
 
 logger = logging.getLogger(__name__)
 
@@ -56,16 +53,10 @@ _STDERR_TAIL_LINES = 30
 # --------------------------------------------------------------------------- helpers
 
 
-@contextlib.contextmanager
-def tmpdir_beside(path: Path) -> Iterator[Path]:
-    """A scratch directory in ``path``'s folder (same filesystem, so renames are atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # absolute: tools run with cwd=tmp must not resolve a relative prefix a second time
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)).resolve()
-    try:
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def tmpdir_beside(path: Path):
+    """A scratch directory in ``path``'s folder (same filesystem, so renames are atomic), swept after a kill
+    (:func:`omicslm.io.atomic.scratch_dir`)."""
+    return scratch_dir(path)
 
 
 def _tail(text: str, n: int = _STDERR_TAIL_LINES) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -33,7 +32,7 @@ from omicslm.impute.evaluate import ALL, score
 from omicslm.impute.imputed_vcf import read_imputed
 from omicslm.impute.layout import read_panel
 from omicslm.impute.split import density_sites, read_array_sites, read_split, role_indices
-from omicslm.io.atomic import atomic_open, atomic_path
+from omicslm.io.atomic import atomic_open, atomic_path, scratch_dir
 from omicslm.io.vcf import write_vcf
 
 log = logging.getLogger(__name__)
@@ -188,7 +187,7 @@ def impute_chunk(method: str, chunks_tsv, chunk: str, target_vcf, reference, out
     region = (str(row["contig"]), int(row["start"]), int(row["end"]))
     out_vcf = Path(out_vcf)
     out_vcf.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_vcf.parent, prefix=f".{out_vcf.name}.") as tmp:
+    with scratch_dir(out_vcf) as tmp:
         whole = Path(tmp) / "chunk.vcf.gz"
         if method == "beagle":
             seconds = run_beagle(reference, target_vcf, whole, genetic_map=genetic_map, threads=threads, log=tool_log,
@@ -235,7 +234,7 @@ def thin_to_array(vcf, panel_vcf, out_vcf, *, chrom: str, min_maf: float, spacin
     name = _first_contig_like(vcf, chrom)
     out_vcf = Path(out_vcf)
     out_vcf.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_vcf.parent, prefix=f".{out_vcf.name}.") as tmp:
+    with scratch_dir(out_vcf) as tmp:
         regions = Path(tmp) / "array_sites.tsv"
         regions.write_text("".join(f"{name}\t{p}\n" for p in sites["pos"].to_numpy()[idx]))
         with atomic_path(out_vcf) as out:

@@ -9,7 +9,8 @@ Every temporary is named ``.<name>.tmp<pid>-<random><suffix>`` beside its target
 cannot run cleanup, so the next write of the same target removes the temporaries whose process
 is gone (:func:`sweep_stale`): a killed step leaves no litter behind once it is rerun.
 
-The one folder helper is :func:`atomic_dir`; :func:`publish_with_index` renames a bgzipped file
+The one folder helper is :func:`atomic_dir` (and :func:`scratch_dir` the one working folder beside
+an output); :func:`publish_with_index` renames a bgzipped file
 and then its index, so an index is never newer than the file it indexes.
 """
 
@@ -72,6 +73,12 @@ def fsync_tree(path: str | os.PathLike) -> None:
 
 def _prefix(path: Path) -> str:
     return f".{path.name}.tmp{os.getpid()}-"
+
+
+def temp_prefix(path: str | os.PathLike) -> str:
+    """The name prefix of this process's temporaries of ``path`` (for ``tempfile.mkstemp``/``mkdtemp`` in
+    ``path``'s folder): what :func:`sweep_stale` removes once this process is gone."""
+    return _prefix(Path(path))
 
 
 _STALE = re.compile(r"\.tmp(\d+)-")
@@ -222,6 +229,24 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def scratch_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty working folder beside ``path`` (same filesystem) for the step that writes ``path``.
+
+    It is removed when the block ends, however it ends; one left by a killed step is removed by the
+    next write of ``path`` (:func:`sweep_stale`), so scratch space never outlives a rerun. The path is
+    absolute: a tool run with the folder as its working directory must not resolve it twice.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(path)
+    tmp = Path(tempfile.mkdtemp(prefix=_prefix(path), suffix=".scratch", dir=path.parent)).resolve()
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager

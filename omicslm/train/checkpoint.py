@@ -33,6 +33,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from omicslm.errors import InputError
+from omicslm.io.atomic import sweep_stale, temp_prefix
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ def _recover(path: Path) -> None:
     if not path.exists() and old.is_dir():
         log.warning("%s is missing but %s exists (a save was interrupted); restoring it", path, old)
         os.replace(old, path)
+    elif old.is_dir() and all((path / name).is_file() for name in REQUIRED):
+        shutil.rmtree(old, ignore_errors=True)  # killed after both renames: the previous one is spent
 
 
 def checkpoint_exists(path: str | os.PathLike) -> bool:
@@ -158,7 +161,8 @@ def save_checkpoint(dir: str | os.PathLike, *, model: torch.nn.Module, optimizer
     # serialise the JSON first: a non-serialisable value fails before anything is written
     state_text = json.dumps(state, indent=1, sort_keys=False)
     config_text = json.dumps(config, indent=1, sort_keys=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    sweep_stale(path)  # a save killed before its renames left its folder behind
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path), suffix=".dir", dir=path.parent))
     try:
         tensors, aliases = _split_shared(_unwrap(model).state_dict())
         save_file(tensors, tmp / WEIGHTS, metadata={ALIASES_KEY: json.dumps(aliases), "format": "pt"})

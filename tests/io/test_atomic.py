@@ -171,3 +171,27 @@ def test_a_full_disk_is_a_clear_error_naming_the_output_and_leaves_nothing(small
         with atomic_dir(small_fs / "model") as stage:
             (stage / "weights").write_bytes(rng.bytes(3_000_000))
     assert list(small_fs.iterdir()) == []  # no partial artefact, no temporary
+
+
+def test_a_scratch_folder_goes_when_its_step_ends_and_a_killed_steps_goes_at_the_next_write(tmp_path):
+    import subprocess
+    import sys
+
+    from omicslm.io.atomic import scratch_dir
+
+    out = tmp_path / "imputed.vcf.gz"
+    with pytest.raises(RuntimeError):
+        with scratch_dir(out) as tmp:
+            assert tmp.is_absolute() and tmp.parent == tmp_path.resolve() and not any(tmp.iterdir())
+            (tmp / "part").write_text("x")
+            raise RuntimeError("the tool failed")
+    assert not any(tmp_path.iterdir())
+    # a SIGKILL runs no cleanup: the killed process's folder is removed by the next step writing that target
+    code = ("import os, sys; from omicslm.io.atomic import scratch_dir\n"
+            "cm = scratch_dir(sys.argv[1]); tmp = cm.__enter__(); (tmp / 'part').write_text('x'); os._exit(0)")
+    subprocess.run([sys.executable, "-c", code, str(out)], check=True)
+    left = list(tmp_path.iterdir())
+    assert len(left) == 1 and left[0].name.startswith(".imputed.vcf.gz.tmp") and left[0].name.endswith(".scratch")
+    with atomic_open(out) as fh:
+        fh.write("x")
+    assert [p.name for p in tmp_path.iterdir()] == ["imputed.vcf.gz"]

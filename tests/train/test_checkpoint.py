@@ -142,3 +142,22 @@ def test_interrupted_swap_is_recovered(tmp_path):
     assert load_checkpoint(target, model=make_model())["global_step"] == 7
     save_checkpoint(target, model=make_model(), state={"global_step": 8}, config={})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
+
+
+def test_a_save_killed_before_or_after_its_renames_leaves_nothing_after_the_next_save(tmp_path):
+    import subprocess
+    import sys
+
+    target = tmp_path / "last"
+    save_checkpoint(target, model=make_model(), state={"global_step": 1}, config={})
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    half = tmp_path / f".last.tmp{dead}-x.dir"  # killed while writing its files
+    half.mkdir()
+    (half / ckpt.WEIGHTS).write_bytes(b"half")
+    spent = tmp_path / ".last.old"  # killed after both renames, before removing the previous one
+    spent.mkdir()
+    assert checkpoint_exists(target) and not spent.exists()
+    save_checkpoint(target, model=make_model(), state={"global_step": 2}, config={})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
+    assert load_checkpoint(target, model=make_model())["global_step"] == 2
