@@ -2,12 +2,13 @@
 
 SCRNA = config["scrna"]
 SCRNA_DIR = "results/scrna"
-SCRNA_DATASETS = list(SCRNA["datasets"])
-SCRNA_MODELS = list(SCRNA["models"])
+# a data set or model with enabled: false is left out (a preset merged over config.yaml cannot remove a key)
+SCRNA_DATASETS = [d for d, spec in SCRNA["datasets"].items() if spec.get("enabled", True)]
+SCRNA_MODELS = [m for m, spec in SCRNA["models"].items() if spec.get("enabled", True)]
 SCRNA_RESOURCES = SCRNA["resources"]
 # (data set, model) runs, and the binnings each data set is tokenized with (those its models use)
 SCRNA_RUNS = [(d, m) for d in SCRNA_DATASETS for m in SCRNA_MODELS]
-SCRNA_BINNINGS = list(dict.fromkeys(spec["binning"] for spec in SCRNA["models"].values()))
+SCRNA_BINNINGS = list(dict.fromkeys(SCRNA["models"][m]["binning"] for m in SCRNA_MODELS))
 # where each default source lies once fetched (the fetch rule's output folder, then the file in it)
 SCRNA_SOURCES = {
     "scanpy_brain10k": ("resources/scrna/scanpy", "resources/scrna/scanpy/brain10k.zarr"),

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 
 import faiss
+import numba
 import numpy as np
 from tqdm import tqdm
 
@@ -214,9 +215,124 @@ def retrieve_windows(
         inverse = np.empty_like(perm)
         inverse[perm] = np.arange(n_panel)
         scale = np.float32(1.0) if weights is None else np.sqrt(weights[w])
+        queries = np.ascontiguousarray(query_hap[sites].T * scale, dtype=np.float32)
+        if kind == "exact":
+            found = grouped_search(panel_hap[sites], scale, inverse, queries, k, exclude)
+            if found is not None:
+                out[w] = found
+                continue
         vectors = np.ascontiguousarray(panel_hap[sites][:, perm].T * scale, dtype=np.float32)
         index = build_index(vectors, ivf_min_haplotypes=ivf_min_haplotypes, nlist=nlist, nprobe=nprobe)
         ex = None if exclude is None else inverse[exclude]
-        ids = search(index, np.ascontiguousarray(query_hap[sites].T * scale, dtype=np.float32), k, ex)
+        ids = search(index, queries, k, ex)
         out[w] = perm[ids]
     return out
+
+
+GROUPED_MAX_FRACTION = 0.8  # distinct allele vectors / panel haplotypes above which the plain search is cheaper
+
+
+def grouped_search(cols: np.ndarray, scale, rank: np.ndarray, queries: np.ndarray, k: int,
+                   exclude: np.ndarray | None) -> np.ndarray | None:
+    """Exact K nearest panel haplotypes, searching each distinct allele vector once; None when that saves little.
+
+    A big panel repeats the same alleles at a window's query sites many times over (the scale panel:
+    ~1,700 distinct vectors among 5,232 haplotypes), and every copy is at the same distance from a
+    query. So the distinct vectors are searched (FAISS, exact) and each is expanded to its
+    haplotypes; the order is that of the plain search over the permuted panel, distance first and
+    then ``rank`` (the haplotype's place in the window's tie-breaking permutation), across every
+    haplotype at the boundary distance: a query whose boundary run of equal distances may go on past
+    the vectors returned is searched again, wider.
+
+    Parameters
+    ----------
+    cols : ndarray, int8, shape (n_sites, n_panel)
+        The panel's alleles at the query sites.
+    scale : float32 or ndarray (n_sites,)
+        Per-site scale of the vectors (square root of the site weights).
+    rank : ndarray, int, shape (n_panel,)
+        Tie-breaking place of each haplotype.
+    queries : ndarray, float32, shape (n_queries, n_sites)
+        Scaled query vectors.
+    exclude : ndarray, int, shape (n_queries, m), optional
+        Panel columns each query must not get back.
+    """
+    n_panel = cols.shape[1]
+    packed = np.ascontiguousarray(np.packbits(cols, axis=0).T)  # (n_panel, bytes): one key per haplotype
+    keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+    _, first, group = np.unique(keys, return_index=True, return_inverse=True)
+    n_u = len(first)
+    if n_u > GROUPED_MAX_FRACTION * n_panel:
+        return None
+    group = group.ravel()
+    members = np.lexsort((rank, group)).astype(np.int64)  # haplotypes by group, then rank
+    offsets = np.searchsorted(group[members], np.arange(n_u + 1)).astype(np.int64)
+    index = faiss.IndexFlatL2(cols.shape[0])
+    index.add(np.ascontiguousarray(cols[:, first].T * scale, dtype=np.float32))
+    ex = np.full((len(queries), 0), -1, dtype=np.int64) if exclude is None else np.asarray(exclude, dtype=np.int64)
+    m = ex.shape[1]
+    if k < 1 or k > n_panel - m:
+        raise ValueError(f"K={k} nearest haplotypes requested but the panel has {n_panel} haplotypes"
+                         + (f" ({n_panel - m} after excluding the query and its partner)" if m else "")
+                         + "; lower impute.model.k")
+    out = np.full((len(queries), k), -1, dtype=np.int64)
+    rows = np.arange(len(queries))
+    width = min(n_u, k + m)
+    while len(rows):
+        dist, ids = index.search(queries[rows], width)
+        sub = np.full((len(rows), k), -1, dtype=np.int64)
+        again = _expand_groups(dist, ids, offsets, members, np.asarray(rank, dtype=np.int64), ex[rows], k, sub,
+                               n_u)
+        out[rows] = sub
+        rows = rows[again]
+        width = min(n_u, 2 * width)
+    if (out < 0).any():
+        raise RuntimeError("grouped search returned fewer neighbours than requested")
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _expand_groups(dist, ids, offsets, members, rank, exclude, k, out, n_groups):
+    """Fill ``out`` (queries, k) with the haplotypes of the groups ``ids`` (nearest first), a run of groups at one
+    distance ordered by ``rank``; True for the queries whose boundary run may continue past the groups given."""
+    nq, width = ids.shape
+    again = np.zeros(nq, dtype=np.bool_)
+    buf = np.empty(members.shape[0], dtype=np.int64)
+    for q in range(nq):
+        filled = 0
+        g = 0
+        while filled < k and g < width:
+            g2 = g + 1
+            while g2 < width and dist[q, g2] == dist[q, g]:
+                g2 += 1
+            if g2 == width and width < n_groups:  # the run may go on past the groups returned
+                again[q] = True
+                break
+            nb = 0
+            for j in range(g, g2):
+                u = ids[q, j]
+                for t in range(offsets[u], offsets[u + 1]):
+                    h = members[t]
+                    keep = True
+                    for e in range(exclude.shape[1]):
+                        if exclude[q, e] == h:
+                            keep = False
+                            break
+                    if keep:
+                        buf[nb] = h
+                        nb += 1
+            if g2 - g > 1 and nb > 1:  # several groups: their haplotypes by rank (each group's already are)
+                keys = np.empty(nb, dtype=np.int64)
+                for i in range(nb):
+                    keys[i] = rank[buf[i]]
+                order = np.argsort(keys, kind="mergesort")
+                for i in range(min(nb, k - filled)):
+                    out[q, filled + i] = buf[order[i]]
+            else:
+                for i in range(min(nb, k - filled)):
+                    out[q, filled + i] = buf[i]
+            filled += min(nb, k - filled)
+            g = g2
+        if filled < k and not again[q] and width < n_groups:
+            again[q] = True
+    return again

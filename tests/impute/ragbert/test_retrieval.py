@@ -112,3 +112,43 @@ def test_the_nearest_k_of_a_larger_search_are_a_search_for_k_ties_included(ivf):
         small = retrieve_windows(panel, query, sites, k=3, exclude=ex, weights=weights, **opts)
         large = retrieve_windows(panel, query, sites, k=32, exclude=ex, weights=weights, **opts)
         np.testing.assert_array_equal(large[:, :, :3], small)
+
+
+@pytest.mark.parametrize("n_sites, n_founders, k", [(6, 12, 20), (24, 12, 20), (24, 150, 5)])
+def test_searching_each_distinct_allele_vector_once_gives_the_plain_searchs_order(n_sites, n_founders, k, monkeypatch):
+    # unweighted: distances are small integers, exact in float32, so both searches see the same ties and must
+    # order them alike (distance, then the tie-breaking permutation); 6 sites: few distinct vectors, long runs of
+    # equal distance at the K boundary (the grouped search widens its search for them)
+    import omicslm.impute.ragbert.retrieval as R
+
+    rng = np.random.default_rng(11)
+    founders = (rng.random((n_sites, n_founders)) < 0.4).astype(np.int8)
+    panel = founders[:, rng.integers(0, n_founders, 300)]
+    panel[:, :30] = (rng.random((n_sites, 30)) < 0.4)  # and some haplotypes of their own
+    query = panel[:, rng.integers(0, 300, 40)].copy()
+    query[rng.random(query.shape) < 0.1] ^= 1
+    windows = np.array([[0, n_sites // 2], [n_sites // 2, n_sites]])
+    sites = window_query_sites(windows, np.arange(n_sites), flank_sites=n_sites)
+    ids = np.arange(40)
+    exclude = np.stack([ids * 7, ids * 7 + 1], 1)
+    opts = dict(ivf_min_haplotypes=10_000, nlist=4, nprobe=4, seed=3, threads=1)
+    for ex in (None, exclude):
+        grouped = retrieve_windows(panel, query, sites, k=k, exclude=ex, **opts)
+        monkeypatch.setattr(R, "GROUPED_MAX_FRACTION", 0.0)  # the plain search over every haplotype
+        plain = retrieve_windows(panel, query, sites, k=k, exclude=ex, **opts)
+        monkeypatch.undo()
+        np.testing.assert_array_equal(grouped, plain)
+        if ex is not None:
+            assert not (grouped[:, :, :, None] == ex[None, :, None, :]).any()
+
+
+def test_the_grouped_search_is_used_where_the_panel_repeats_itself():
+    from omicslm.impute.ragbert.retrieval import grouped_search
+
+    rng = np.random.default_rng(2)
+    cols = (rng.random((8, 50)) < 0.5).astype(np.int8)
+    q = (rng.random((5, 8)) < 0.5).astype(np.float32)
+    rank = np.arange(50)
+    assert grouped_search(cols[:, np.arange(200) % 50], np.float32(1.0), np.arange(200), q, 3, None) is not None
+    assert grouped_search(np.vstack([cols, np.eye(50, dtype=np.int8)]), np.float32(1.0), rank,
+                          np.hstack([q, np.zeros((5, 50), np.float32)]), 3, None) is None  # all distinct: plain search
