@@ -210,17 +210,20 @@ def retrieve_windows(
     out = np.empty((len(query_sites), query_hap.shape[1], k), dtype=np.int32)
     rng = np.random.default_rng(seed)
     kind = "exact" if n_panel < ivf_min_haplotypes else "IVF"
+    plain_in_a_row = 0  # windows in a row where the grouped search would not pay: after 3 it is not tried again
     for w, sites in enumerate(tqdm(query_sites, desc=f"retrieval ({kind}, K={k})", unit=" windows", mininterval=5)):
         perm = rng.permutation(n_panel)
         inverse = np.empty_like(perm)
         inverse[perm] = np.arange(n_panel)
         scale = np.float32(1.0) if weights is None else np.sqrt(weights[w])
         queries = np.ascontiguousarray(query_hap[sites].T * scale, dtype=np.float32)
-        if kind == "exact":
+        if kind == "exact" and plain_in_a_row < 3:
             found = grouped_search(panel_hap[sites], scale, inverse, queries, k, exclude)
             if found is not None:
                 out[w] = found
+                plain_in_a_row = 0
                 continue
+            plain_in_a_row += 1  # a panel whose vectors are all distinct here is so in the next windows too
         vectors = np.ascontiguousarray(panel_hap[sites][:, perm].T * scale, dtype=np.float32)
         index = build_index(vectors, ivf_min_haplotypes=ivf_min_haplotypes, nlist=nlist, nprobe=nprobe)
         ex = None if exclude is None else inverse[exclude]
