@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("extra", [[], ["config/1kg_chr20.yaml"], ["config/full.yaml"], ["config/crispron.yaml"],
                                    ["config/crispron.yaml", "config/crispron_cpu.yaml"], ["config/scale.yaml"],
-                                   ["config/1kg_chr20_targets.yaml"]])
+                                   ["config/1kg_chr20_targets.yaml"], ["config/scrna_cpu.yaml"]])
 def test_shipped_configs_validate(extra):
     cfg = load_config(ROOT / "config.yaml", *[ROOT / e for e in extra])
     assert cfg["impute"]["evaluate"]["maf_bins"][0] == 0.0

@@ -56,6 +56,15 @@ def test_tiny_run_writes_the_eval_table(workdir):
     assert (workdir / "results/scrna/brain10k/seed_ce/work/last/model.safetensors").is_file()
 
 
+def test_a_data_set_or_model_can_be_left_out_by_a_preset(tmp_path):
+    # a preset merged over config.yaml cannot remove a key: enabled: false leaves the entry out
+    write_config(tmp_path / "tiny.yaml", TINY)
+    off = write_config(tmp_path / "off.yaml", {"scrna": {"datasets": {"brain10k": {"enabled": False}},
+                                                         "models": {"clip_ordinal": {"enabled": False}}}})
+    jobs = planned_jobs(snakemake(tmp_path, "-n", TARGET, configs=[tmp_path / "tiny.yaml", off]))
+    assert jobs["scrna_ingest"] == jobs["scrna_tokenize"] == jobs["scrna_train"] == jobs["scrna_evaluate"] == 1
+
+
 def test_second_run_does_nothing(workdir):
     res = snakemake(workdir, "-n", TARGET, configs=[workdir / "tiny.yaml"])
     assert "Nothing to be done" in res.stdout + res.stderr
