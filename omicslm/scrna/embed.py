@@ -25,14 +25,16 @@ from omicslm.io.atomic import atomic_path, scratch_dir
 
 log = logging.getLogger(__name__)
 
-EMBEDDINGS = ("X_omicslm", "X_pca")
+EMBEDDINGS = ("X_omicslm", "X_pca", "X_scvi")
 
 
 def embed_cells(counts_h5ad, checkpoint_dir, training_tokens, out_h5ad, *, model_name: str,
                 on_unknown_gene: str = "skip", batch_size: int = 64, pca_components: int = 30,
-                hvg_genes: int = 2000, seed: int = 0, device: str = "auto", threads: int = 1):
-    """Write ``out_h5ad``: the tokenized cells' counts, labels, ``X_omicslm`` and ``X_pca``; returns the AnnData."""
-    from omicslm.scrna.evaluate import embed_rows, scanpy_embedding
+                hvg_genes: int = 2000, seed: int = 0, device: str = "auto", threads: int = 1,
+                scvi: dict | None = None):
+    """Write ``out_h5ad``: the tokenized cells' counts, labels, ``X_omicslm``, ``X_pca`` and (``scvi`` enabled:
+    scvi-tools' SCVI trained on these cells, unsupervised, as its users run it) ``X_scvi``; returns the AnnData."""
+    from omicslm.scrna.evaluate import embed_rows, scanpy_embedding, scvi_embeddings
     from omicslm.scrna.ingest import read_ingested, write_counts_h5ad
     from omicslm.scrna.tokenize import load_tokenized, tokenize
     from omicslm.scrna.train import load_model
@@ -59,6 +61,9 @@ def embed_cells(counts_h5ad, checkpoint_dir, training_tokens, out_h5ad, *, model
     adata.obsm["X_omicslm"] = emb.astype(np.float32)
     adata.obsm["X_pca"] = scanpy_embedding(counts_h5ad, cells, n_components=pca_components, hvg_genes=hvg_genes,
                                            seed=seed)
+    if scvi and scvi.get("enabled", True):
+        adata.obsm["X_scvi"], _ = scvi_embeddings(counts_h5ad, cells, n_latent=int(scvi["n_latent"]),
+                                                  max_epochs=int(scvi["max_epochs"]), seed=seed, threads=threads)
     adata.uns["omicslm"] = {"model": model_name, "checkpoint": str(checkpoint_dir),
                             "genes_not_in_vocab": int(tok["genes_not_in_vocab"]),
                             "cells_without_known_genes": int(tok["cells_without_known_genes"]),
@@ -83,13 +88,14 @@ def plot_umaps(embedded_h5ad, out_png: str | os.PathLike, *, n_neighbors: int = 
 
     adata = ad.read_h5ad(embedded_h5ad)
     color = "label" if "label" in adata.obs else None
-    fig, axes = plt.subplots(1, len(EMBEDDINGS), figsize=(5 * len(EMBEDDINGS), 4.4), squeeze=False)
-    for ax, rep in zip(axes.flat, EMBEDDINGS):
+    reps = [rep for rep in EMBEDDINGS if rep in adata.obsm]
+    fig, axes = plt.subplots(1, len(reps), figsize=(5 * len(reps), 4.4), squeeze=False)
+    for ax, rep in zip(axes.flat, reps):
         view = adata.copy()
         sc.pp.neighbors(view, use_rep=rep, n_neighbors=min(n_neighbors, max(2, view.n_obs - 1)), random_state=seed)
         sc.tl.umap(view, random_state=seed)
         sc.pl.umap(view, color=color, ax=ax, show=False, title=f"{rep} ({view.n_obs} cells)",
-                   legend_loc="right margin" if rep == EMBEDDINGS[-1] else "none")
+                   legend_loc="right margin" if rep == reps[-1] else "none")
     fig.tight_layout()
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

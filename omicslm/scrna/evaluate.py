@@ -106,6 +106,49 @@ def scanpy_embedding(counts_h5ad, cells, *, n_components: int, hvg_genes: int, s
     return np.asarray(adata.obsm["X_pca"], dtype=np.float32)
 
 
+def scvi_embeddings(counts_h5ad, cells_train, cells_test=None, *, n_latent: int, max_epochs: int, seed: int,
+                    threads: int = 1):
+    """scvi-tools' SCVI trained on the training cells' counts; the latent means of the (train, test) cells
+    (test None: of the training cells alone, as for embedding one's own cells).
+
+    As scVI's users run it: ``SCVI.setup_anndata`` on the raw counts of the training cells, ``train`` on the
+    CPU (``max_epochs``, scvi-tools' own early stopping off, no label used), then
+    ``get_latent_representation`` of the held-out cells, whose AnnData scvi-tools registers like the
+    training one. float32 arrays (n, n_latent).
+    """
+    import logging as _logging
+    import warnings
+
+    import scvi
+
+    from omicslm.scrna.ingest import read_ingested
+
+    for name in ("scvi", "lightning", "lightning.pytorch", "pytorch_lightning"):
+        _logging.getLogger(name).setLevel(_logging.WARNING)
+    adata = read_ingested(counts_h5ad)
+    index = pd.Index(np.asarray(adata.obs_names, dtype=str))
+    tr = index.get_indexer(np.asarray(cells_train, dtype=str))
+    te = index.get_indexer(np.asarray([] if cells_test is None else cells_test, dtype=str))
+    if (tr < 0).any() or (te < 0).any():
+        raise ValueError(f"{counts_h5ad}: tokenized cells missing from the count matrix")
+    scvi.settings.seed = seed
+    torch.set_num_threads(max(1, int(threads)))
+    train = adata[tr].copy()
+    test = adata[te].copy()
+    for a in (train, test):
+        a.X = a.X.astype(np.float32)
+    scvi.model.SCVI.setup_anndata(train)
+    model = scvi.model.SCVI(train, n_latent=n_latent)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*srun.*")  # lightning's SLURM hint, not ours to follow
+        model.train(max_epochs=max_epochs, accelerator="cpu", devices=1, enable_progress_bar=False,
+                    early_stopping=False, logger=False, enable_checkpointing=False)
+    z_train = np.asarray(model.get_latent_representation(train), dtype=np.float32)
+    if cells_test is None:
+        return z_train, None
+    return z_train, np.asarray(model.get_latent_representation(test), dtype=np.float32)
+
+
 @torch.no_grad()
 def embed_rows(model, data: Tokenized, rows: np.ndarray, *, batch_size: int, device, amp: bool = True) -> np.ndarray:
     """Mean-pooled embeddings of view 0 of ``rows`` with every count visible; float32 (len(rows), d_model)."""
@@ -122,8 +165,11 @@ def embed_rows(model, data: Tokenized, rows: np.ndarray, *, batch_size: int, dev
 
 def evaluate_baselines(tokens: dict[str, str], counts_h5ad, out_tsv, *, dataset: str, mask_fraction: float, seed: int,
                        alphas, max_val_cells: int | None, knn_k: int, pca_components: int,
-                       kmeans_n_init: int, hvg_genes: int = 2000) -> pd.DataFrame:
-    """Baseline rows of one data set: count baselines per binning and split, PCA embedding row (test).
+                       kmeans_n_init: int, hvg_genes: int = 2000, scvi: dict | None = None,
+                       threads: int = 1) -> pd.DataFrame:
+    """Baseline rows of one data set: count baselines per binning and split, embedding peers' rows (test).
+
+    scvi : ``scrna.evaluate.scvi`` ({enabled, n_latent, max_epochs}); None or not enabled: no scVI row.
 
     tokens : binning name -> tokenized folder (all of one data set, so they share cells and split).
     alphas : smoothing weights to pick from on the validation cells (:func:`omicslm.scrna.baselines.pick_alpha`).
@@ -161,6 +207,16 @@ def evaluate_baselines(tokens: dict[str, str], counts_h5ad, out_tsv, *, dataset:
                          cells=len(test), **scores))
         log.info("%s scanpy recipe (normalize_total, log1p, %d HVGs, PCA): kNN accuracy %.3f, ARI %.3f", dataset,
                  hvg_genes, scores["knn_accuracy"], scores["ari"])
+        if scvi and scvi.get("enabled", True):
+            z_tr, z_te = scvi_embeddings(counts_h5ad, cells["cell"].to_numpy()[train], cells["cell"].to_numpy()[test],
+                                         n_latent=int(scvi["n_latent"]), max_epochs=int(scvi["max_epochs"]), seed=seed,
+                                         threads=threads)
+            scores = label_metrics(z_tr, cells["label"].to_numpy()[train], z_te, cells["label"].to_numpy()[test],
+                                   knn_k=knn_k, seed=seed, n_init=kmeans_n_init)
+            rows.append(_row(dataset=dataset, method="scvi", kind="embedding_baseline", split="test",
+                             cells=len(test), **scores))
+            log.info("%s scVI (%d latent, %d epochs on the training cells): kNN accuracy %.3f, ARI %.3f", dataset,
+                     scvi["n_latent"], scvi["max_epochs"], scores["knn_accuracy"], scores["ari"])
     return _write(rows, out_tsv)
 
 

@@ -39,9 +39,11 @@ def _new_cells(tmp_path, extra_genes=5):
 def test_your_cells_get_the_models_embedding_beside_scanpys(tmp_path, tokens, trained):
     mine = _new_cells(tmp_path)
     adata = embed_cells(mine, trained, tokens, tmp_path / "out.h5ad", model_name="toy/tiny", batch_size=8,
-                        pca_components=5, hvg_genes=2000, device="cpu")
+                        pca_components=5, hvg_genes=2000, device="cpu",
+                        scvi={"enabled": True, "n_latent": 3, "max_epochs": 10})
     back = ad.read_h5ad(tmp_path / "out.h5ad")
     assert back.obsm["X_omicslm"].shape == (40, 16) and back.obsm["X_pca"].shape == (40, 5)
+    assert back.obsm["X_scvi"].shape == (40, 3) and np.isfinite(back.obsm["X_scvi"]).all()  # scvi-tools' SCVI
     assert np.isfinite(back.obsm["X_omicslm"]).all() and back.n_obs == adata.n_obs
     assert "cell_new_only" not in back.obs_names  # no gene of the vocabulary: dropped and counted
     assert back.uns["omicslm"]["genes_not_in_vocab"] == 5 and back.uns["omicslm"]["cells_without_known_genes"] == 1

@@ -52,7 +52,8 @@ def test_model_and_baseline_rows_combine_into_one_table(tokens, ingested, tmp_pa
     model = evaluate_model(tokens, tmp_path / "m" / "best", tmp_path / "eval.tsv", dataset="toy", name="tiny",
                            binning="clip10", batch_size=8, knn_k=5, kmeans_n_init=2, device="cpu", **EVAL)
     base = evaluate_baselines({"clip10": tokens}, ingested, tmp_path / "base.tsv", dataset="toy", alphas=[1.0, 10.0],
-                              max_val_cells=None, knn_k=5, pca_components=5, kmeans_n_init=2, **EVAL)
+                              max_val_cells=None, knn_k=5, pca_components=5, kmeans_n_init=2,
+                              scvi={"enabled": True, "n_latent": 4, "max_epochs": 20}, **EVAL)
     row = model.iloc[0]
     assert row["head"] == "ordinal" and row["masked_tokens"] > 0 and row["masked_loss"] < math.log(10)
     assert 0 <= row["knn_accuracy"] <= 1 and not math.isnan(row["ari"])
@@ -62,9 +63,11 @@ def test_model_and_baseline_rows_combine_into_one_table(tokens, ingested, tmp_pa
     assert pca["knn_accuracy"] > 0.9                                        # the two toy cell types separate
     hvg = base[base["method"] == "scanpy_hvg_pca"].iloc[0]                  # scanpy's own recipe, the same cells
     assert hvg["knn_accuracy"] > 0.9 and hvg["cells"] == pca["cells"]
+    scvi = base[base["method"] == "scvi"].iloc[0]                           # scvi-tools' SCVI, the same cells
+    assert scvi["knn_accuracy"] > 0.9 and scvi["cells"] == pca["cells"] and scvi["kind"] == "embedding_baseline"
     table = combine_eval([tmp_path / "eval.tsv", tmp_path / "base.tsv"], tmp_path / "all.tsv")
     assert list(table["method"]) == ["per_cell_mean", "per_gene_marginal", "random", "tiny", "pca_lognorm",
-                                     "scanpy_hvg_pca"]
+                                     "scanpy_hvg_pca", "scvi"]
     assert set(table["split"]) == {"test"}
     assert pd.read_csv(tmp_path / "all.tsv", sep="\t").shape == table.shape
     plot_loss_curves([tmp_path / "m" / "history.tsv"], ["toy/tiny/clip10"], [tmp_path / "base.tsv"], ["toy"],

@@ -48,6 +48,7 @@ def test_tiny_run_writes_the_eval_table(workdir):
     pbmc = table[table["dataset"] == "pbmc68k"].set_index("method")
     assert pbmc.loc["pca_lognorm", "knn_accuracy"] > 0.5                     # bulk_labels are learnable from counts
     assert pbmc.loc["scanpy_hvg_pca", "knn_accuracy"] > 0.5                  # the scanpy recipe, run by scanpy
+    assert pbmc.loc["scvi", "knn_accuracy"] > 0.5                            # scvi-tools' SCVI on the training cells
     assert pbmc.loc[["seed_ce", "clip_ordinal"], "knn_accuracy"].notna().all()
     assert table[table["dataset"] == "brain10k"]["knn_accuracy"].isna().all()  # no labels: no embedding metrics
     ingest = json.loads((workdir / "results/scrna/pbmc68k/ingest_summary.json").read_text())
@@ -83,6 +84,7 @@ def test_scrna_embed_applies_the_trained_model_to_your_cells(workdir):
     snakemake(workdir, TARGET, configs=configs, timeout=600)
     adata = ad.read_h5ad(workdir / "results/scrna/embed/my_cells.h5ad")
     assert adata.n_obs == 700 and adata.obsm["X_omicslm"].shape == (700, 64) and adata.obsm["X_pca"].shape[0] == 700
+    assert adata.obsm["X_scvi"].shape == (700, 10)
     assert adata.uns["omicslm"]["model"] == "pbmc68k/seed_ce"  # the default: the first model, first labelled set
     assert adata.uns["omicslm"]["genes_not_in_vocab"] == 0 and adata.obs["label"].nunique() == 10
     assert (workdir / "results/scrna/embed/my_cells_umap.png").read_bytes()[:4] == b"\x89PNG"

@@ -210,7 +210,7 @@ rule scrna_embed:
         made_with=lambda wc: scrna_made_with(f"scrna_embed/{wc.sce}"),  # rerun key: read by no script (settings_above)
         model=SCRNA_EMBED_RUN,
         on_unknown_gene=SCRNA_EMBED["on_unknown_gene"],
-        options={k: SCRNA["evaluate"][k] for k in ("batch_size", "pca_components", "hvg_genes", "seed")},
+        options={k: SCRNA["evaluate"][k] for k in ("batch_size", "pca_components", "hvg_genes", "seed", "scvi")},
         device=SCRNA["train"]["device"],
     threads: SCRNA["threads"]
     log:

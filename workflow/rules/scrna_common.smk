@@ -107,7 +107,7 @@ SCRNA_SETTINGS.update({
        for e in SCRNA_EMBED_SETS},
     **{f"scrna_embed/{e}": {"scrna.embed": {"model": SCRNA_EMBED_RUN, "on_unknown_gene": SCRNA_EMBED["on_unknown_gene"]},
                             "scrna.evaluate (embedding)": {k: SCRNA["evaluate"][k] for k in
-                                                           ("batch_size", "pca_components", "hvg_genes", "seed")}}
+                                                           ("batch_size", "pca_components", "hvg_genes", "seed", "scvi")}}
        for e in SCRNA_EMBED_SETS},
 })
 SCRNA_PARENTS = {
