@@ -53,12 +53,6 @@ _STDERR_TAIL_LINES = 30
 # --------------------------------------------------------------------------- helpers
 
 
-def tmpdir_beside(path: Path):
-    """A scratch directory in ``path``'s folder (same filesystem, so renames are atomic), swept after a kill
-    (:func:`omicslm.io.atomic.scratch_dir`)."""
-    return scratch_dir(path)
-
-
 def _tail(text: str, n: int = _STDERR_TAIL_LINES) -> str:
     return "\n".join(text.strip().splitlines()[-n:])
 
@@ -293,7 +287,7 @@ def beagle_to_vcf(ref_vcf: str | os.PathLike, target_vcf: str | os.PathLike, out
     if ne is not None:
         args.append(f"ne={ne:g}")
     out_vcf = Path(out_vcf)
-    with tmpdir_beside(out_vcf) as tmp:
+    with scratch_dir(out_vcf) as tmp:
         prefix = tmp / "beagle"
         seconds = run_tool([*_beagle_cmd(mem_gb), *args, f"out={prefix}"], tool=tool, cwd=tmp)
         result = Path(f"{prefix}.vcf.gz")
@@ -333,7 +327,7 @@ def compress_reference_minimac4(ref_vcf: str | os.PathLike, out_msav: str | os.P
         Wall-clock seconds minimac4 ran.
     """
     out_msav = Path(out_msav)
-    with tmpdir_beside(out_msav) as tmp:
+    with scratch_dir(out_msav) as tmp:
         result = tmp / "reference.msav"
         cmd = ["minimac4", "--compress-reference", "--threads", threads, "-o", result, Path(ref_vcf).resolve()]
         seconds = run_tool(cmd, tool="minimac4 --compress-reference")
@@ -400,7 +394,7 @@ def run_minimac4(
         cmd += ["--map", genetic_map.resolve()]
     if region_arg is not None:
         cmd += ["--region", region_arg]
-    with tmpdir_beside(out_vcf) as tmp:
+    with scratch_dir(out_vcf) as tmp:
         result = tmp / "imputed.vcf.gz"
         cmd += ["-o", result, Path(ref_msav).resolve(), Path(target_vcf).resolve()]
         seconds = run_tool(cmd, tool="minimac4")

@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from omicslm.errors import InputError
-from omicslm.impute.baselines import index_and_move, require_file, run_tool, tmpdir_beside
-from omicslm.io.atomic import atomic_open
+from omicslm.impute.baselines import index_and_move, require_file, run_tool
+from omicslm.io.atomic import atomic_open, scratch_dir
 
 logger = logging.getLogger(__name__)
 
@@ -314,7 +314,7 @@ def cut_core(
     region = f"{contig}:{int(core_start)}-{int(core_end)}"
     indexed = Path(f"{chunk_vcf}.tbi").is_file() or Path(f"{chunk_vcf}.csi").is_file()
     select = ["-r", region, "--regions-overlap", "0"] if indexed else ["-t", region, "--targets-overlap", "0"]
-    with tmpdir_beside(out_vcf) as tmp:
+    with scratch_dir(out_vcf) as tmp:
         result = tmp / "core.vcf.gz"
         run_tool(["bcftools", "view", "--no-version", *select, "-Oz", "-o", result, chunk_vcf.resolve()],
              tool="bcftools view")
@@ -403,7 +403,7 @@ def gather_cores(core_vcfs: Sequence[str | os.PathLike], out_vcf: str | os.PathL
     sources = [require_file(p, "chunk core VCF").resolve() for p in core_vcfs]
     out_vcf = Path(out_vcf)
     counts = [_count_records(p) for p in sources]
-    with tmpdir_beside(out_vcf) as tmp:
+    with scratch_dir(out_vcf) as tmp:
         file_list = tmp / "cores.txt"
         file_list.write_text("".join(f"{p}\n" for p in sources))
         result = tmp / "gathered.vcf.gz"

@@ -22,8 +22,8 @@ from pathlib import Path
 import cyvcf2
 import pysam
 
-from omicslm.impute.baselines import beagle_to_vcf, require_file, run_tool, tmpdir_beside
-from omicslm.io.atomic import publish_with_index
+from omicslm.impute.baselines import beagle_to_vcf, require_file, run_tool
+from omicslm.io.atomic import publish_with_index, scratch_dir
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def _copy_phased(target_vcf: Path, out_vcf: Path) -> None:
     VCF (otherwise the index is rebuilt); a plain or plain-gzip VCF is recompressed with bcftools.
     """
     index = Path(f"{target_vcf}.tbi")
-    with tmpdir_beside(out_vcf) as tmp:
+    with scratch_dir(out_vcf) as tmp:
         result = tmp / "phased.vcf.gz"
         if _is_bgzf(target_vcf):
             shutil.copyfile(target_vcf, result)
