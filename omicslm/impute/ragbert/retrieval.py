@@ -117,6 +117,14 @@ def build_index(vectors: np.ndarray, *, ivf_min_haplotypes: int, nlist: int, npr
     return index
 
 
+def _check_k(k: int, n_panel: int, n_excluded: int) -> None:
+    """ValueError naming the panel size unless 1 <= ``k`` <= the haplotypes left after ``n_excluded`` per query."""
+    if k < 1 or k > n_panel - n_excluded:
+        raise ValueError(f"K={k} nearest haplotypes requested but the panel has {n_panel} haplotypes"
+                         + (f" ({n_panel - n_excluded} after excluding the query and its partner)" if n_excluded
+                            else "") + "; lower impute.model.k")
+
+
 def search(index: faiss.Index, queries: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
     """The ``k`` nearest indexed vectors of every query, never one listed in ``exclude``.
 
@@ -139,10 +147,7 @@ def search(index: faiss.Index, queries: np.ndarray, k: int, exclude: np.ndarray 
     """
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     m = 0 if exclude is None else exclude.shape[1]
-    if k < 1 or k > index.ntotal - m:
-        raise ValueError(f"K={k} nearest haplotypes requested but the panel has {index.ntotal} haplotypes"
-                         + (f" ({index.ntotal - m} after excluding the query and its partner)" if m else "")
-                         + "; lower impute.model.k")
+    _check_k(k, index.ntotal, m)
     want = min(k + m, index.ntotal)
     _, ids = index.search(queries, want)
     if (ids < 0).any() and isinstance(index, faiss.IndexIVF):
@@ -273,19 +278,15 @@ def grouped_search(cols: np.ndarray, scale, rank: np.ndarray, queries: np.ndarra
     index = faiss.IndexFlatL2(cols.shape[0])
     index.add(np.ascontiguousarray(cols[:, first].T * scale, dtype=np.float32))
     ex = np.full((len(queries), 0), -1, dtype=np.int64) if exclude is None else np.asarray(exclude, dtype=np.int64)
-    m = ex.shape[1]
-    if k < 1 or k > n_panel - m:
-        raise ValueError(f"K={k} nearest haplotypes requested but the panel has {n_panel} haplotypes"
-                         + (f" ({n_panel - m} after excluding the query and its partner)" if m else "")
-                         + "; lower impute.model.k")
+    _check_k(k, n_panel, ex.shape[1])
+    rank = np.asarray(rank, dtype=np.int64)
     out = np.full((len(queries), k), -1, dtype=np.int64)
     rows = np.arange(len(queries))
-    width = min(n_u, k + m)
+    width = min(n_u, k + ex.shape[1])
     while len(rows):
         dist, ids = index.search(queries[rows], width)
         sub = np.full((len(rows), k), -1, dtype=np.int64)
-        again = _expand_groups(dist, ids, offsets, members, np.asarray(rank, dtype=np.int64), ex[rows], k, sub,
-                               n_u)
+        again = _expand_groups(dist, ids, offsets, members, rank, ex[rows], k, sub, n_u)
         out[rows] = sub
         rows = rows[again]
         width = min(n_u, 2 * width)
