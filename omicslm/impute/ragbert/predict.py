@@ -287,6 +287,22 @@ def _write_imputed_vcf(out_vcf, panel: Panel, samples: list[str], p: np.ndarray,
               ])
 
 
+def _target_queries(targets_vcf, panel: Panel, panel_idx: np.ndarray, *, skip_absent: bool, populations: bool):
+    """The targets as queries: (site_idx, target_hap, samples) of :func:`read_targets`, the observed-site mask, the
+    targets' populations (zeros when ``populations`` is false: the copying model alone reads none) and their
+    haplotypes over every panel site (n_variants, 2 x samples; 0 at the untyped sites)."""
+    site_idx, target_hap, samples = read_targets(targets_vcf, panel, skip_absent=skip_absent)
+    observed = np.zeros(panel.n_variants, dtype=bool)
+    observed[site_idx] = True
+    if populations:
+        query_pop = _target_populations(targets_vcf, panel, samples, panel_idx, target_hap, site_idx)
+    else:
+        query_pop = np.zeros(len(samples), dtype=panel.pop.dtype)
+    query_hap = np.zeros((panel.n_variants, 2 * len(samples)), dtype=np.int8)
+    query_hap[site_idx] = target_hap.reshape(len(site_idx), -1)
+    return site_idx, target_hap, samples, observed, query_pop, query_hap
+
+
 def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_vcf, runtime_json, *, method: str,
                    batch_size: int, threads: int = 1, device: str = "auto", train_runtime_json=None,
                    genetic_map=None, skip_absent: bool = False, cpu_bf16: bool = False,
@@ -345,18 +361,11 @@ def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_
         model.to(dev)
     cfg = config["options"]
     _check_genetic_map(config, checkpoint_dir, genetic_map, copying=mcfg.copying, contig=panel.contig)
-    site_idx, target_hap, samples = read_targets(targets_vcf, panel, skip_absent=skip_absent)
-    observed = np.zeros(panel.n_variants, dtype=bool)
-    observed[site_idx] = True
-    if model is not None:
-        query_pop = _target_populations(targets_vcf, panel, samples, panel_idx, target_hap, site_idx)
-    else:  # the copying model reads no population
-        query_pop = np.zeros(len(samples), dtype=panel.pop.dtype)
+    site_idx, target_hap, samples, observed, query_pop, query_hap = _target_queries(
+        targets_vcf, panel, panel_idx, skip_absent=skip_absent, populations=model is not None)
     windows = read_windows(windows_tsv, panel.n_variants)
     if (windows[:, 1] - windows[:, 0]).max() > mcfg.window_sites:
         raise InputError(windows_tsv, f"windows are longer than the model's {mcfg.window_sites} sites")
-    query_hap = np.zeros((panel.n_variants, 2 * len(samples)), dtype=np.int8)
-    query_hap[site_idx] = target_hap.reshape(len(site_idx), -1)
     data = window_data(panel, windows, observed, query_pop=query_pop, query_hap=query_hap, labels=False,
                         panel_idx=panel_idx, cfg=cfg, exclude_self=False, seed=int(cfg["train"]["seed"]),
                         threads=threads, window_sites=mcfg.window_sites, genetic_map=genetic_map, device=dev,

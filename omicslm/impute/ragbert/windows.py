@@ -149,6 +149,31 @@ def haplotype_columns(hap: np.ndarray, sample_idx: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(hap[:, sample_idx, :].reshape(hap.shape[0], -1))
 
 
+def _copying_prob(positions: np.ndarray, panel_hap: np.ndarray, query_hap: np.ndarray, observed_idx: np.ndarray,
+                  windows: np.ndarray, candidates: np.ndarray, copying: dict, *, genetic_map, device) -> np.ndarray:
+    """The copying model's ALT probability (n_variants, n_queries) over the retrieved ``candidates``, by the state
+    model ``copying.states`` names (slots, composite or window)."""
+    cm = site_cm(positions, genetic_map=genetic_map, cm_per_mb=copying["cm_per_mb"])
+    # the HMM reads a longer stretch of array sites than the retrieval compared: a copied
+    # segment is pinned down by the matches on both sides of it, far beyond the window
+    if copying.get("states", "window") == "slots":
+        # Beagle-style composite haplotypes: a fixed number of states whose copied column changes along
+        # the chunk (each window's candidates are states where it is read)
+        n_slots = int(copying.get("slots", 256))
+        if n_slots < candidates.shape[2]:
+            raise InputError("config impute.model.copying.slots", f"{n_slots} slots are fewer than the "
+                             f"{candidates.shape[2]} candidates per window (copying.candidates)")
+        return slots_alt_prob(panel_hap, query_hap, observed_idx, candidates, windows, cm,
+                              ne=copying["ne"], error=copying["error"], n_slots=n_slots, device=device)
+    if copying.get("states", "window") == "composite":
+        # one forward-backward per query over all its array sites, states pooled over its windows
+        return composite_alt_prob(panel_hap, query_hap, observed_idx, candidates, cm, ne=copying["ne"],
+                                  error=copying["error"], max_states=copying["max_states"], device=device)
+    hmm_sites = window_query_sites(windows, observed_idx, flank_sites=copying["flank_sites"])
+    return copying_alt_prob(panel_hap, query_hap, windows, hmm_sites, candidates, cm, ne=copying["ne"],
+                            error=copying["error"])
+
+
 def window_data(panel: Panel, windows: np.ndarray, observed: np.ndarray, *, query_hap: np.ndarray, labels: bool,
                  panel_idx: np.ndarray, cfg: dict, exclude_self: bool, seed: int, threads: int, window_sites: int,
                  genetic_map=None, query_idx: np.ndarray | None = None, query_pop: np.ndarray | None = None,
@@ -204,27 +229,8 @@ def window_data(panel: Panel, windows: np.ndarray, observed: np.ndarray, *, quer
                                           **index_opts)
             if shared:
                 neighbours = np.ascontiguousarray(candidates[:, :, :cfg["k"]])
-            cm = site_cm(panel.pos, genetic_map=genetic_map, cm_per_mb=copying["cm_per_mb"])
-            # the HMM reads a longer stretch of array sites than the retrieval compared: a copied
-            # segment is pinned down by the matches on both sides of it, far beyond the window
-            if copying.get("states", "window") == "slots":
-                # Beagle-style composite haplotypes: a fixed number of states whose copied column changes along
-                # the chunk (each window's candidates are states where it is read)
-                n_slots = int(copying.get("slots", 256))
-                if n_slots < candidates.shape[2]:
-                    raise InputError("config impute.model.copying.slots", f"{n_slots} slots are fewer than the "
-                                     f"{candidates.shape[2]} candidates per window (copying.candidates)")
-                copy_prob = slots_alt_prob(panel_hap, query_hap, observed_idx, candidates, windows, cm,
-                                           ne=copying["ne"], error=copying["error"], n_slots=n_slots, device=device)
-            elif copying.get("states", "window") == "composite":
-                # one forward-backward per query over all its array sites, states pooled over its windows
-                copy_prob = composite_alt_prob(panel_hap, query_hap, observed_idx, candidates, cm, ne=copying["ne"],
-                                               error=copying["error"], max_states=copying["max_states"],
-                                               device=device)
-            else:
-                hmm_sites = window_query_sites(windows, observed_idx, flank_sites=copying["flank_sites"])
-                copy_prob = copying_alt_prob(panel_hap, query_hap, windows, hmm_sites, candidates, cm,
-                                             ne=copying["ne"], error=copying["error"])
+            copy_prob = _copying_prob(panel.pos, panel_hap, query_hap, observed_idx, windows, candidates, copying,
+                                      genetic_map=genetic_map, device=device)
     return WindowData(windows=windows, window_sites=window_sites,
                       positions=panel.pos, vtype=panel.vtype, stats=stats, observed=observed,
                       query_hap=query_hap, query_pop=panel.pop[query_idx] if query_pop is None else query_pop,
