@@ -113,13 +113,9 @@ def query_slots(cand, n_slots: int, n_panel: int):
 def _one_query(q: int, cand, n_slots: int, n_panel: int, panel_obs, query_obs, seg_obs, switch, panel_hap, seg, li, ri, t,
                bounds, err: float, out) -> None:
     """Slots, forward-backward and read-out of query ``q``; its ALT probabilities go to ``out[q]``."""
-    n_obs = panel_obs.shape[0]
     n_var = panel_hap.shape[0]
     m = n_slots
     slot_hap, valid = query_slots(cand[:, q, :], n_slots, n_panel)
-    keep = np.float32(1.0 - err)
-    miss = np.float32(err)
-    diff = keep - miss
     validf = np.zeros(m, dtype=np.float32)
     k = 0
     for s in range(m):
@@ -130,6 +126,19 @@ def _one_query(q: int, cand, n_slots: int, n_panel: int, panel_obs, query_obs, s
         for j in range(n_var):
             out[q, j] = np.float32(0.0)
         return
+    post = _posteriors(q, slot_hap, validf, k, panel_obs, query_obs, seg_obs, switch, err)
+    _read_out(q, post, slot_hap, panel_hap, seg, li, ri, t, bounds, out)
+
+
+@njit(cache=True, nogil=True)
+def _posteriors(q: int, slot_hap, validf, k: int, panel_obs, query_obs, seg_obs, switch, err: float):
+    """Forward-backward of query ``q`` over its array sites: the state posterior (n_obs, slots) float32, each row
+    normalised; ``validf`` is 1 in the ``k`` filled slots, 0 elsewhere."""
+    n_obs = panel_obs.shape[0]
+    m = slot_hap.shape[1]
+    keep = np.float32(1.0 - err)
+    miss = np.float32(err)
+    diff = keep - miss
     inv_k = np.float32(1.0 / k)
     post = np.empty((n_obs, m), dtype=np.float32)
     # forward: post[a] holds the normalised forward probabilities after site a
@@ -194,6 +203,14 @@ def _one_query(q: int, cand, n_slots: int, n_panel: int, panel_obs, query_obs, s
         inv = np.float32(1.0) / total
         for s in range(m):
             post[a, s] *= inv
+    return post
+
+
+@njit(cache=True, nogil=True)
+def _read_out(q: int, post, slot_hap, panel_hap, seg, li, ri, t, bounds, out) -> None:
+    """ALT probability of every site of query ``q`` into ``out[q]``: the posterior interpolated between the
+    bracketing array sites, summed over the slots whose copied haplotype carries ALT."""
+    m = slot_hap.shape[1]
     # read-out, stretch by stretch of sites with the same bracketing array sites and window
     for k in range(len(bounds) - 1):
         j0 = bounds[k]
