@@ -300,9 +300,6 @@ def slots_alt_prob(panel_hap: np.ndarray, query_hap: np.ndarray, observed_idx: n
         t = np.clip(np.where(span > 0, (cm - cm[obs_idx[li]]) / span, 1.0), 0.0, 1.0)
     starts = np.asarray(windows, dtype=np.int64)[:, 0]
     seg = np.clip(np.searchsorted(starts, np.arange(n_var), side="right") - 1, 0, len(starts) - 1)  # window of a site
-    panel_obs = torch.as_tensor(np.ascontiguousarray(panel_hap[obs_idx]), device=device)       # (S, P)
-    seg_obs_np = seg[obs_idx]
-    obs_bounds = np.r_[0, np.flatnonzero(np.diff(seg_obs_np)) + 1, len(obs_idx)]  # array sites of each window's stretch
     if engine not in ("auto", "fused", "torch"):
         raise ValueError(f"copying engine must be auto, fused or torch, got {engine!r}")
     if engine == "fused" or (engine == "auto" and device.type == "cpu"):
@@ -313,6 +310,20 @@ def slots_alt_prob(panel_hap: np.ndarray, query_hap: np.ndarray, observed_idx: n
                              f"({candidates.shape[2]})")
         return slots_alt_prob_cpu(panel_hap, query_hap, obs_idx, candidates, switch.cpu().numpy(), seg, li, ri, t,
                                   error=error, n_slots=n_slots)
+    return _slots_alt_prob_torch(panel_hap, query_hap, obs_idx, candidates, switch, seg, li, ri, t, error=error,
+                                 n_slots=n_slots, query_batch=query_batch, device=device)
+
+
+def _slots_alt_prob_torch(panel_hap: np.ndarray, query_hap: np.ndarray, obs_idx: np.ndarray, candidates: np.ndarray,
+                          switch: torch.Tensor, seg: np.ndarray, li: np.ndarray, ri: np.ndarray, t: np.ndarray, *,
+                          error: float, n_slots: int, query_batch: int, device: torch.device) -> np.ndarray:
+    """:func:`slots_alt_prob` as batched torch tensors (CPU or CUDA), from the layout it derives: the switch
+    probabilities between array sites, each site's window and its bracketing array sites with the weight on the
+    right one."""
+    n_var, n_q = query_hap.shape
+    panel_obs = torch.as_tensor(np.ascontiguousarray(panel_hap[obs_idx]), device=device)       # (S, P)
+    seg_obs_np = seg[obs_idx]
+    obs_bounds = np.r_[0, np.flatnonzero(np.diff(seg_obs_np)) + 1, len(obs_idx)]  # array sites of each window's stretch
     li_t, ri_t = (torch.as_tensor(a, device=device) for a in (li, ri))
     t_t = torch.as_tensor(t, dtype=torch.float32, device=device)
     # the minor-allele carriers of the sites of each window's stretch (the sites whose slots are that window's)
