@@ -170,6 +170,19 @@ def _read_inputs(h5, split_tsv, array_tsv, windows_tsv) -> _Inputs:
     return _Inputs(panel, ref_idx, val_idx, a_idx, observed, read_windows(windows_tsv, panel.n_variants))
 
 
+def training_queries(ref_idx: np.ndarray, n: int | None, *, seed: int) -> np.ndarray:
+    """The reference samples whose haplotypes are training queries: all of them (``n`` None or at least their
+    number), else ``n`` drawn without replacement (seeded) and kept in panel order.
+
+    Training draws ``pairs_per_epoch`` (window, sample) pairs an epoch, a small part of all of them on a large
+    panel; retrieving and running the copying model for every reference haplotype would cost the most of the
+    data step for pairs never drawn. The retrieval panel is always every reference sample."""
+    if n is None or n >= len(ref_idx):
+        return ref_idx
+    rng = np.random.default_rng(seed)
+    return ref_idx[np.sort(rng.choice(len(ref_idx), size=int(n), replace=False))]
+
+
 def _window_datasets(inputs: _Inputs, *, cfg: dict, seed: int, threads: int, window_sites: int,
                      genetic_map, train: bool = True) -> tuple[WindowData | None, WindowData, float]:
     """Training and validation queries, both retrieved against the reference, and the seconds that took.
@@ -180,9 +193,15 @@ def _window_datasets(inputs: _Inputs, *, cfg: dict, seed: int, threads: int, win
     started = time.perf_counter()
     panel, ref_idx, val_idx = inputs.panel, inputs.ref_idx, inputs.val_idx
     common = dict(panel_idx=ref_idx, cfg=cfg, threads=threads, window_sites=window_sites, genetic_map=genetic_map)
-    train_data = window_data(panel, inputs.windows, inputs.observed, query_idx=ref_idx,
-                             query_hap=haplotype_columns(panel.hap, ref_idx), labels=True, exclude_self=True,
-                             seed=seed, **common) if train else None
+    train_data = None
+    if train:
+        query_idx = training_queries(ref_idx, cfg.get("train_query_samples"), seed=seed)
+        if len(query_idx) < len(ref_idx):
+            log.info("training queries: %d of the %d reference samples (impute.model.train_query_samples), each "
+                     "retrieved against all of them", len(query_idx), len(ref_idx))
+        train_data = window_data(panel, inputs.windows, inputs.observed, query_idx=query_idx,
+                                 query_hap=haplotype_columns(panel.hap, query_idx), labels=True, exclude_self=True,
+                                 seed=seed, **common)
     val_data = window_data(panel, inputs.windows, inputs.observed, query_idx=val_idx,
                            query_hap=haplotype_columns(panel.hap, val_idx), labels=False, exclude_self=False,
                            seed=seed + 1, **common)
@@ -341,7 +360,10 @@ def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, v
         return model_loss(m(batch), batch["labels"], weights)
 
     def validate(m, epoch):
-        p = predict_alt_prob(m, val_data, batch_size=cfg["batch_size"], device=device, amp=tcfg.amp, desc="validate")
+        # the imputation's own path (its batch size, its skip of pairs the copying model is sure of): the epoch
+        # chosen is the one that imputes best as the targets will be imputed, at the imputation's cost
+        p = predict_alt_prob(m, val_data, batch_size=cfg.get("predict_batch_size", cfg["batch_size"]), device=device,
+                             amp=tcfg.amp, desc="validate", skip_confident=cfg.get("predict_skip_confident", 0.0))
         return validation_metrics(p, val_data.query_hap, train_data.observed, train_data.stats.af, maf_bins=maf_bins,
                                   eps=cfg["prob_eps"])
 

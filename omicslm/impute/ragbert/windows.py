@@ -149,6 +149,16 @@ def haplotype_columns(hap: np.ndarray, sample_idx: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(hap[:, sample_idx, :].reshape(hap.shape[0], -1))
 
 
+def _panel_columns(panel_idx: np.ndarray, query_idx: np.ndarray) -> np.ndarray:
+    """The panel columns (2i + h, :func:`haplotype_columns` of ``panel_idx``) of the query samples' haplotypes."""
+    where = {int(s): i for i, s in enumerate(panel_idx)}
+    try:
+        pos = np.array([where[int(s)] for s in query_idx], dtype=np.int64)
+    except KeyError as exc:
+        raise ValueError(f"exclude_self: query sample {exc} is not a panel sample") from None
+    return (2 * pos[:, None] + np.arange(2)).ravel()
+
+
 def _copying_prob(positions: np.ndarray, panel_hap: np.ndarray, query_hap: np.ndarray, observed_idx: np.ndarray,
                   windows: np.ndarray, candidates: np.ndarray, copying: dict, *, genetic_map, device) -> np.ndarray:
     """The copying model's ALT probability (n_variants, n_queries) over the retrieved ``candidates``, by the state
@@ -200,9 +210,10 @@ def window_data(panel: Panel, windows: np.ndarray, observed: np.ndarray, *, quer
         weights = window_site_weights(windows, sites, decay_sites=cfg.get("query_decay_sites"))
         exclude = None
         if exclude_self:
-            # Queries are the panel's own haplotypes: column j must not retrieve j or its partner j^1.
-            ids = np.arange(panel_hap.shape[1])
-            exclude = np.stack([ids, ids ^ 1], axis=1)
+            # Queries are haplotypes of panel samples (all of them or some): a query must not retrieve its own
+            # column or its partner's (col ^ 1)
+            cols = _panel_columns(panel_idx, panel_idx if query_idx is None else query_idx)
+            exclude = np.stack([cols, cols ^ 1], axis=1)
         r = cfg["retrieval_index"]
         index_opts = dict(ivf_min_haplotypes=r["ivf_min_haplotypes"], nlist=r["nlist"], nprobe=r["nprobe"],
                           seed=seed, threads=threads)

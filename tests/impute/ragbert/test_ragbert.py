@@ -351,3 +351,56 @@ def test_skip_confident_runs_the_network_only_where_the_copying_model_is_unsure(
                 checked.add(bool(sure[w, j]))
     assert checked == {True, False}
     assert n_pairs == sure.size
+
+
+def test_training_queries_are_a_seeded_subset_of_the_reference_in_panel_order():
+    from omicslm.impute.ragbert.train import training_queries
+
+    ref = np.array([3, 5, 8, 9, 12, 20, 21])
+    assert training_queries(ref, None, seed=0) is ref and training_queries(ref, 7, seed=0) is ref
+    some = training_queries(ref, 4, seed=0)
+    assert len(some) == 4 and set(some) <= set(ref) and list(some) == sorted(some)
+    np.testing.assert_array_equal(some, training_queries(ref, 4, seed=0))
+    assert any(not np.array_equal(some, training_queries(ref, 4, seed=s)) for s in range(1, 6))
+
+
+def test_a_subset_of_training_queries_never_retrieves_its_own_or_its_partners_haplotype(inputs):
+    from omicslm.impute.layout import read_panel
+    from omicslm.impute.ragbert.windows import haplotype_columns, read_windows, window_data
+    from omicslm.impute.split import read_split, role_indices
+
+    panel = read_panel(inputs["h5"])
+    ref = role_indices(panel, read_split(inputs["split"]), ["reference"])
+    query = ref[1::3]  # every third reference sample
+    observed = np.zeros(panel.n_variants, bool)
+    observed[::3] = True
+    cfg = resolve_variant(MODEL, "ragbert")
+    data = window_data(panel, read_windows(inputs["windows"], panel.n_variants), observed,
+                       query_hap=haplotype_columns(panel.hap, query), labels=True, panel_idx=ref, cfg=cfg,
+                       exclude_self=True, seed=0, threads=1, window_sites=24, query_idx=query)
+    assert data.neighbours.shape[1] == 2 * len(query)
+    own = 2 * np.searchsorted(ref, query)  # the panel columns of each query sample's first haplotype
+    for j in range(2 * len(query)):
+        taken = set(data.neighbours[:, j, :].ravel())
+        assert not taken & {own[j // 2], own[j // 2] + 1}, f"query haplotype {j} retrieved itself or its partner"
+    with pytest.raises(ValueError, match="not a panel sample"):
+        window_data(panel, read_windows(inputs["windows"], panel.n_variants), observed,
+                    query_hap=haplotype_columns(panel.hap, query), labels=True, panel_idx=ref[2:], cfg=cfg,
+                    exclude_self=True, seed=0, threads=1, window_sites=24, query_idx=query)
+
+
+def test_training_takes_its_queries_from_the_subset_and_validates_as_it_imputes(inputs, tmp_path, monkeypatch):
+    from omicslm.impute.ragbert import train as tr
+
+    model = copy.deepcopy(MODEL)
+    model["train"]["max_epochs"] = 1
+    model.update(train_query_samples=5, predict_skip_confident=0.02, predict_batch_size=48)
+    made, calls = [], []
+    real_data, real_predict = tr.window_data, tr.predict_alt_prob
+    monkeypatch.setattr(tr, "window_data", lambda *a, **kw: made.append(kw) or real_data(*a, **kw))
+    monkeypatch.setattr(tr, "predict_alt_prob", lambda *a, **kw: calls.append(kw) or real_predict(*a, **kw))
+    _train(inputs, tmp_path, model=model)
+    train_kw = next(kw for kw in made if kw["labels"])
+    assert len(train_kw["query_idx"]) == 5 and train_kw["query_hap"].shape[1] == 10
+    assert len(train_kw["panel_idx"]) > 5  # retrieved against every reference sample
+    assert calls and all(kw["skip_confident"] == 0.02 and kw["batch_size"] == 48 for kw in calls)
