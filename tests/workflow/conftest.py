@@ -9,14 +9,29 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+NO_SLURM_BIN = Path(__file__).resolve().parent / "no_slurm_bin"
 
 
-def snakemake(workdir, *args, configs=(), check=True, timeout=1200):
-    """Run the real Snakemake CLI on this repo's Snakefile in ``workdir``."""
+def snakemake_env(*, slurm: bool = False) -> dict[str, str]:
+    """The environment of a Snakemake process started by these tests.
+
+    Every time Snakemake starts, the SLURM executor plugin runs ``scontrol show config`` (for the
+    MinJobAge its ``--help`` mentions). Where SLURM's client is installed but no controller runs (CI
+    after ``make slurm-tools``, outside the SLURM test), that call waits 9 s for its timeout before it
+    gives up, so it was most of the time of every dry run here. Unless ``slurm``, a ``scontrol`` that
+    fails at once (``no_slurm_bin/``) comes first on PATH; the SLURM test passes ``slurm=True``.
+    """
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if not slurm:
+        env["PATH"] = os.pathsep.join([str(NO_SLURM_BIN), env.get("PATH", "")])
+    return env
+
+
+def snakemake(workdir, *args, configs=(), check=True, timeout=1200, slurm=False):
+    """Run the real Snakemake CLI on this repo's Snakefile in ``workdir`` (``slurm``: see :func:`snakemake_env`)."""
     cmd = [str(SNAKEMAKE), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(ROOT / "config.yaml"), *map(str, configs), "--cores", "2", *args]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=snakemake_env(slurm=slurm))
     if check and res.returncode != 0:
         raise AssertionError(f"snakemake failed ({res.returncode}): {' '.join(cmd)}\n{res.stdout[-4000:]}\n{res.stderr[-6000:]}")
     return res

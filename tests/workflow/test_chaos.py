@@ -29,7 +29,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.workflow.conftest import ROOT, SNAKEMAKE
+from tests.workflow.conftest import ROOT, SNAKEMAKE, snakemake_env
 from tests.workflow.test_workflow_report import small_config
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
@@ -100,7 +100,7 @@ def _snakemake(workdir: Path, config: Path, *args: str, **kw) -> subprocess.Pope
            str(config), "--cores", "2", "--rerun-incomplete", *args]
     with open(workdir / "snakemake.out", "a") as log:  # the child keeps its own descriptor
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                env=dict(os.environ, PYTHONUNBUFFERED="1"), **kw)
+                                env=snakemake_env(), **kw)
 
 
 def _run(workdir: Path, config: Path, watch) -> bool:

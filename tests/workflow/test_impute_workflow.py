@@ -10,7 +10,7 @@ import subprocess
 import pandas as pd
 import pytest
 
-from tests.workflow.conftest import ROOT, SNAKEMAKE, planned_jobs, snakemake, write_config
+from tests.workflow.conftest import ROOT, SNAKEMAKE, planned_jobs, snakemake, snakemake_env, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -27,7 +27,7 @@ def workdir(tmp_path_factory):
 
 def test_lint_is_clean():
     res = subprocess.run([str(SNAKEMAKE), "--lint", "--snakefile", str(ROOT / "Snakefile")], cwd=ROOT,
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, env=snakemake_env())
     assert res.returncode == 0 and "Congratulations" in res.stdout + res.stderr, res.stdout + res.stderr
 
 

@@ -17,7 +17,7 @@ import cyvcf2
 import pandas as pd
 import pytest
 
-from tests.workflow.conftest import ROOT, SNAKEMAKE, killed_outputs, planned_jobs, snakemake, write_config
+from tests.workflow.conftest import ROOT, SNAKEMAKE, killed_outputs, planned_jobs, snakemake, snakemake_env, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -183,7 +183,8 @@ def test_killed_training_job_leaves_no_output_and_the_rerun_resumes(full_run, ti
            str(ROOT / "config.yaml"), str(tiny), str(model), "--cores", "2", target]
     checkpoint = full_run / "results/impute/ragbert/model_work/last/trainer_state.json"
     with open(full_run / "killed.out", "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                env=snakemake_env())
         deadline = time.monotonic() + 300
         try:
             while not checkpoint.is_file():  # the job is mid-training, past its first checkpoint

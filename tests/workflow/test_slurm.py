@@ -100,7 +100,7 @@ def test_peers_run_as_slurm_jobs_and_match_a_local_run(slurm_cluster, tmp_path):
 
     gpus = min(2, node_gpus())  # more than one where the node has them: one task must still hold them all
     res = snakemake(cluster, TARGET, "--profile", str(PROFILE), "--slurm-init-seconds-before-status-checks", "5",
-                    "--set-resources", *gpu_stand_in_resources(gpus), "--forcerun", *RERUN, configs=[cfg])
+                    "--set-resources", *gpu_stand_in_resources(gpus), "--forcerun", *RERUN, configs=[cfg], slurm=True)
     log = res.stdout + res.stderr
     planned = planned_jobs(res)
     assert planned == {"impute_af_floor": 1, "impute_beagle": 1, "impute_minimac4": 1, "impute_evaluate": 3, "impute_eval": 1}

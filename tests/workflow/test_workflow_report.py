@@ -10,7 +10,6 @@ only the others are built here, on a config cut to the least that still writes t
 
 import base64
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.workflow.conftest import ROOT, SNAKEMAKE
+from tests.workflow.conftest import ROOT, SNAKEMAKE, snakemake_env
 
 pytestmark = pytest.mark.workflow
 
@@ -69,7 +68,7 @@ def run_snakemake(workdir: Path, config: Path, *args: str) -> None:
     """Snakemake on this repo with ``config`` alone (not merged over config.yaml, which would keep every model)."""
     cmd = [str(SNAKEMAKE), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(config), "--cores", "2", *args]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=snakemake_env())
     assert res.returncode == 0, f"snakemake failed: {' '.join(cmd)}\n{res.stdout[-4000:]}\n{res.stderr[-6000:]}"
 
 
