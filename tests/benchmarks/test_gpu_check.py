@@ -5,7 +5,6 @@ Snakemake), so ``make test-fast`` skips it.
 """
 
 import csv
-import os
 import subprocess
 from pathlib import Path
 
