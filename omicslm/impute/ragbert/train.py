@@ -360,10 +360,10 @@ def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, v
         return model_loss(m(batch), batch["labels"], weights)
 
     def validate(m, epoch):
-        # the imputation's own path (its batch size, its skip of pairs the copying model is sure of): the epoch
-        # chosen is the one that imputes best as the targets will be imputed, at the imputation's cost
-        p = predict_alt_prob(m, val_data, batch_size=cfg.get("predict_batch_size", cfg["batch_size"]), device=device,
-                             amp=tcfg.amp, desc="validate", skip_confident=cfg.get("predict_skip_confident", 0.0))
+        # the imputation's path, with its own keys (val_batch_size, val_skip_confident: the predict_* keys must
+        # not retrain): skipping the pairs the copying model is sure of, as the imputation does, costs a fraction
+        p = predict_alt_prob(m, val_data, batch_size=cfg.get("val_batch_size") or cfg["batch_size"], device=device,
+                             amp=tcfg.amp, desc="validate", skip_confident=cfg.get("val_skip_confident", 0.0))
         return validation_metrics(p, val_data.query_hap, train_data.observed, train_data.stats.af, maf_bins=maf_bins,
                                   eps=cfg["prob_eps"])
 

@@ -394,7 +394,7 @@ def test_training_takes_its_queries_from_the_subset_and_validates_as_it_imputes(
 
     model = copy.deepcopy(MODEL)
     model["train"]["max_epochs"] = 1
-    model.update(train_query_samples=5, predict_skip_confident=0.02, predict_batch_size=48)
+    model.update(train_query_samples=5, val_skip_confident=0.02, val_batch_size=48)
     made, calls = [], []
     real_data, real_predict = tr.window_data, tr.predict_alt_prob
     monkeypatch.setattr(tr, "window_data", lambda *a, **kw: made.append(kw) or real_data(*a, **kw))
