@@ -221,38 +221,23 @@ def retrieve_windows(
         inverse = np.empty_like(perm)
         inverse[perm] = np.arange(n_panel)
         scale = np.float32(1.0) if weights is None else np.sqrt(weights[w])
-        qcols = query_hap[sites]
-        # queries with the same alleles here get the same neighbours (no query excludes anything of its own
-        # when imputing): each distinct one is searched once
-        first, back = distinct_columns(qcols) if exclude is None else (None, None)
-        if first is not None and len(first) > DISTINCT_QUERIES_MAX_FRACTION * qcols.shape[1]:
-            first = back = None
-        queries = np.ascontiguousarray((qcols if first is None else qcols[:, first]).T * scale, dtype=np.float32)
-        found = None
+        queries = np.ascontiguousarray(query_hap[sites].T * scale, dtype=np.float32)
         if kind == "exact" and plain_in_a_row < 3:
             found = grouped_search(panel_hap[sites], scale, inverse, queries, k, exclude)
-            # a panel whose vectors are all distinct here is so in the next windows too
-            plain_in_a_row = 0 if found is not None else plain_in_a_row + 1
-        if found is None:
-            vectors = np.ascontiguousarray(panel_hap[sites][:, perm].T * scale, dtype=np.float32)
-            index = build_index(vectors, ivf_min_haplotypes=ivf_min_haplotypes, nlist=nlist, nprobe=nprobe)
-            ex = None if exclude is None else inverse[exclude]
-            found = perm[search(index, queries, k, ex)]
-        out[w] = found if back is None else found[back]
+            if found is not None:
+                out[w] = found
+                plain_in_a_row = 0
+                continue
+            plain_in_a_row += 1  # a panel whose vectors are all distinct here is so in the next windows too
+        vectors = np.ascontiguousarray(panel_hap[sites][:, perm].T * scale, dtype=np.float32)
+        index = build_index(vectors, ivf_min_haplotypes=ivf_min_haplotypes, nlist=nlist, nprobe=nprobe)
+        ex = None if exclude is None else inverse[exclude]
+        ids = search(index, queries, k, ex)
+        out[w] = perm[ids]
     return out
 
 
-def distinct_columns(cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The first column of each distinct column of 0/1 ``cols`` (n_sites, n) and, for every column, its distinct
-    one's place in that list (``cols[:, first][:, back] == cols``)."""
-    packed = np.ascontiguousarray(np.packbits(cols, axis=0).T)  # (n, bytes): one key per column
-    keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
-    _, first, back = np.unique(keys, return_index=True, return_inverse=True)
-    return first, back.ravel()
-
-
 GROUPED_MAX_FRACTION = 0.8  # distinct allele vectors / panel haplotypes above which the plain search is cheaper
-DISTINCT_QUERIES_MAX_FRACTION = 0.8  # distinct query vectors / queries above which every query is searched
 
 
 def grouped_search(cols: np.ndarray, scale, rank: np.ndarray, queries: np.ndarray, k: int,
@@ -281,10 +266,13 @@ def grouped_search(cols: np.ndarray, scale, rank: np.ndarray, queries: np.ndarra
         Panel columns each query must not get back.
     """
     n_panel = cols.shape[1]
-    first, group = distinct_columns(cols)
+    packed = np.ascontiguousarray(np.packbits(cols, axis=0).T)  # (n_panel, bytes): one key per haplotype
+    keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+    _, first, group = np.unique(keys, return_index=True, return_inverse=True)
     n_u = len(first)
     if n_u > GROUPED_MAX_FRACTION * n_panel:
         return None
+    group = group.ravel()
     members = np.lexsort((rank, group)).astype(np.int64)  # haplotypes by group, then rank
     offsets = np.searchsorted(group[members], np.arange(n_u + 1)).astype(np.int64)
     index = faiss.IndexFlatL2(cols.shape[0])

@@ -152,30 +152,3 @@ def test_the_grouped_search_is_used_where_the_panel_repeats_itself():
     assert grouped_search(cols[:, np.arange(200) % 50], np.float32(1.0), np.arange(200), q, 3, None) is not None
     assert grouped_search(np.vstack([cols, np.eye(50, dtype=np.int8)]), np.float32(1.0), rank,
                           np.hstack([q, np.zeros((5, 50), np.float32)]), 3, None) is None  # all distinct: plain search
-
-
-@pytest.mark.parametrize("grouped", [True, False])
-def test_queries_with_the_same_alleles_are_searched_once_and_get_the_same_neighbours(grouped, monkeypatch):
-    import omicslm.impute.ragbert.retrieval as R
-
-    rng = np.random.default_rng(4)
-    panel = (rng.random((30, 200)) < 0.3).astype(np.int8)[:, np.arange(600) % 200]  # a panel that repeats itself
-    distinct = (rng.random((30, 12)) < 0.3).astype(np.int8)
-    pick = rng.integers(0, 12, 90)
-    query = distinct[:, pick]
-    windows = np.array([[0, 15], [15, 30]])
-    sites = window_query_sites(windows, np.arange(0, 30, 2), flank_sites=6)
-    weights = window_site_weights(windows, sites, decay_sites=3.0)
-    # exact: the grouped search; IVF probing every list: the plain FAISS search, as exact
-    opts = dict(ivf_min_haplotypes=10_000 if grouped else 100, nlist=4, nprobe=4, seed=2, threads=1)
-    searched = []
-    real_search, real_grouped = R.search, R.grouped_search
-    monkeypatch.setattr(R, "search", lambda index, q, *a, **kw: searched.append(len(q)) or real_search(index, q, *a, **kw))
-    monkeypatch.setattr(R, "grouped_search", lambda c, s, r, q, *a: searched.append(len(q)) or real_grouped(c, s, r, q, *a))
-    got = retrieve_windows(panel, query, sites, k=5, weights=weights, **opts)
-    n_distinct = [len(R.distinct_columns(query[s])[0]) for s in sites]
-    assert searched == n_distinct and max(n_distinct) <= 12
-    alone = retrieve_windows(panel, distinct, sites, k=5, weights=weights, **opts)
-    np.testing.assert_array_equal(got, alone[:, pick, :])
-    first, back = R.distinct_columns(query)
-    np.testing.assert_array_equal(query[:, first][:, back], query)
