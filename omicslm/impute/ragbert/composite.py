@@ -266,8 +266,7 @@ def slot_states(candidates: np.ndarray, *, n_slots: int) -> tuple[np.ndarray, np
 
 def slots_alt_prob(panel_hap: np.ndarray, query_hap: np.ndarray, observed_idx: np.ndarray, candidates: np.ndarray,
                    windows: np.ndarray, position_cm: np.ndarray, *, ne: float, error: float, n_slots: int,
-                   query_batch: int = 64, site_block: int = 512, device: torch.device | str = "cpu",
-                   engine: str = "auto") -> np.ndarray:
+                   query_batch: int = 64, device: torch.device | str = "cpu", engine: str = "auto") -> np.ndarray:
     """ALT probability of every query haplotype at every site under the slot copying model (:func:`slot_states`).
 
     One forward-backward per query over all its array sites with ``n_slots`` states; the state in slot

@@ -74,8 +74,7 @@ def test_slots_equal_the_composite_model_when_no_slot_is_ever_reused():
                      for _ in windows])  # 8 of 40 per window: sets differ between windows
     cm = np.linspace(0, 2.0, n_var)
     whole = composite_alt_prob(panel, query, observed, cand, cm, ne=1000.0, error=0.01, max_states=40, query_batch=4)
-    slots = slots_alt_prob(panel, query, observed, cand, windows, cm, ne=1000.0, error=0.01, n_slots=40, query_batch=4,
-                           site_block=50)
+    slots = slots_alt_prob(panel, query, observed, cand, windows, cm, ne=1000.0, error=0.01, n_slots=40, query_batch=4)
     assert np.abs(slots - whole).max() < 1e-5  # 40 slots hold every candidate: the same states, the same HMM
 
 
