@@ -204,7 +204,8 @@ def train_model(tokens_dir, out_dir, *, work_dir, name: str, model: dict, loss: 
                               batch_size=batch_size * data.meta["n_views"], device=device, amp=tcfg.amp)
         return {"val_loss": float(pred["nll"].mean()), "val_accuracy": float((pred["pred"] == pred["targets"]).mean())}
 
-    run_config = {"name": name, "model": mcfg.to_dict(), "loss": loss, "batch_size": batch_size,
+    # the train block too: a finished run must not stand for a longer one (max_epochs, the LR schedule changed)
+    run_config = {"name": name, "model": mcfg.to_dict(), "loss": loss, "batch_size": batch_size, "train": train,
                   "steps_per_epoch": steps, "tokens": data.meta, "eval": [eval_mask_fraction, eval_seed]}
     log.info("%s: %d train / %d validation cells, %d bins, %s head, clip weight %g", name, len(train_rows),
              len(val_rows), mcfg.n_bins, mcfg.head, loss["clip_weight"])

@@ -86,6 +86,11 @@ def test_killed_training_resumes_from_last_checkpoint(tokens, tmp_path):
     again = []
     _train(tokens, tmp_path, loss_hook=again.append)
     assert again == []
+    # ... but a longer one is trained, from the start (the LR schedule spans the new length), not taken as done
+    longer = []
+    state = _train(tokens, tmp_path, train={**TRAIN, "max_epochs": 3}, loss_hook=longer.append)
+    assert state["global_step"] == 15 and len(longer) == 15 and len(state["history"]) == 3
+    assert (tmp_path / "work" / "previous_config").is_dir()
 
 
 def test_the_same_seed_trains_the_same_model(tokens, tmp_path):
