@@ -360,12 +360,7 @@ def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, v
         return model_loss(m(batch), batch["labels"], weights)
 
     def validate(m, epoch):
-        # the imputation's path, with its own keys (val_batch_size, val_skip_confident: the predict_* keys must
-        # not retrain): skipping the pairs the copying model is sure of, as the imputation does, costs a fraction
-        p = predict_alt_prob(m, val_data, batch_size=cfg.get("val_batch_size") or cfg["batch_size"], device=device,
-                             amp=tcfg.amp, desc="validate", skip_confident=cfg.get("val_skip_confident", 0.0))
-        return validation_metrics(p, val_data.query_hap, train_data.observed, train_data.stats.af, maf_bins=maf_bins,
-                                  eps=cfg["prob_eps"])
+        return _validate(m, val_data, train_data, cfg=cfg, device=device, amp=tcfg.amp, maf_bins=maf_bins)
 
     # under torchrun each rank takes whole samples (both haplotype rows): the genotype loss pairs rows 2i, 2i+1
     state = fit(model, epochs, loss_fn, validate, tcfg, work_dir,
@@ -375,6 +370,17 @@ def train_ragbert(h5, split_tsv, array_tsv, windows_tsv, *, out_dir, work_dir, v
         _publish_trained(variant, state, out_dir=out_dir, work_dir=work_dir, started=started,
                          data_seconds=data_seconds, threads=threads, device=device, metric=tcfg.early_stopping_metric)
     return state
+
+
+def _validate(model, val_data: WindowData, train_data: WindowData, *, cfg: dict, device, amp: bool,
+              maf_bins) -> dict:
+    """The epoch's validation metrics: the validation queries imputed on the imputation's path, with its own keys
+    (``val_batch_size``, ``val_skip_confident``; the ``predict_*`` keys must not retrain): the pairs the copying
+    model is sure of take its answer, as the imputation does, so an epoch's validation costs a fraction."""
+    p = predict_alt_prob(model, val_data, batch_size=cfg.get("val_batch_size") or cfg["batch_size"], device=device,
+                         amp=amp, desc="validate", skip_confident=cfg.get("val_skip_confident", 0.0))
+    return validation_metrics(p, val_data.query_hap, train_data.observed, train_data.stats.af, maf_bins=maf_bins,
+                              eps=cfg["prob_eps"])
 
 
 def _publish_trained(variant, state, *, out_dir, work_dir, started, data_seconds, threads, device, metric) -> None:
