@@ -148,7 +148,8 @@ class Tokenized:
 
 
 def tokenize(counts_h5ad, out_dir, *, binning: dict, seq_len: int, views: int, max_zero_fraction: float,
-             split: dict, seed: int, vocab: str | os.PathLike | None = None, on_unknown_gene: str = "skip") -> dict:
+             split: dict, seed: int, vocab: str | os.PathLike | None = None, on_unknown_gene: str = "skip",
+             hvg_genes: int | None = None) -> dict:
     """Tokenize an ingested ``counts.h5ad`` into ``out_dir`` (layout in the module docstring).
 
     Parameters
@@ -162,6 +163,9 @@ def tokenize(counts_h5ad, out_dir, *, binning: dict, seq_len: int, views: int, m
     on_unknown_gene : str
         With ``vocab``: ``skip`` (drop and count genes it lacks) or ``error``. Cells left with no
         known expressed gene are dropped and counted.
+    hvg_genes : int, optional
+        Without ``vocab``: the vocabulary is the input's ``hvg_genes`` most highly variable genes
+        (:func:`hvg_vocabulary`) instead of all its genes; the other genes are skipped and counted.
 
     Returns
     -------
@@ -173,8 +177,13 @@ def tokenize(counts_h5ad, out_dir, *, binning: dict, seq_len: int, views: int, m
     adata = read_ingested(counts_h5ad)
     X: sp.csr_matrix = adata.X
     genes = np.asarray(adata.var_names, dtype=object)
-    voc = Vocab(genes) if vocab is None else Vocab.read(vocab)
-    ids, unknown = voc.encode(genes, path=counts_h5ad, on_unknown=on_unknown_gene)
+    if vocab is not None:
+        voc = Vocab.read(vocab)
+    elif hvg_genes is not None and len(genes) > hvg_genes:
+        voc = Vocab(hvg_vocabulary(adata, hvg_genes))
+    else:
+        voc = Vocab(genes)
+    ids, unknown = voc.encode(genes, path=counts_h5ad, on_unknown=on_unknown_gene if vocab is not None else "skip")
     known = ids != PAD
     totals = np.asarray(X.sum(axis=1)).ravel().astype(np.float64)
     Xk, ids_k = sp.csr_matrix(X[:, known]), ids[known]
@@ -198,16 +207,37 @@ def tokenize(counts_h5ad, out_dir, *, binning: dict, seq_len: int, views: int, m
         meta = {"binning": binning, "n_bins": n_bins(binning), "seq_len": seq_len, "n_views": views,
                 "max_zero_fraction": max_zero_fraction, "vocab_size": len(voc), "seed": seed,
                 "cells": int(len(keep)), "cells_without_known_genes": int(len(n_expressed) - len(keep)),
-                "genes_not_in_vocab": len(unknown), "has_labels": labels is not None,
+                "genes_not_in_vocab": len(unknown), "hvg_genes": hvg_genes if vocab is None else None,
+                "has_labels": labels is not None,
                 "split_counts": {s: int((splits == s).sum()) for s in SPLITS},
                 "mean_expressed_genes": float(n_expressed[keep].mean())}
         (stage / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     if unknown:
-        log.warning("%d genes of %s are not in the vocabulary and were skipped (first: %s)", len(unknown),
-                    counts_h5ad, ", ".join(unknown[:5]))
+        (log.warning if vocab is not None else log.info)(
+            "%d genes of %s are not in the vocabulary and were skipped (first: %s)", len(unknown), counts_h5ad,
+            ", ".join(unknown[:5]))
     log.info("tokenized %d cells (%s) x %d views x %d genes; %d cells without known expressed genes skipped",
              meta["cells"], meta["split_counts"], views, seq_len, meta["cells_without_known_genes"])
     return meta
+
+
+def hvg_vocabulary(adata, n_genes: int) -> list[str]:
+    """The ``n_genes`` most highly variable genes of ``adata`` (counts), in the input's gene order.
+
+    Chosen by scanpy as its users choose them before PCA (and as the ``scanpy_hvg_pca`` peer does): on
+    all cells at once (unsupervised; no label is used), ``normalize_total`` to 1e4, ``log1p``, then
+    ``highly_variable_genes`` of the seurat flavour.
+    """
+    import scanpy as sc
+
+    ad = adata.copy()
+    ad.X = ad.X.astype(np.float32)
+    sc.pp.normalize_total(ad, target_sum=EXPR_TARGET_SUM)
+    sc.pp.log1p(ad)
+    sc.pp.highly_variable_genes(ad, n_top_genes=int(n_genes), flavor="seurat")
+    hv = ad.var["highly_variable"].to_numpy(dtype=bool)
+    log.info("vocabulary: the %d most highly variable of %d genes (scanpy, seurat flavour)", int(hv.sum()), len(hv))
+    return [str(g) for g in np.asarray(ad.var_names)[hv]]
 
 
 def write_views(folder: Path, Xk: sp.csr_matrix, ids_k: np.ndarray, totals: np.ndarray, keep: np.ndarray, *,

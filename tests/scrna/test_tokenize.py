@@ -100,3 +100,30 @@ def test_cells_without_known_genes_are_skipped_and_counted(tmp_path, counts):
     with pytest.raises(InputError, match="no cell expresses any gene of the vocabulary"):
         tokenize(tmp_path / "c.h5ad", tmp_path / "t3", binning={"method": "clip", "clip_max": 9}, seq_len=4,
                  views=1, max_zero_fraction=0.0, split=SPLIT, seed=0, vocab=vocab)
+
+
+def test_hvg_vocabulary_is_scanpys_selection_and_skips_the_rest(tmp_path, ingested, counts):
+    import scanpy as sc
+
+    from omicslm.scrna.ingest import read_ingested
+
+    genes = counts[2]
+    meta = tokenize(ingested, tmp_path / "t", binning={"method": "clip", "clip_max": 9}, seq_len=8, views=1,
+                    max_zero_fraction=0.0, split=SPLIT, seed=0, hvg_genes=10, on_unknown_gene="error")
+    # what a scanpy user selects before PCA, on all cells: normalize_total, log1p, seurat-flavour HVGs
+    ad = read_ingested(ingested)
+    ad.X = ad.X.astype(np.float32)
+    sc.pp.normalize_total(ad, target_sum=1e4)
+    sc.pp.log1p(ad)
+    sc.pp.highly_variable_genes(ad, n_top_genes=10, flavor="seurat")
+    expected = [g for g, hv in zip(genes, ad.var["highly_variable"]) if hv]
+    vocab = (tmp_path / "t" / "vocab.tsv").read_text().split()
+    assert vocab == expected and 10 <= len(vocab) < 30   # in the input's gene order (scanpy keeps ties at the cut)
+    assert meta["vocab_size"] == len(vocab) + 1 and meta["genes_not_in_vocab"] == 30 - len(vocab)
+    assert meta["hvg_genes"] == 10
+    data = load_tokenized(tmp_path / "t")
+    assert 0 < data.genes.max() <= len(vocab) and meta["cells"] == len(counts[1])
+    # at least as many HVGs asked as there are genes: the input's own vocabulary
+    meta = tokenize(ingested, tmp_path / "t2", binning={"method": "clip", "clip_max": 9}, seq_len=8, views=1,
+                    max_zero_fraction=0.0, split=SPLIT, seed=0, hvg_genes=30)
+    assert meta["vocab_size"] == 31 and meta["genes_not_in_vocab"] == 0
