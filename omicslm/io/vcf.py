@@ -13,13 +13,12 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pysam
+from numba import njit, prange
 
 from omicslm.io.atomic import atomic_indexed
 
 _GT_PHASED = np.array(["0|0", "0|1", "1|0", "1|1"])
 _GT_UNPHASED = np.array(["0/0", "0/1", "0/1", "1/1"])  # what an array genotype call gives: no haplotype order
-_DS_STR = np.array([f"{i / 1000:.3f}" for i in range(2001)])  # dosage 0.000 .. 2.000
-_P_STR = np.array([f"{i / 1000:.3f}" for i in range(1001)])  # probability 0.000 .. 1.000
 
 
 def _format_info(info: Mapping[str, np.ndarray] | None, i: int) -> str:
@@ -128,10 +127,40 @@ def _byte_table(strings: np.ndarray) -> np.ndarray:
     return np.frombuffer("".join(strings.tolist()).encode("ascii"), dtype=np.uint8).reshape(len(strings), width)
 
 
-_DS_BYTES = _byte_table(_DS_STR)
-_P_BYTES = _byte_table(_P_STR)
-_COLON, _COMMA, _TAB, _NEWLINE = (np.uint8(ord(c)) for c in ":,\t\n")
+_COLON, _COMMA, _TAB, _NEWLINE = (ord(c) for c in ":,\t\n")
 _BLOCK_BYTES = 1 << 23  # sample fields formatted at once (a block of records)
+_NUMBER_WIDTH = 5       # every number is printed as d.ddd
+
+
+@njit(cache=True, parallel=True)
+def _fill_fields(buf, gt_codes, gt_table, nums, limits, seps, gt_sep: int) -> None:
+    """Lay out the sample fields of a block of records in ``buf`` (records, samples, width) uint8.
+
+    A field is the GT string ``gt_table[gt_codes[i, j]]``, then each number ``nums[i, j, c]`` clipped to
+    ``[0, limits[c]]`` and printed with 3 decimals (the value rounded half to even at the third, as
+    numpy's ``rint``), each followed by its separator (``gt_sep``, ``seps[c]``).
+    """
+    n_rec, n_samp = gt_codes.shape
+    gw = gt_table.shape[1]
+    thousand = np.float32(1000.0)
+    zero = np.float32(0.0)
+    for i in prange(n_rec):
+        for j in range(n_samp):
+            row = gt_table[gt_codes[i, j]]
+            for b in range(gw):
+                buf[i, j, b] = row[b]
+            buf[i, j, gw] = gt_sep
+            pos = gw + 1
+            for c in range(nums.shape[2]):
+                v = min(max(nums[i, j, c], zero), limits[c])  # NaN: refused by the caller
+                k = int(np.rint(v * thousand))
+                buf[i, j, pos] = 48 + k // 1000
+                buf[i, j, pos + 1] = 46  # '.'
+                buf[i, j, pos + 2] = 48 + (k // 100) % 10
+                buf[i, j, pos + 3] = 48 + (k // 10) % 10
+                buf[i, j, pos + 4] = 48 + k % 10
+                buf[i, j, pos + _NUMBER_WIDTH] = seps[c]
+                pos += _NUMBER_WIDTH + 1
 
 
 def _write_records(out, contig: str, positions: np.ndarray, ref, alt, haplotypes: np.ndarray, dosages, genotype_probs,
@@ -139,38 +168,40 @@ def _write_records(out, contig: str, positions: np.ndarray, ref, alt, haplotypes
     """Write one VCF line per variant to the open BGZF file ``out`` (arrays as in :func:`write_vcf`).
 
     Every sample field has a fixed width (GT, then numbers printed with 3 decimals), so a block of
-    records is laid out as one byte array filled from lookup tables of every possible string:
-    formatting millions of numbers one by one would dominate the write time.
+    records is laid out as one byte array by a compiled loop (:func:`_fill_fields`): formatting
+    millions of numbers one by one in Python would dominate the write time.
     """
-    codes = (haplotypes[..., 0].astype(np.intp) * 2 + haplotypes[..., 1]).astype(np.intp)
-    # the FORMAT keys of a sample's field, each a list of (table, index array (n_var, n_samp)) numbers
-    keys = [[(_byte_table(gt_strings), codes)]]
-    if dosages is not None:
-        keys.append([(_DS_BYTES, np.rint(np.clip(dosages, 0, 2) * 1000).astype(np.intp))])
-    for probs in (genotype_probs, hap_dosages):
-        if probs is not None:
-            idx = np.rint(np.clip(probs, 0, 1) * 1000).astype(np.intp)
-            keys.append([(_P_BYTES, idx[..., k]) for k in range(idx.shape[-1])])
-    # ',' between the numbers of one key, ':' between keys, a tab after the sample
-    pieces, seps = [], []
-    for key in keys:
-        pieces += key
-        seps += [_COMMA] * (len(key) - 1) + [_COLON]
-    seps[-1] = _TAB
-    width = sum(t.shape[1] + 1 for t, _ in pieces)
+    codes = (haplotypes[..., 0].astype(np.int8) * 2 + haplotypes[..., 1]).astype(np.int8)
     n_var, n_samp = codes.shape
+    # the numbers of a sample's field in FORMAT order, with their upper limits and the separator after each
+    columns, limits, seps = [], [], []
+    for arr, limit in ((dosages, 2.0), (genotype_probs, 1.0), (hap_dosages, 1.0)):
+        if arr is None:
+            continue
+        arr = np.asarray(arr, dtype=np.float32)
+        if np.isnan(arr).any():
+            i, j = np.argwhere(np.isnan(arr))[0][:2]
+            raise ValueError(f"NaN dosage or probability to write at record {int(i)} (position {positions[i]}), "
+                             f"sample {int(j)}")
+        parts = [arr] if arr.ndim == 2 else [arr[..., k] for k in range(arr.shape[-1])]
+        columns += parts
+        limits += [limit] * len(parts)
+        seps += [_COMMA] * (len(parts) - 1) + [_COLON]
+    if columns:
+        seps[-1] = _TAB  # the last number ends the sample's field
+    gt_sep = _COLON if columns else _TAB
+    seps = np.array(seps, dtype=np.uint8)
+    limits = np.array(limits, dtype=np.float32)
+    gt_table = _byte_table(gt_strings)
+    width = gt_table.shape[1] + 1 + len(columns) * (_NUMBER_WIDTH + 1)
     block = max(1, _BLOCK_BYTES // max(1, n_samp * width))
     for b0 in range(0, n_var, block):
         b1 = min(n_var, b0 + block)
+        nums = (np.stack([c[b0:b1] for c in columns], axis=-1) if columns
+                else np.zeros((b1 - b0, n_samp, 0), dtype=np.float32))
         buf = np.empty((b1 - b0, n_samp, width), dtype=np.uint8)
-        col = 0
-        for (table, idx), sep in zip(pieces, seps):
-            w = table.shape[1]
-            buf[:, :, col:col + w] = table[idx[b0:b1]]
-            buf[:, :, col + w] = sep
-            col += w + 1
+        _fill_fields(buf, np.ascontiguousarray(codes[b0:b1]), gt_table, nums, limits, seps, gt_sep)
         buf[:, -1, -1] = _NEWLINE
         for i in range(b0, b1):
             line = f"{contig}\t{positions[i]}\t.\t{ref[i]}\t{alt[i]}\t.\tPASS\t{_format_info(info, i)}\t{fmt_str}\t"
             out.write(line.encode() + buf[i - b0].tobytes())
-

@@ -73,3 +73,26 @@ def test_shape_mismatch_is_an_error_and_writes_nothing(tmp_path):
         write_vcf(tmp_path / "bad.vcf.gz", contig="1", positions=np.array([1, 2]), ref=["A"], alt=["C"],
                   samples=["a"], haplotypes=np.zeros((1, 1, 2), np.int8))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_numbers_are_printed_as_numpy_rounds_them_and_clipped(tmp_path):
+    # 3 decimals, rounded half to even as numpy's rint of the float32 value x 1000; clipped to [0, 2] / [0, 1]
+    hds = np.tile(np.array([[0.0005, 0.9995], [1.5, -0.25], [0.1234, 0.0004999]], dtype=np.float32), (4, 1, 1))
+    ds = np.tile(np.array([2.5, 1.9996, 0.0015], dtype=np.float32), (4, 1))
+    out, _ = _example(tmp_path, hap_dosages=hds, dosages=ds)
+    line = next(ln for ln in subprocess.run(["gzip", "-dc", str(out)], capture_output=True, text=True,
+                                           check=True).stdout.splitlines() if not ln.startswith("#"))
+    fields = [f.split(":")[1:] for f in line.split("\t")[9:]]
+    want = [(f"{np.rint(np.float32(d) * 1000) / 1000:.3f}",
+             ",".join(f"{np.rint(np.float32(v) * 1000) / 1000:.3f}" for v in h)) for d, h in
+            zip(np.clip(ds[0], 0, 2), np.clip(hds[0], 0, 1))]
+    assert [tuple(f) for f in fields] == want
+    assert fields[1] == ["2.000", "1.000,0.000"] and fields[2][0] == "0.002"
+
+
+def test_nan_dosage_is_an_error_naming_the_record_and_writes_nothing(tmp_path):
+    ds = np.zeros((4, 3), dtype=np.float32)
+    ds[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"NaN .* record 2 \(position 300\), sample 1"):
+        _example(tmp_path, dosages=ds)
+    assert list(tmp_path.iterdir()) == []

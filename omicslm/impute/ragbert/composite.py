@@ -266,7 +266,8 @@ def slot_states(candidates: np.ndarray, *, n_slots: int) -> tuple[np.ndarray, np
 
 def slots_alt_prob(panel_hap: np.ndarray, query_hap: np.ndarray, observed_idx: np.ndarray, candidates: np.ndarray,
                    windows: np.ndarray, position_cm: np.ndarray, *, ne: float, error: float, n_slots: int,
-                   query_batch: int = 64, device: torch.device | str = "cpu", engine: str = "auto") -> np.ndarray:
+                   query_batch: int = 64, device: torch.device | str = "cpu", engine: str = "auto",
+                   readout_tolerance: float = 0.0) -> np.ndarray:
     """ALT probability of every query haplotype at every site under the slot copying model (:func:`slot_states`).
 
     One forward-backward per query over all its array sites with ``n_slots`` states; the state in slot
@@ -278,7 +279,8 @@ def slots_alt_prob(panel_hap: np.ndarray, query_hap: np.ndarray, observed_idx: n
     Parameters are those of :func:`composite_alt_prob`, with ``windows`` (n_windows, 2) the windows the
     candidates were retrieved for, and ``n_slots`` the states per query. ``engine``: ``"fused"`` runs
     the compiled per-query loop of :mod:`omicslm.impute.ragbert.fused` (CPU only), ``"torch"`` the
-    batched tensors below (CPU or CUDA), ``"auto"`` fused on CPU and torch on CUDA.
+    batched tensors below (CPU or CUDA), ``"auto"`` fused on CPU and torch on CUDA. ``readout_tolerance``
+    (fused): the most ALT probability its read-out may drop by skipping slots of negligible posterior.
 
     Returns
     -------
@@ -308,7 +310,7 @@ def slots_alt_prob(panel_hap: np.ndarray, query_hap: np.ndarray, observed_idx: n
             raise ValueError(f"copying.slots ({n_slots}) must be at least the candidates per window "
                              f"({candidates.shape[2]})")
         return slots_alt_prob_cpu(panel_hap, query_hap, obs_idx, candidates, switch.cpu().numpy(), seg, li, ri, t,
-                                  error=error, n_slots=n_slots)
+                                  error=error, n_slots=n_slots, tolerance=readout_tolerance)
     return _slots_alt_prob_torch(panel_hap, query_hap, obs_idx, candidates, switch, seg, li, ri, t, error=error,
                                  n_slots=n_slots, query_batch=query_batch, device=device)
 

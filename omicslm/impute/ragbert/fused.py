@@ -7,17 +7,23 @@ temporaries and to a Python step per site. Here the same model runs as one loop 
 haplotype, compiled once (``cache=True``: the machine code is kept beside this file, so later
 processes start at once) and spread over the rule's threads (``torch.get_num_threads()``):
 
-* forward: at each array site the emission of each slot is read off the panel allele the slot
-  copies in the site's window (no emission tensor), the switch spreads ``r`` over the query's
-  valid slots, and the step is renormalised (float32, as the torch model);
+* forward: the alleles of the array sites are packed 64 to a word per panel haplotype and window
+  (:func:`pack_words`, once for all queries); where a window starts, each slot's word is XORed with
+  the query's, and at each array site the emission of each slot is one bit of that mismatch word.
+  The switch spreads ``r`` over the query's valid slots and the step is renormalised (float32, as
+  the torch model). The loops over slots carry no gather, so they compile to vector instructions
+  (the float sums may be reassociated: ``FASTMATH``);
 * backward: the same recursion from the last array site, turning each stored forward row into the
   state posterior in place;
 * read-out: the ALT probability of every site is the posterior, interpolated linearly in genetic
   position between the bracketing array sites, summed over the slots whose copied haplotype (in
-  the site's window) carries ALT.
+  the site's window) carries ALT. Only slots whose posterior at either bracketing site exceeds
+  ``tolerance / slots`` are read (usually a few of the hundreds): the ALT probability dropped is at
+  most ``tolerance`` (``impute.model.copying.readout_tolerance``).
 
 Memory per thread: array sites x slots float32 (the forward rows of one query). The result equals
-the torch model's within float32 rounding (a test compares them). CUDA keeps the torch code.
+the torch model's within float32 rounding plus ``tolerance`` (a test compares them). CUDA keeps the
+torch code.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ import numba
 import numpy as np
 import torch
 from numba import njit, prange
+
+# float sums may be reassociated (vectorised) and products contracted; NaN and infinity keep their meaning
+FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -110,8 +119,8 @@ def query_slots(cand, n_slots: int, n_panel: int):
 
 
 @njit(cache=True, nogil=True)
-def _one_query(q: int, cand, n_slots: int, n_panel: int, panel_obs, query_obs, seg_obs, switch, panel_hap, seg, li, ri, t,
-               bounds, err: float, out) -> None:
+def _one_query(q: int, cand, n_slots: int, n_panel: int, panel_words, query_words, word_of, off_of, seg_obs, switch,
+               panel_hap, seg, li, ri, t, bounds, err: float, min_post: float, out) -> None:
     """Slots, forward-backward and read-out of query ``q``; its ALT probabilities go to ``out[q]``."""
     n_var = panel_hap.shape[0]
     m = n_slots
@@ -126,44 +135,53 @@ def _one_query(q: int, cand, n_slots: int, n_panel: int, panel_obs, query_obs, s
         for j in range(n_var):
             out[q, j] = np.float32(0.0)
         return
-    post = _posteriors(q, slot_hap, validf, k, panel_obs, query_obs, seg_obs, switch, err)
-    _read_out(q, post, slot_hap, panel_hap, seg, li, ri, t, bounds, out)
+    post = _posteriors(q, slot_hap, validf, k, panel_words, query_words, word_of, off_of, seg_obs, switch, err)
+    _read_out(q, post, slot_hap, panel_hap, seg, li, ri, t, bounds, min_post, out)
 
 
-@njit(cache=True, nogil=True)
-def _posteriors(q: int, slot_hap, validf, k: int, panel_obs, query_obs, seg_obs, switch, err: float):
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _mismatch(w: int, q: int, cols, panel_words, query_words, mm) -> None:
+    """``mm[s]``: the bits of word ``w`` where the column in slot ``s`` differs from query ``q``."""
+    qw = query_words[w, q]
+    for s in range(cols.shape[0]):
+        mm[s] = panel_words[w, cols[s]] ^ qw
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _posteriors(q: int, slot_hap, validf, k: int, panel_words, query_words, word_of, off_of, seg_obs, switch,
+                err: float):
     """Forward-backward of query ``q`` over its array sites: the state posterior (n_obs, slots) float32, each row
-    normalised; ``validf`` is 1 in the ``k`` filled slots, 0 elsewhere."""
-    n_obs = panel_obs.shape[0]
+    normalised; ``validf`` is 1 in the ``k`` filled slots, 0 elsewhere. Array site ``a`` is bit ``off_of[a]`` of
+    word ``word_of[a]`` (:func:`word_layout`)."""
+    n_obs = seg_obs.shape[0]
     m = slot_hap.shape[1]
-    keep = np.float32(1.0 - err)
-    miss = np.float32(err)
-    diff = keep - miss
+    keep = np.float32(1.0 - err)           # emission of a match; a mismatch: keep - diff = err
+    diff = np.float32(1.0 - 2.0 * err)
+    one = np.uint64(1)
     inv_k = np.float32(1.0 / k)
     post = np.empty((n_obs, m), dtype=np.float32)
+    mm = np.empty(m, dtype=np.uint64)
     # forward: post[a] holds the normalised forward probabilities after site a
-    g = seg_obs[0]
-    obs = query_obs[0, q]
-    total = np.float32(0.0)
-    for s in range(m):
-        v = (miss + diff * np.float32(_bit(panel_obs[0], slot_hap[g, s]) == obs)) * validf[s]
-        post[0, s] = v
-        total += v
-    inv = np.float32(1.0) / total
-    for s in range(m):
-        post[0, s] *= inv
-    for a in range(1, n_obs):
-        g = seg_obs[a]
-        r = switch[a - 1]
-        stay = np.float32(1.0) - r
-        spread = r * inv_k
-        obs = query_obs[a, q]
+    cur = -1
+    for a in range(n_obs):
+        if word_of[a] != cur:
+            cur = word_of[a]
+            _mismatch(cur, q, slot_hap[seg_obs[a]], panel_words, query_words, mm)
+        off = np.uint64(off_of[a])
         total = np.float32(0.0)
-        for s in range(m):
-            e = (miss + diff * np.float32(_bit(panel_obs[a], slot_hap[g, s]) == obs)) * validf[s]
-            v = (post[a - 1, s] * stay + spread) * e
-            post[a, s] = v
-            total += v
+        if a == 0:
+            for s in range(m):
+                v = (keep - diff * np.float32((mm[s] >> off) & one)) * validf[s]
+                post[0, s] = v
+                total += v
+        else:
+            r = switch[a - 1]
+            stay = np.float32(1.0) - r
+            spread = r * inv_k
+            for s in range(m):
+                v = (post[a - 1, s] * stay + spread) * (keep - diff * np.float32((mm[s] >> off) & one)) * validf[s]
+                post[a, s] = v
+                total += v
         inv = np.float32(1.0) / total
         for s in range(m):
             post[a, s] *= inv
@@ -177,16 +195,19 @@ def _posteriors(q: int, slot_hap, validf, k: int, panel_obs, query_obs, seg_obs,
     inv = np.float32(1.0) / total
     for s in range(m):
         post[n_obs - 1, s] *= inv
+    cur = -1
     for a in range(n_obs - 2, -1, -1):
-        g = seg_obs[a + 1]
+        if word_of[a + 1] != cur:
+            cur = word_of[a + 1]
+            _mismatch(cur, q, slot_hap[seg_obs[a + 1]], panel_words, query_words, mm)
+        off = np.uint64(off_of[a + 1])
         r = switch[a]
         stay = np.float32(1.0) - r
-        obs = query_obs[a + 1, q]
         ysum = np.float32(0.0)
         for s in range(m):
-            e = (miss + diff * np.float32(_bit(panel_obs[a + 1], slot_hap[g, s]) == obs)) * validf[s]
-            b[s] *= e
-            ysum += b[s]
+            v = b[s] * (keep - diff * np.float32((mm[s] >> off) & one)) * validf[s]
+            b[s] = v
+            ysum += v
         spread = r * ysum * inv_k
         bsum = np.float32(0.0)
         for s in range(m):
@@ -206,59 +227,106 @@ def _posteriors(q: int, slot_hap, validf, k: int, panel_obs, query_obs, seg_obs,
     return post
 
 
-@njit(cache=True, nogil=True)
-def _read_out(q: int, post, slot_hap, panel_hap, seg, li, ri, t, bounds, out) -> None:
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _read_out(q: int, post, slot_hap, panel_hap, seg, li, ri, t, bounds, min_post: float, out) -> None:
     """ALT probability of every site of query ``q`` into ``out[q]``: the posterior interpolated between the
-    bracketing array sites, summed over the slots whose copied haplotype carries ALT."""
+    bracketing array sites, summed over the slots whose copied haplotype carries ALT, of the slots whose posterior
+    exceeds ``min_post`` at either bracketing site."""
     m = slot_hap.shape[1]
+    lo = np.empty(m, dtype=np.float32)
+    hi = np.empty(m, dtype=np.float32)
+    cols = np.empty(m, dtype=np.int64)
+    floor = np.float32(min_post)
     # read-out, stretch by stretch of sites with the same bracketing array sites and window
     for k in range(len(bounds) - 1):
         j0 = bounds[k]
         g = seg[j0]
         p_lo = post[li[j0]]
         p_hi = post[ri[j0]]
-        cols = slot_hap[g]
+        n = 0
+        for s in range(m):  # an empty slot's posterior is 0
+            if p_lo[s] > floor or p_hi[s] > floor:
+                lo[n] = p_lo[s]
+                hi[n] = p_hi[s]
+                cols[n] = slot_hap[g, s]
+                n += 1
         for j in range(j0, bounds[k + 1]):
             row = panel_hap[j]
             acc_lo = np.float32(0.0)
             acc_hi = np.float32(0.0)
-            for s in range(m):  # an empty slot's posterior is 0
-                x = np.float32(_bit(row, cols[s]))
-                acc_lo += p_lo[s] * x
-                acc_hi += p_hi[s] * x
+            for i in range(n):
+                x = np.float32(_bit(row, cols[i]))
+                acc_lo += lo[i] * x
+                acc_hi += hi[i] * x
             w_hi = t[j]
             acc = acc_lo * (np.float32(1.0) - w_hi) + acc_hi * w_hi
             out[q, j] = min(max(acc, np.float32(0.0)), np.float32(1.0))
 
 
 @njit(parallel=True, cache=True)
-def _all_queries(cand, n_slots: int, n_panel: int, panel_obs, query_obs, seg_obs, switch, panel_hap, seg, li, ri, t, bounds,
-                 err: float, out) -> None:
+def _all_queries(cand, n_slots: int, n_panel: int, panel_words, query_words, word_of, off_of, seg_obs, switch, panel_hap,
+                 seg, li, ri, t, bounds, err: float, min_post: float, out) -> None:
     for q in prange(cand.shape[1]):
-        _one_query(q, cand, n_slots, n_panel, panel_obs, query_obs, seg_obs, switch, panel_hap, seg, li, ri, t, bounds,
-                   err, out)
+        _one_query(q, cand, n_slots, n_panel, panel_words, query_words, word_of, off_of, seg_obs, switch, panel_hap,
+                   seg, li, ri, t, bounds, err, min_post, out)
+
+
+def word_layout(seg_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Word and bit of each array site when the array sites of each window are packed 64 to a word.
+
+    ``seg_obs`` (n_obs,) nondecreasing: the window of each array site. A word holds array sites of one window only
+    (a slot's column is fixed within a window), so a window of more than 64 array sites spans several words.
+    Returns ``word_of``, ``off_of`` (n_obs,) int64 and the number of words.
+    """
+    seg_obs = np.asarray(seg_obs, dtype=np.int64)
+    n = len(seg_obs)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 0
+    first = np.r_[0, np.flatnonzero(np.diff(seg_obs)) + 1]          # first array site of each window
+    start = np.repeat(first, np.diff(np.r_[first, n]))              # ... of each site's window
+    rank = np.arange(n) - start
+    new = np.r_[True, (np.diff(seg_obs) != 0) | (rank[1:] % 64 == 0)]
+    word_of = np.cumsum(new) - 1
+    return word_of.astype(np.int64), (rank % 64).astype(np.int64), int(word_of[-1]) + 1
+
+
+@njit(cache=True)
+def pack_words(hap, word_of, off_of, n_words: int):
+    """(n_words, n_columns) uint64: bit ``off_of[a]`` of word ``word_of[a]`` is column ``c``'s allele at row ``a``
+    of ``hap`` (n_obs, n_columns) int8."""
+    n_obs, n_col = hap.shape
+    out = np.zeros((n_words, n_col), dtype=np.uint64)
+    for a in range(n_obs):
+        w = word_of[a]
+        bit = np.uint64(1) << np.uint64(off_of[a])
+        for c in range(n_col):
+            if hap[a, c]:
+                out[w, c] |= bit
+    return out
 
 
 def slots_alt_prob_cpu(panel_hap: np.ndarray, query_hap: np.ndarray, obs_idx: np.ndarray, candidates: np.ndarray,
                        switch: np.ndarray, seg: np.ndarray, li: np.ndarray, ri: np.ndarray, t: np.ndarray, *,
-                       error: float, n_slots: int) -> np.ndarray:
+                       error: float, n_slots: int, tolerance: float = 0.0) -> np.ndarray:
     """ALT probability (n_variants, n_queries) of the slot copying model, compiled, on ``torch.get_num_threads()`` threads.
 
     The arguments are those :func:`~omicslm.impute.ragbert.composite.slots_alt_prob` takes or derives:
     the panel and query haplotypes, the array sites, the candidates per window, the switch
     probabilities between array sites, each site's window and its bracketing array sites with the
-    weight on the right one.
+    weight on the right one. ``tolerance``: the most ALT probability the read-out may drop by skipping
+    slots of negligible posterior (0: read every slot).
     """
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     n_var, n_q = query_hap.shape
     panel_hap = np.ascontiguousarray(panel_hap, dtype=np.int8)
     n_panel = panel_hap.shape[1]
-    # alleles packed 8 to a byte: every query reads the whole panel, and 1/8 of it stays in the caches
+    # alleles packed 8 to a byte for the read-out: every query reads the whole panel, and 1/8 of it stays in the caches
     panel_bits = np.packbits(panel_hap, axis=1, bitorder="little")
-    panel_obs = np.ascontiguousarray(panel_bits[obs_idx])
-    query_obs = np.ascontiguousarray(query_hap[obs_idx], dtype=np.int8)
     seg = np.ascontiguousarray(seg, dtype=np.int64)
     seg_obs = np.ascontiguousarray(seg[obs_idx])
+    word_of, off_of, n_words = word_layout(seg_obs)
+    panel_words = pack_words(np.ascontiguousarray(panel_hap[obs_idx]), word_of, off_of, n_words)
+    query_words = pack_words(np.ascontiguousarray(query_hap[obs_idx], dtype=np.int8), word_of, off_of, n_words)
     li, ri = (np.ascontiguousarray(a, dtype=np.int64) for a in (li, ri))
     t = np.ascontiguousarray(t, dtype=np.float32)
     switch = np.ascontiguousarray(switch, dtype=np.float32)
@@ -268,6 +336,8 @@ def slots_alt_prob_cpu(panel_hap: np.ndarray, query_hap: np.ndarray, obs_idx: np
     change = (np.diff(li) != 0) | (np.diff(ri) != 0) | (np.diff(seg) != 0)
     bounds = np.r_[0, np.flatnonzero(change) + 1, n_var].astype(np.int64)
     out = np.empty((n_q, n_var), dtype=np.float32)
-    _all_queries(np.ascontiguousarray(candidates, dtype=np.int32), int(n_slots), n_panel, panel_obs, query_obs, seg_obs,
-                 switch, panel_bits, seg, li, ri, t, bounds, float(error), out)
+    # a slot whose posterior is at most tolerance / slots at both bracketing sites adds at most that much
+    min_post = float(tolerance) / max(1, int(n_slots)) if tolerance > 0 else -1.0
+    _all_queries(np.ascontiguousarray(candidates, dtype=np.int32), int(n_slots), n_panel, panel_words, query_words,
+                 word_of, off_of, seg_obs, switch, panel_bits, seg, li, ri, t, bounds, float(error), min_post, out)
     return np.ascontiguousarray(out.T)

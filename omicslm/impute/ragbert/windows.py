@@ -174,7 +174,8 @@ def _copying_prob(positions: np.ndarray, panel_hap: np.ndarray, query_hap: np.nd
             raise InputError("config impute.model.copying.slots", f"{n_slots} slots are fewer than the "
                              f"{candidates.shape[2]} candidates per window (copying.candidates)")
         return slots_alt_prob(panel_hap, query_hap, observed_idx, candidates, windows, cm,
-                              ne=copying["ne"], error=copying["error"], n_slots=n_slots, device=device)
+                              ne=copying["ne"], error=copying["error"], n_slots=n_slots, device=device,
+                              readout_tolerance=float(copying.get("readout_tolerance", 0.0)))
     if copying.get("states", "window") == "composite":
         # one forward-backward per query over all its array sites, states pooled over its windows
         return composite_alt_prob(panel_hap, query_hap, observed_idx, candidates, cm, ne=copying["ne"],

@@ -158,13 +158,14 @@ def test_compiled_slots_are_the_same_slots_as_slot_states():
             assert np.array_equal(hap, want_hap[:, q]), (n_slots, q)
 
 
-@pytest.mark.parametrize("n_slots", [10, 40])
-def test_compiled_cpu_engine_equals_the_torch_model(n_slots):
+@pytest.mark.parametrize("n_slots, window", [(10, 40), (40, 40), (40, 400)])
+def test_compiled_cpu_engine_equals_the_torch_model(n_slots, window):
     from omicslm.impute.ragbert.composite import slots_alt_prob
 
     panel, query = _panel(seed=7, n_var=400, n_panel=70, n_q=9)
     observed = np.sort(np.random.default_rng(8).choice(400, 90, replace=False))
-    windows = np.array([[s, min(400, s + 40)] for s in range(0, 400, 40)])
+    # windows of ~9 array sites, or one of 90 (its alleles span two 64-bit words)
+    windows = np.array([[s, min(400, s + window)] for s in range(0, 400, window)])
     rng = np.random.default_rng(9)
     cand = np.stack([np.stack([rng.choice(70, 8, replace=False) for _ in range(9)]) for _ in windows])
     cand[:, 0, 4:] = -1  # query 0: fewer candidates (empty slots)
@@ -180,3 +181,20 @@ def test_compiled_cpu_engine_equals_the_torch_model(n_slots):
     assert np.abs(fused_p[hidden] - query[hidden]).mean() < 0.75 * np.abs(af - query[hidden]).mean()
     with pytest.raises(ValueError, match="engine"):
         slots_alt_prob(panel, query, observed, cand, windows, cm, engine="numpy", **kw)
+    # the read-out may skip slots of negligible posterior: it drops at most the tolerance
+    loose = slots_alt_prob(panel, query, observed, cand, windows, cm, readout_tolerance=1e-3, **kw)
+    assert np.abs(loose - fused_p).max() <= 1e-3 + 1e-6
+
+
+def test_word_layout_packs_each_windows_array_sites_64_to_a_word():
+    from omicslm.impute.ragbert.fused import pack_words, word_layout
+
+    seg_obs = np.array([0] * 70 + [1] * 3 + [3] * 64 + [4])
+    word_of, off_of, n_words = word_layout(seg_obs)
+    assert n_words == 5  # window 0: 64 + 6 sites; window 1; window 3: exactly 64; window 4
+    assert word_of.tolist() == [0] * 64 + [1] * 6 + [2] * 3 + [3] * 64 + [4]
+    assert off_of.tolist() == list(range(64)) + list(range(6)) + list(range(3)) + list(range(64)) + [0]
+    hap = np.random.default_rng(0).integers(0, 2, size=(len(seg_obs), 5)).astype(np.int8)
+    words = pack_words(hap, word_of, off_of, n_words)
+    unpacked = (words[word_of] >> off_of[:, None].astype(np.uint64)) & np.uint64(1)
+    assert np.array_equal(unpacked.astype(np.int8), hap)
