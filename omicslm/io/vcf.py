@@ -16,6 +16,7 @@ import pysam
 from numba import njit, prange
 
 from omicslm.io.atomic import atomic_indexed
+from omicslm.io.bgzf import ParallelBGZFWriter
 
 _GT_PHASED = np.array(["0|0", "0|1", "1|0", "1|1"])
 _GT_UNPHASED = np.array(["0/0", "0/1", "0/1", "1/1"])  # what an array genotype call gives: no haplotype order
@@ -51,6 +52,7 @@ def write_vcf(
     info_header: Sequence[str] = (),
     source: str = "omicslm",
     phased: bool = True,
+    threads: int = 1,
 ) -> Path:
     """Write a bgzipped VCF with a tabix index (``path`` + ``.tbi``), atomically.
 
@@ -72,6 +74,8 @@ def write_vcf(
     info : mapping of INFO key -> ndarray shape (n_variants,), optional
         A boolean array is a Flag (the key written alone where true).
     info_header : extra ``##INFO=<...>`` lines describing ``info`` keys.
+    threads : int
+        Threads that deflate the BGZF blocks (:class:`~omicslm.io.bgzf.ParallelBGZFWriter`).
     """
     if haplotypes is None:
         raise ValueError("write_vcf needs haplotypes (GT is required by every consumer)")
@@ -87,7 +91,7 @@ def write_vcf(
                                     hap_dosages=hap_dosages is not None)
     path = Path(path)
     with atomic_indexed(path) as tmp:
-        with pysam.BGZFile(str(tmp), "wb") as out:
+        with ParallelBGZFWriter(tmp, threads=threads) as out:
             out.write(("\n".join(header) + "\n").encode())
             _write_records(out, contig, positions, ref, alt, haplotypes, dosages, genotype_probs, info, fmt_str,
                            hap_dosages=hap_dosages, gt_strings=_GT_PHASED if phased else _GT_UNPHASED)

@@ -128,7 +128,8 @@ def test_a_vcf_is_renamed_before_its_index(tmp_path, monkeypatch):
     out = tmp_path / "x.vcf.gz"
     write_vcf(out, contig="1", positions=np.array([5, 9]), ref=["A", "C"], alt=["G", "T"], samples=["s"],
               haplotypes=np.zeros((2, 1, 2), np.int8))
-    assert order == ["x.vcf.gz", "x.vcf.gz.tbi"]  # never an index newer than the file it describes
+    # never an index newer than the file it describes (numba may rename its own cache files meanwhile)
+    assert [n for n in order if n.startswith("x.vcf")] == ["x.vcf.gz", "x.vcf.gz.tbi"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.vcf.gz", "x.vcf.gz.tbi"]
 
 

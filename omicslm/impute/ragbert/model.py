@@ -33,7 +33,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
-from transformers import BertConfig, BertModel
 
 
 
@@ -159,6 +158,8 @@ class RagBert(nn.Module):
         self.vote_proj = nn.Linear(1, h) if cfg.retrieval and cfg.retrieved_vote else None
         self.copy_proj = nn.Linear(1, h) if cfg.retrieval and cfg.copying else None
         self.copy_scale = nn.Parameter(torch.ones(())) if self.copy_proj is not None else None
+        from transformers import BertConfig, BertModel  # here: imputing with the copying model alone needs none of it
+
         self.encoder = BertModel(BertConfig(
             vocab_size=N_TOKENS, hidden_size=h, num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads,
             intermediate_size=cfg.intermediate, hidden_dropout_prob=cfg.dropout,

@@ -270,7 +270,7 @@ def _target_populations(targets_vcf, panel: Panel, samples: list[str], panel_idx
 
 
 def _write_imputed_vcf(out_vcf, panel: Panel, samples: list[str], p: np.ndarray, observed: np.ndarray, *,
-                       method: str) -> None:
+                       method: str, threads: int = 1) -> None:
     """Every panel site from haplotype ALT probabilities ``p`` (n_variants, n_samples, 2); ``observed``: the target's
     own (array) sites, flagged TYPED, the others IMP."""
     hap, ds, gp, info = genotype_outputs(p)
@@ -278,7 +278,7 @@ def _write_imputed_vcf(out_vcf, panel: Panel, samples: list[str], p: np.ndarray,
     info["TYPED"] = observed.copy()
     write_vcf(out_vcf, contig=panel.contig, positions=panel.pos, ref=panel.ref, alt=panel.alt, samples=samples,
               haplotypes=hap, dosages=ds, genotype_probs=gp, hap_dosages=np.clip(p, 0.0, 1.0), info=info,
-              source=f"omicslm {method}",
+              source=f"omicslm {method}", threads=threads,
               info_header=[
                   '##INFO=<ID=AF,Number=A,Type=Float,Description="Mean imputed ALT allele frequency">',
                   '##INFO=<ID=R2,Number=1,Type=Float,Description="Estimated imputation r2: var(DS)/(2AF(1-AF))">',
@@ -377,7 +377,7 @@ def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_
                              cpu_bf16=cpu_bf16, skip_confident=skip_confident)
     p = p.reshape(panel.n_variants, len(samples), 2)
     p[site_idx] = target_hap  # array sites carry their observed alleles
-    _write_imputed_vcf(out_vcf, panel, samples, p, observed, method=method)
+    _write_imputed_vcf(out_vcf, panel, samples, p, observed, method=method, threads=threads)
     seconds = time.perf_counter() - started
     extra = {"device": str(dev)}
     if train_runtime_json is not None:
