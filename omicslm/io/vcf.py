@@ -13,6 +13,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pysam
+import numba
 from numba import njit, prange
 
 from omicslm.io.atomic import atomic_indexed
@@ -75,7 +76,7 @@ def write_vcf(
         A boolean array is a Flag (the key written alone where true).
     info_header : extra ``##INFO=<...>`` lines describing ``info`` keys.
     threads : int
-        Threads that deflate the BGZF blocks (:class:`~omicslm.io.bgzf.ParallelBGZFWriter`).
+        Threads that lay out the records and deflate the BGZF blocks (:class:`~omicslm.io.bgzf.ParallelBGZFWriter`).
     """
     if haplotypes is None:
         raise ValueError("write_vcf needs haplotypes (GT is required by every consumer)")
@@ -86,6 +87,7 @@ def write_vcf(
             f"shape mismatch: {n_var} variants x {n_samp} samples in haplotypes, "
             f"{len(positions)} positions, {len(samples)} sample names"
         )
+    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))  # _fill_fields' threads
     header, fmt_str = _header_lines(contig, samples, source=source, info_header=info_header,
                                     dosages=dosages is not None, genotype_probs=genotype_probs is not None,
                                     hap_dosages=hap_dosages is not None)
