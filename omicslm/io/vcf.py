@@ -11,9 +11,9 @@ import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import numba
 import numpy as np
 import pysam
-import numba
 from numba import njit, prange
 
 from omicslm.io.atomic import atomic_indexed

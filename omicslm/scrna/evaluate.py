@@ -20,7 +20,7 @@ import torch
 
 from omicslm.io.atomic import atomic_open
 from omicslm.scrna.baselines import baseline_predictions, pick_alpha, summarize
-from omicslm.scrna.tokenize import EXPR_TARGET_SUM, Tokenized, load_tokenized
+from omicslm.scrna.tokenize import EXPR_TARGET_SUM, Tokenized, lognorm_hvg, load_tokenized
 from omicslm.scrna.train import load_model, model_inputs, predict_masked
 from omicslm.train import autocast, pick_device
 
@@ -95,12 +95,7 @@ def scanpy_embedding(counts_h5ad, cells, *, n_components: int, hvg_genes: int, s
     rows = index.get_indexer(np.asarray(cells, dtype=str))
     if (rows < 0).any():
         raise ValueError(f"{counts_h5ad}: tokenized cells missing from the count matrix")
-    adata = adata[rows].copy()
-    adata.X = adata.X.astype(np.float32)
-    sc.pp.normalize_total(adata, target_sum=EXPR_TARGET_SUM)
-    sc.pp.log1p(adata)
-    if adata.n_vars > hvg_genes:
-        sc.pp.highly_variable_genes(adata, n_top_genes=hvg_genes, flavor="seurat", subset=True)
+    adata = lognorm_hvg(adata[rows], hvg_genes)
     n = max(1, min(n_components, adata.n_obs - 1, adata.n_vars - 1))
     sc.pp.pca(adata, n_comps=n, random_state=seed)
     return np.asarray(adata.obsm["X_pca"], dtype=np.float32)

@@ -221,12 +221,12 @@ def tokenize(counts_h5ad, out_dir, *, binning: dict, seq_len: int, views: int, m
     return meta
 
 
-def hvg_vocabulary(adata, n_genes: int) -> list[str]:
-    """The ``n_genes`` most highly variable genes of ``adata`` (counts), in the input's gene order.
+def lognorm_hvg(adata, n_genes: int):
+    """scanpy's recipe before PCA, on a copy of ``adata`` (counts): ``normalize_total`` to 1e4, ``log1p``, then the
+    ``n_genes`` most highly variable genes of the seurat flavour (all genes when there are at most ``n_genes``).
 
-    Chosen by scanpy as its users choose them before PCA (and as the ``scanpy_hvg_pca`` peer does): on
-    all cells at once (unsupervised; no label is used), ``normalize_total`` to 1e4, ``log1p``, then
-    ``highly_variable_genes`` of the seurat flavour.
+    Run on all the given cells at once (unsupervised; no label is used), as scanpy's users run it. Returns the
+    log-normalized AnnData of those genes, in the input's gene order.
     """
     import scanpy as sc
 
@@ -234,10 +234,17 @@ def hvg_vocabulary(adata, n_genes: int) -> list[str]:
     ad.X = ad.X.astype(np.float32)
     sc.pp.normalize_total(ad, target_sum=EXPR_TARGET_SUM)
     sc.pp.log1p(ad)
-    sc.pp.highly_variable_genes(ad, n_top_genes=int(n_genes), flavor="seurat")
-    hv = ad.var["highly_variable"].to_numpy(dtype=bool)
-    log.info("vocabulary: the %d most highly variable of %d genes (scanpy, seurat flavour)", int(hv.sum()), len(hv))
-    return [str(g) for g in np.asarray(ad.var_names)[hv]]
+    if ad.n_vars > n_genes:
+        sc.pp.highly_variable_genes(ad, n_top_genes=int(n_genes), flavor="seurat", subset=True)
+    return ad
+
+
+def hvg_vocabulary(adata, n_genes: int) -> list[str]:
+    """The ``n_genes`` most highly variable genes of ``adata`` (counts), in the input's gene order, chosen as the
+    ``scanpy_hvg_pca`` peer chooses them (:func:`lognorm_hvg`)."""
+    genes = [str(g) for g in lognorm_hvg(adata, n_genes).var_names]
+    log.info("vocabulary: the %d most highly variable of %d genes (scanpy, seurat flavour)", len(genes), adata.n_vars)
+    return genes
 
 
 def write_views(folder: Path, Xk: sp.csr_matrix, ids_k: np.ndarray, totals: np.ndarray, keep: np.ndarray, *,

@@ -139,7 +139,7 @@ def _one_query(q: int, cand, n_slots: int, n_panel: int, panel_words, query_word
     _read_out(q, post, slot_hap, panel_hap, seg, li, ri, t, bounds, min_post, out)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True)
 def _mismatch(w: int, q: int, cols, panel_words, query_words, mm) -> None:
     """``mm[s]``: the bits of word ``w`` where the column in slot ``s`` differs from query ``q``."""
     qw = query_words[w, q]

@@ -303,6 +303,15 @@ def _target_queries(targets_vcf, panel: Panel, panel_idx: np.ndarray, *, skip_ab
     return site_idx, target_hap, samples, observed, query_pop, query_hap
 
 
+def _record_runtime(runtime_json, train_runtime_json, *, method: str, seconds: float, threads: int, device) -> None:
+    """``runtime_json`` of an imputation, with the training run's ``train_seconds`` when its runtime is given."""
+    extra = {"device": str(device)}
+    if train_runtime_json is not None:
+        with open(train_runtime_json) as fh:
+            extra["train_seconds"] = float(json.load(fh)["train_seconds"])
+    write_runtime(runtime_json, method=method, seconds=seconds, threads=threads, **extra)
+
+
 def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_vcf, runtime_json, *, method: str,
                    batch_size: int, threads: int = 1, device: str = "auto", train_runtime_json=None,
                    genetic_map=None, skip_absent: bool = False, cpu_bf16: bool = False,
@@ -379,10 +388,6 @@ def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_
     p[site_idx] = target_hap  # array sites carry their observed alleles
     _write_imputed_vcf(out_vcf, panel, samples, p, observed, method=method, threads=threads)
     seconds = time.perf_counter() - started
-    extra = {"device": str(dev)}
-    if train_runtime_json is not None:
-        with open(train_runtime_json) as fh:
-            extra["train_seconds"] = float(json.load(fh)["train_seconds"])
-    write_runtime(runtime_json, method=method, seconds=seconds, threads=threads, **extra)
+    _record_runtime(runtime_json, train_runtime_json, method=method, seconds=seconds, threads=threads, device=dev)
     log.info("%s: imputed %d samples x %d sites in %.1f s on %s", method, len(samples), panel.n_variants, seconds, dev)
     return seconds
