@@ -1,11 +1,25 @@
-"""Shared training pieces for every model branch: device/AMP/seeding, lr schedule, checkpoints, the loop."""
+"""Shared training pieces for every model branch: device/AMP/seeding, lr schedule, checkpoints, the loop.
 
-from omicslm.train.checkpoint import checkpoint_exists, load_checkpoint, read_checkpoint_config, save_checkpoint
-from omicslm.train.device import autocast, pick_device, set_seed
-from omicslm.train.loop import TrainConfig, fit, to_device
-from omicslm.train.schedule import lr_lambda
+The names below are imported on first use (PEP 562), so importing one torch-free submodule (e.g.
+:mod:`omicslm.train.checkpoint_files`) does not import torch.
+"""
 
-__all__ = [
-    "TrainConfig", "autocast", "checkpoint_exists", "fit", "load_checkpoint", "lr_lambda", "pick_device",
-    "read_checkpoint_config", "save_checkpoint", "set_seed", "to_device",
-]
+from importlib import import_module
+
+_WHERE = {
+    "TrainConfig": "loop", "autocast": "device", "checkpoint_exists": "checkpoint_files", "fit": "loop",
+    "load_checkpoint": "checkpoint", "lr_lambda": "schedule", "pick_device": "device",
+    "read_checkpoint_config": "checkpoint_files", "save_checkpoint": "checkpoint", "set_seed": "device",
+    "to_device": "loop",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))

@@ -28,9 +28,8 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
-import torch
 
-from omicslm.impute.ragbert.model import IGNORE, TOKEN_MASK, TOKEN_PAD
+from omicslm.impute.ragbert.model_config import IGNORE, TOKEN_MASK, TOKEN_PAD
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +206,8 @@ class WindowData:
             out["ref_features"] = ref_feat
         if self.copy_prob is not None:
             out["copy_prob"] = np.where(valid, self.copy_prob[idx, hap[:, None]], 0.5).astype(np.float32)
+        import torch  # batches feed the network; the copying model alone builds none and imports no torch
+
         return {key: torch.from_numpy(np.ascontiguousarray(v)) for key, v in out.items()}
 
     def _features(self, idx, valid, pop):

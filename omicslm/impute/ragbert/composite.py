@@ -14,15 +14,42 @@ The model is the same Li-Stephens HMM (Beagle 5's switch rate over the number of
 haplotypes, the same error), in torch: batched over query haplotypes, float32 with per-step
 renormalisation, on CPU threads or CUDA. A query whose composite set is smaller than
 ``max_states`` has padded states with zero emission, and its switch spreads over its own states.
+
+torch is imported by the torch functions, not by this module: the slot model's compiled CPU engine
+(:mod:`omicslm.impute.ragbert.fused`) runs without it, so imputing with the copying model alone
+starts without torch's import (about 2 s).
 """
 
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from omicslm.impute.ragbert.copying import switch_probability
 from omicslm.impute.ragbert.fused import slots_alt_prob_cpu
+
+if TYPE_CHECKING:
+    import torch
+
+
+def copying_device(prefer: str = "auto"):
+    """Where the copying model alone runs: ``"cpu"``, without importing torch, when it can be nothing else (asked
+    for, or ``"auto"`` on a machine with no NVIDIA driver); otherwise torch's choice
+    (:func:`~omicslm.train.device.pick_device`: CUDA when usable)."""
+    name = str(prefer).strip().lower()
+    if name == "cpu" or (name == "auto" and not nvidia_driver_present()):
+        return "cpu"
+    from omicslm.train.device import pick_device
+
+    return pick_device(prefer)
+
+
+def nvidia_driver_present() -> bool:
+    """Whether an NVIDIA driver is loaded here (Linux ``/proc/driver/nvidia``, or WSL's ``/dev/dxg``): without one
+    CUDA cannot be usable, so asking torch is not needed."""
+    return os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/dxg")
 
 
 def composite_states(candidates: np.ndarray, *, max_states: int) -> tuple[np.ndarray, np.ndarray]:
@@ -58,6 +85,8 @@ def composite_states(candidates: np.ndarray, *, max_states: int) -> tuple[np.nda
 
 def _posteriors(emission: torch.Tensor, valid: torch.Tensor, switch: torch.Tensor) -> torch.Tensor:
     """Forward-backward state posteriors, (Q, S, M), of emissions (Q, S, M) with switch (S - 1,)."""
+    import torch
+
     q, s, m = emission.shape
     k = valid.sum(dim=1, keepdim=True).clamp(min=1).to(emission.dtype)  # states per query
     mask = valid.to(emission.dtype)
@@ -109,6 +138,8 @@ def composite_alt_prob(panel_hap: np.ndarray, query_hap: np.ndarray, observed_id
     -------
     ndarray, float32, shape (n_variants, n_queries)
     """
+    import torch
+
     if not 0 < error < 0.5:
         raise ValueError(f"copying error must be in (0, 0.5), got {error}")
     device = torch.device(device)
@@ -167,6 +198,8 @@ def minor_carriers(panel_hap: np.ndarray, *, site_block: int | None = None, boun
 def _read_out(post: torch.Tensor, states: torch.Tensor, valid: torch.Tensor, carriers, li: np.ndarray,
               ri: np.ndarray, t: np.ndarray, *, n_panel: int, device: torch.device) -> np.ndarray:
     """ALT probability (n_variants, Q): the posterior, interpolated between array sites, summed over ALT carriers."""
+    import torch
+
     q, s, m = post.shape
     # where each panel haplotype sits in each query's state set (m: not a state -> the zero column)
     slot = torch.full((q, n_panel + 1), m, dtype=torch.int64, device=device)  # column n_panel: where padding goes
@@ -267,7 +300,7 @@ def slot_states(candidates: np.ndarray, *, n_slots: int) -> tuple[np.ndarray, np
 def slots_alt_prob(panel_hap: np.ndarray, query_hap: np.ndarray, observed_idx: np.ndarray, candidates: np.ndarray,
                    windows: np.ndarray, position_cm: np.ndarray, *, ne: float, error: float, n_slots: int,
                    query_batch: int = 64, device: torch.device | str = "cpu", engine: str = "auto",
-                   readout_tolerance: float = 0.0) -> np.ndarray:
+                   readout_tolerance: float = 0.0, threads: int | None = None) -> np.ndarray:
     """ALT probability of every query haplotype at every site under the slot copying model (:func:`slot_states`).
 
     One forward-backward per query over all its array sites with ``n_slots`` states; the state in slot
@@ -280,7 +313,8 @@ def slots_alt_prob(panel_hap: np.ndarray, query_hap: np.ndarray, observed_idx: n
     candidates were retrieved for, and ``n_slots`` the states per query. ``engine``: ``"fused"`` runs
     the compiled per-query loop of :mod:`omicslm.impute.ragbert.fused` (CPU only), ``"torch"`` the
     batched tensors below (CPU or CUDA), ``"auto"`` fused on CPU and torch on CUDA. ``readout_tolerance``
-    (fused): the most ALT probability its read-out may drop by skipping slots of negligible posterior.
+    (fused): the most ALT probability its read-out may drop by skipping slots of negligible posterior; ``threads``
+    (fused): its CPU threads (None: numba's current number).
 
     Returns
     -------
@@ -288,12 +322,10 @@ def slots_alt_prob(panel_hap: np.ndarray, query_hap: np.ndarray, observed_idx: n
     """
     if not 0 < error < 0.5:
         raise ValueError(f"copying error must be in (0, 0.5), got {error}")
-    device = torch.device(device)
     n_var, n_q = query_hap.shape
     obs_idx = np.asarray(observed_idx, dtype=np.int64)
     cm = np.asarray(position_cm, dtype=np.float64)
-    switch = torch.as_tensor(switch_probability(np.diff(cm[obs_idx]), ne=ne, n_panel_haplotypes=panel_hap.shape[1]),
-                             dtype=torch.float32, device=device)
+    switch = switch_probability(np.diff(cm[obs_idx]), ne=ne, n_panel_haplotypes=panel_hap.shape[1]).astype(np.float32)
     ri = np.clip(np.searchsorted(obs_idx, np.arange(n_var)), 0, len(obs_idx) - 1)
     li = np.clip(ri - 1, 0, len(obs_idx) - 1)
     span = cm[obs_idx[ri]] - cm[obs_idx[li]]
@@ -303,14 +335,19 @@ def slots_alt_prob(panel_hap: np.ndarray, query_hap: np.ndarray, observed_idx: n
     seg = np.clip(np.searchsorted(starts, np.arange(n_var), side="right") - 1, 0, len(starts) - 1)  # window of a site
     if engine not in ("auto", "fused", "torch"):
         raise ValueError(f"copying engine must be auto, fused or torch, got {engine!r}")
-    if engine == "fused" or (engine == "auto" and device.type == "cpu"):
-        if device.type != "cpu":
+    on_cpu = str(device).split(":")[0] == "cpu"  # a torch.device or its name; no torch import to read it
+    if engine == "fused" or (engine == "auto" and on_cpu):
+        if not on_cpu:
             raise ValueError(f"the fused copying engine runs on CPU, not {device}")
         if n_slots < candidates.shape[2]:
             raise ValueError(f"copying.slots ({n_slots}) must be at least the candidates per window "
                              f"({candidates.shape[2]})")
-        return slots_alt_prob_cpu(panel_hap, query_hap, obs_idx, candidates, switch.cpu().numpy(), seg, li, ri, t,
-                                  error=error, n_slots=n_slots, tolerance=readout_tolerance)
+        return slots_alt_prob_cpu(panel_hap, query_hap, obs_idx, candidates, switch, seg, li, ri, t,
+                                  error=error, n_slots=n_slots, tolerance=readout_tolerance, threads=threads)
+    import torch
+
+    device = torch.device(device)
+    switch = torch.as_tensor(switch, device=device)
     return _slots_alt_prob_torch(panel_hap, query_hap, obs_idx, candidates, switch, seg, li, ri, t, error=error,
                                  n_slots=n_slots, query_batch=query_batch, device=device)
 
@@ -321,6 +358,8 @@ def _slots_alt_prob_torch(panel_hap: np.ndarray, query_hap: np.ndarray, obs_idx:
     """:func:`slots_alt_prob` as batched torch tensors (CPU or CUDA), from the layout it derives: the switch
     probabilities between array sites, each site's window and its bracketing array sites with the weight on the
     right one."""
+    import torch
+
     n_var, n_q = query_hap.shape
     panel_obs = torch.as_tensor(np.ascontiguousarray(panel_hap[obs_idx]), device=device)       # (S, P)
     seg_obs_np = seg[obs_idx]

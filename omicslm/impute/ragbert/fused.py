@@ -5,7 +5,7 @@ copied alleles (queries x array sites x slots), the emissions, every step of the
 and the read-out as separate tensors: on CPU most of its time goes to making and reading those
 temporaries and to a Python step per site. Here the same model runs as one loop nest per query
 haplotype, compiled once (``cache=True``: the machine code is kept beside this file, so later
-processes start at once) and spread over the rule's threads (``torch.get_num_threads()``):
+processes start at once) and spread over the rule's threads (``threads``):
 
 * forward: the alleles of the array sites are packed 64 to a word per panel haplotype and window
   (:func:`pack_words`, once for all queries); where a window starts, each slot's word is XORed with
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-import torch
 from numba import njit, prange
 
 # float sums may be reassociated (vectorised) and products contracted; NaN and infinity keep their meaning
@@ -307,8 +306,9 @@ def pack_words(hap, word_of, off_of, n_words: int):
 
 def slots_alt_prob_cpu(panel_hap: np.ndarray, query_hap: np.ndarray, obs_idx: np.ndarray, candidates: np.ndarray,
                        switch: np.ndarray, seg: np.ndarray, li: np.ndarray, ri: np.ndarray, t: np.ndarray, *,
-                       error: float, n_slots: int, tolerance: float = 0.0) -> np.ndarray:
-    """ALT probability (n_variants, n_queries) of the slot copying model, compiled, on ``torch.get_num_threads()`` threads.
+                       error: float, n_slots: int, tolerance: float = 0.0, threads: int | None = None) -> np.ndarray:
+    """ALT probability (n_variants, n_queries) of the slot copying model, compiled, on ``threads`` threads (None:
+    numba's current number).
 
     The arguments are those :func:`~omicslm.impute.ragbert.composite.slots_alt_prob` takes or derives:
     the panel and query haplotypes, the array sites, the candidates per window, the switch
@@ -316,7 +316,8 @@ def slots_alt_prob_cpu(panel_hap: np.ndarray, query_hap: np.ndarray, obs_idx: np
     weight on the right one. ``tolerance``: the most ALT probability the read-out may drop by skipping
     slots of negligible posterior (0: read every slot).
     """
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    if threads is not None:
+        numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
     n_var, n_q = query_hap.shape
     panel_hap = np.ascontiguousarray(panel_hap, dtype=np.int8)
     n_panel = panel_hap.shape[1]

@@ -14,25 +14,30 @@ import logging
 import time
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from omicslm.errors import InputError
 from omicslm.impute.layout import Panel, read_panel
 from omicslm.impute.ragbert.batches import WindowData, panel_site_stats
-from omicslm.impute.ragbert.model import ModelConfig, RagBert
-from omicslm.impute.split import read_split, role_indices
+from omicslm.impute.ragbert.composite import copying_device
+from omicslm.impute.ragbert.model_config import ModelConfig
 from omicslm.impute.ragbert.windows import file_sha1, panel_fingerprint, read_windows, window_data
+from omicslm.impute.split import read_split, role_indices
 from omicslm.io.runtime import write_runtime
 from omicslm.io.vcf import write_vcf
-from omicslm.train.checkpoint import load_checkpoint, read_checkpoint_config
-from omicslm.train.device import inference_autocast, pick_device, to_device
+from omicslm.train.checkpoint_files import read_checkpoint_config
+
+if TYPE_CHECKING:
+    import torch
+
+    from omicslm.impute.ragbert.model import RagBert
 
 log = logging.getLogger(__name__)
 
 
-@torch.no_grad()
 def predict_alt_prob(model: RagBert, data: WindowData, *, batch_size: int, device: torch.device,
                      amp: bool = True, cpu_bf16: bool = False, desc: str = "impute",
                      skip_confident: float = 0.0) -> np.ndarray:
@@ -50,6 +55,19 @@ def predict_alt_prob(model: RagBert, data: WindowData, *, batch_size: int, devic
     -------
     ndarray, float32, shape (n_variants, n_query_haplotypes)
     """
+    import torch
+
+    with torch.no_grad():
+        return _predict_alt_prob(model, data, batch_size=batch_size, device=device, amp=amp, cpu_bf16=cpu_bf16,
+                                 desc=desc, skip_confident=skip_confident)
+
+
+def _predict_alt_prob(model: RagBert, data: WindowData, *, batch_size: int, device: torch.device, amp: bool,
+                      cpu_bf16: bool, desc: str, skip_confident: float) -> np.ndarray:
+    import torch
+
+    from omicslm.train.device import inference_autocast, to_device
+
     was_training = model.training
     model.eval()
     n_var, n_hap = data.query_hap.shape
@@ -174,6 +192,9 @@ def load_model(checkpoint_dir, panel: Panel) -> tuple[RagBert | None, dict]:
                                                          f"retrain the model on this panel")
     if not config["options"].get("network", True):
         return None, config
+    from omicslm.impute.ragbert.model import RagBert  # torch: only a model with a network imports it
+    from omicslm.train.checkpoint import load_checkpoint
+
     try:
         model = RagBert(ModelConfig.from_dict(config["model"]))
     except (TypeError, ValueError) as exc:
@@ -359,14 +380,20 @@ def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_
         Inference seconds.
     """
     started = time.perf_counter()
-    torch.set_num_threads(max(1, int(threads)))
-    dev = pick_device(device)
     panel = read_panel(h5)
     split = read_split(split_tsv)
     panel_idx = role_indices(panel, split, ["reference", "validation"])
     model, config = load_model(checkpoint_dir, panel)
     mcfg = ModelConfig.from_dict(config["model"])
-    if model is not None:
+    if model is None:  # the copying model alone: no torch unless it may run on CUDA
+        dev = copying_device(device)
+    else:
+        import torch
+
+        from omicslm.train.device import pick_device
+
+        torch.set_num_threads(max(1, int(threads)))
+        dev = pick_device(device)
         model.to(dev)
     cfg = config["options"]
     _check_genetic_map(config, checkpoint_dir, genetic_map, copying=mcfg.copying, contig=panel.contig)

@@ -160,7 +160,8 @@ def _panel_columns(panel_idx: np.ndarray, query_idx: np.ndarray) -> np.ndarray:
 
 
 def _copying_prob(positions: np.ndarray, panel_hap: np.ndarray, query_hap: np.ndarray, observed_idx: np.ndarray,
-                  windows: np.ndarray, candidates: np.ndarray, copying: dict, *, genetic_map, device) -> np.ndarray:
+                  windows: np.ndarray, candidates: np.ndarray, copying: dict, *, genetic_map, device,
+                  threads: int | None = None) -> np.ndarray:
     """The copying model's ALT probability (n_variants, n_queries) over the retrieved ``candidates``, by the state
     model ``copying.states`` names (slots, composite or window)."""
     cm = site_cm(positions, genetic_map=genetic_map, cm_per_mb=copying["cm_per_mb"])
@@ -175,7 +176,7 @@ def _copying_prob(positions: np.ndarray, panel_hap: np.ndarray, query_hap: np.nd
                              f"{candidates.shape[2]} candidates per window (copying.candidates)")
         return slots_alt_prob(panel_hap, query_hap, observed_idx, candidates, windows, cm,
                               ne=copying["ne"], error=copying["error"], n_slots=n_slots, device=device,
-                              readout_tolerance=float(copying.get("readout_tolerance", 0.0)))
+                              readout_tolerance=float(copying.get("readout_tolerance", 0.0)), threads=threads)
     if copying.get("states", "window") == "composite":
         # one forward-backward per query over all its array sites, states pooled over its windows
         return composite_alt_prob(panel_hap, query_hap, observed_idx, candidates, cm, ne=copying["ne"],
@@ -242,7 +243,7 @@ def window_data(panel: Panel, windows: np.ndarray, observed: np.ndarray, *, quer
             if shared:
                 neighbours = np.ascontiguousarray(candidates[:, :, :cfg["k"]])
             copy_prob = _copying_prob(panel.pos, panel_hap, query_hap, observed_idx, windows, candidates, copying,
-                                      genetic_map=genetic_map, device=device)
+                                      genetic_map=genetic_map, device=device, threads=threads)
     return WindowData(windows=windows, window_sites=window_sites,
                       positions=panel.pos, vtype=panel.vtype, stats=stats, observed=observed,
                       query_hap=query_hap, query_pop=panel.pop[query_idx] if query_pop is None else query_pop,

@@ -2,6 +2,7 @@ import copy
 import json
 import shutil
 import subprocess
+import sys
 
 import cyvcf2
 import numpy as np
@@ -271,6 +272,20 @@ def test_copying_candidates_can_have_their_own_retrieval_query(inputs, tmp_path)
     assert cfg["model"]["k"] == 2  # the fused neighbours keep K
 
 
+FRESH_COPYING_ONLY = """
+import json, sys
+from omicslm.impute.ragbert.predict import impute_ragbert
+impute_ragbert(*sys.argv[1:8], method="ragbert_copying_only", batch_size=32, threads=1, device="cpu")
+print(json.dumps(sorted(m for m in ("torch", "transformers") if m in sys.modules)))
+"""
+
+
+def _records(vcf) -> list[str]:
+    """The body of a VCF (its records), as text."""
+    view = subprocess.run(["bcftools", "view", "-H", str(vcf)], capture_output=True, text=True, check=True)
+    return view.stdout.split("\n")
+
+
 def test_copying_only_variant_trains_nothing_and_imputes_with_the_copying_model(inputs, tmp_path):
     model = copy.deepcopy(MODEL)
     model["variants"] = {"ragbert_copying_only": {"network": False}}
@@ -288,6 +303,13 @@ def test_copying_only_variant_trains_nothing_and_imputes_with_the_copying_model(
     table = evaluate_method(inputs["h5"], inputs["split"], inputs["array"], vcf, tmp_path / "runtime.json",
                             tmp_path / "eval.tsv", method="ragbert_copying_only", bins=BINS, n_boot=10, seed=0)
     assert table.loc[table["bin"] == "all", "r2"].iloc[0] > 0.3
+    # a fresh process imputes the same without importing torch or transformers (no network to run)
+    fresh = tmp_path / "fresh.vcf.gz"
+    args = [inputs["h5"], inputs["split"], inputs["targets"], inputs["windows"], best, fresh, tmp_path / "rt2.json"]
+    res = subprocess.run([sys.executable, "-c", FRESH_COPYING_ONLY, *map(str, args)], capture_output=True, text=True,
+                         check=True)
+    assert json.loads(res.stdout.strip().splitlines()[-1]) == []
+    assert _records(fresh) == _records(vcf)
     few = copy.deepcopy(model)
     few["copying"]["slots"] = 4  # fewer slots than candidates per window (6)
     with pytest.raises(InputError, match="copying.slots.*4 slots are fewer than the 6 candidates"):
