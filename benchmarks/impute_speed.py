@@ -8,12 +8,14 @@ need); without it, ``--results`` names one.
 
 Every phase runs in its own child process, measured from outside: wall seconds (the method's own timer:
 Beagle's and minimac4's tool call, JVM start included; our ``impute_ragbert``, after the interpreter has started
-and imported its libraries: torch, numba, faiss and transformers) and peak resident memory of the process and
-what it started (``wait4``'s ``ru_maxrss``). Our imputation's whole process (Python start and those imports
-included, about 3 s here) is a row of its own, with its ratio to Beagle's wall. Phases: ours data preparation + training (the run's train_runtime.json, or
-measured again with ``--train``), ours imputation (CPU; with ``--gpu`` and CUDA also on CUDA), Beagle
-imputation, minimac4 reference compression and imputation. Each method's VCF is scored with the workflow's
-evaluation (r2 per panel-MAF bin, the same untyped sites). The last line is
+and imported its libraries: numba, faiss, and torch and transformers for a variant with a network) and peak
+resident memory of the process and what it started (``wait4``'s ``ru_maxrss``). Our imputation's whole process
+(Python start and those imports included: about 1 s here for the copying model alone, 3 s with the network) is a
+row of its own, with its ratio to Beagle's wall. Phases: ours data preparation + training (the run's
+train_runtime.json, or measured again with ``--train``), ours imputation (CPU; with ``--gpu`` and CUDA also on
+CUDA), Beagle imputation, minimac4 reference compression and imputation. Each method's VCF is scored with the workflow's
+evaluation (r2 per panel-MAF bin, the same untyped sites), and ours' r2 minus each peer's is printed with a paired
+site-bootstrap 95% interval (the same resampled sites score both methods). The last line is
 ``ratio ours/beagle impute wall: X.XX`` (below 1: ours is faster).
 
 The machine may be shared with other jobs: compare numbers from one run only.
@@ -145,6 +147,8 @@ def main() -> None:
     ap.add_argument("--cpu-bf16", action="store_true",
                     help="also time ours with the network in bf16 on this CPU (impute.model.predict_cpu_bf16; needs "
                          "native bf16); the last line's ratio is then that row's")
+    ap.add_argument("--n-boot", type=int, default=1000,
+                    help="site-bootstrap replicates of the paired r2 difference between ours and each peer")
     ap.add_argument("--skip-confident", type=float, default=None,
                     help="impute.model.predict_skip_confident for ours (default: the merged config's)")
     args = ap.parse_args()
@@ -203,6 +207,8 @@ def main() -> None:
         rows.append(("minimac4", "compress reference", sec, rss, None))
         sec, rss = measured(M4, msav=tmp / "panel.msav", targets=targets, out=tmp / "minimac4.vcf.gz", **common)
         rows.append(("minimac4", "impute", sec, rss, score(r, tmp / "minimac4.vcf.gz", "minimac4", sec, tmp)))
+        paired = {peer: paired_difference(r, tmp / "ours_cpu.vcf.gz", tmp / f"{peer}.vcf.gz", args.n_boot)
+                  for peer in ("beagle", "minimac4")}
 
     bins = [b for b in (rows[-1][4] or {}) if b != "monomorphic"]
     print(f"\n{n_test} test samples x {panel.n_variants} sites = {genotypes} genotypes; {args.threads} threads each; "
@@ -214,6 +220,12 @@ def main() -> None:
         mem = f"{rss:9.0f}" if rss is not None else f"{'n/a':>9s}"
         cells = "  ".join(f"{r2[b]:.4f}".rjust(len(f"r2 {b}")) for b in bins) if r2 else ""
         print(f"{method:14s} {phase:26s} {sec:9.2f} {mem} {rate}  {cells}")
+    print(f"r2 of ours (CPU) minus each peer's, with the {args.n_boot}-replicate paired site-bootstrap 95% interval "
+          "(the same resampled sites score both: an interval that holds 0 is no difference)")
+    for peer, table in paired.items():
+        cells = "  ".join(f"{b} {d:+.4f} [{lo:+.4f}, {hi:+.4f}]" for b, d, lo, hi in
+                          table.loc[table["bin"].isin(bins), ["bin", "diff", "diff_lo", "diff_hi"]].itertuples(index=False))
+        print(f"  ours - {peer}: {cells}")
     ours = next(s for m, p, s, _, _ in rows if m == args.variant and p == "impute (cpu)")
     beagle = next(s for m, p, s, _, _ in rows if m == "beagle 5.4")
     if args.cpu_bf16:
@@ -226,6 +238,15 @@ def main() -> None:
     print(f"ours' one-off data preparation + training: {prep:.1f} s = {prep / beagle:.1f}x Beagle's imputation wall"
           + (f"; break-even after {prep / per_target:.0f} targets" if per_target else "; no break-even (ours is slower)"))
     print(f"ratio ours/beagle impute wall: {ours / beagle:.2f}")
+
+
+def paired_difference(r: Path, ours: Path, peer: Path, n_boot: int):
+    """Ours' r2 minus the peer's per MAF bin, with its paired site-bootstrap interval
+    (:func:`omicslm.impute.evaluate.compare_methods`)."""
+    from omicslm.impute.evaluate import compare_methods
+
+    return compare_methods(r / "panel.h5", r / "split.tsv", r / "array_sites.tsv", ours, peer, bins=BINS,
+                           n_boot=n_boot, seed=0)
 
 
 def _cuda() -> bool:

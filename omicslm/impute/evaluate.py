@@ -119,18 +119,23 @@ def _bootstrap_r2(stats: np.ndarray, n_boot: int, rng: np.random.Generator) -> n
     -------
     ndarray, float64, shape (n_boot,)
     """
-    n_sites = len(stats)
     out = np.empty(n_boot)
+    for start, stop, weights in _bootstrap_weights(len(stats), n_boot, rng):
+        out[start:stop] = _pooled_r2(weights @ stats)
+    return out
+
+
+def _bootstrap_weights(n_sites: int, n_boot: int, rng: np.random.Generator):
+    """Site-bootstrap replicates in blocks: ``(start, stop, weights)`` with ``weights`` float64 (stop - start, n_sites),
+    how often each site is drawn in each replicate; a replicate's sums are then one weighted sum (a matrix product),
+    far cheaper than gathering (block, n_sites, 6)."""
     block = max(1, _BOOT_BLOCK_ELEMENTS // max(n_sites, 1))
     for start in range(0, n_boot, block):
         stop = min(n_boot, start + block)
         idx = rng.integers(0, n_sites, size=(stop - start, n_sites))
-        # How often each site is drawn in each replicate; a replicate's sums are then one
-        # weighted sum (a matrix product), far cheaper than gathering (block, n_sites, 6).
         offset = np.arange(stop - start, dtype=np.int64)[:, None] * n_sites
         weights = np.bincount((idx + offset).ravel(), minlength=(stop - start) * n_sites)
-        out[start:stop] = _pooled_r2(weights.reshape(stop - start, n_sites).astype(np.float64) @ stats)
-    return out
+        yield start, stop, weights.reshape(stop - start, n_sites).astype(np.float64)
 
 
 def _site_iqs(truth: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -252,6 +257,47 @@ def score(truth: np.ndarray, dosage: np.ndarray, gt: np.ndarray, panel_af: np.nd
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def paired_r2_difference(truth: np.ndarray, dosage_a: np.ndarray, dosage_b: np.ndarray, panel_af: np.ndarray, *,
+                         bins: Sequence[float], n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Two methods' r² on the same genotypes by panel-MAF bin, and a paired site-bootstrap interval of their difference.
+
+    Each replicate resamples a row's sites once and scores both methods on those sites, so what the sites share
+    (how hard they are to impute) cancels from the difference: whether ``a`` is below ``b`` in a bin is then a
+    question of the interval, not of two overlapping per-method intervals. Coding, bins and rows are those of
+    :func:`score`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``bin, n_sites, r2_a, r2_b, diff`` (``r2_a - r2_b``), ``diff_lo, diff_hi`` (2.5 / 97.5 percentiles
+        over ``n_boot`` replicates; NaN without sites or with ``n_boot`` 0), one row per label of :func:`score`.
+    """
+    truth = np.asarray(truth)
+    panel_af = np.asarray(panel_af, dtype=np.float64)
+    edges = np.asarray(bins, dtype=np.float64)
+    stats = []
+    for dosage in (dosage_a, dosage_b):
+        dosage = np.asarray(dosage, dtype=np.float64)
+        _check_score_inputs(truth, dosage, truth, panel_af, edges)
+        flip = (panel_af > 0.5)[:, None]
+        stats.append(_site_stats(np.where(flip, 2 - truth, truth), np.where(flip, 2.0 - dosage, dosage)))
+    maf = np.minimum(panel_af, 1.0 - panel_af)
+    rows = []
+    for r, (label, _, _, sel) in enumerate(_score_groups(edges, maf, (panel_af == 0) | (panel_af == 1))):
+        a, b = stats[0][sel], stats[1][sel]
+        r2_a, r2_b = float(_pooled_r2(a.sum(axis=0))), float(_pooled_r2(b.sum(axis=0)))
+        lo = hi = np.nan
+        if n_boot > 0 and len(a):
+            diff = np.empty(n_boot)
+            for start, stop, w in _bootstrap_weights(len(a), n_boot, np.random.default_rng([seed, r])):
+                diff[start:stop] = _pooled_r2(w @ a) - _pooled_r2(w @ b)
+            if not np.all(np.isnan(diff)):
+                lo, hi = (float(v) for v in np.nanpercentile(diff, _CI_PERCENTILES))
+        rows.append({"bin": label, "n_sites": int(sel.sum()), "r2_a": r2_a, "r2_b": r2_b, "diff": r2_a - r2_b,
+                     "diff_lo": lo, "diff_hi": hi})
+    return pd.DataFrame(rows)
+
+
 def _check_score_inputs(truth, dosage, gt, panel_af, edges) -> None:
     """ValueError unless :func:`score`'s arrays have matching shapes and values in range."""
     if truth.ndim != 2 or dosage.shape != truth.shape or gt.shape != truth.shape:
@@ -337,25 +383,7 @@ def evaluate_method(
     pandas.DataFrame
         The table written to ``out_tsv``.
     """
-    panel = read_panel(h5)
-    split = read_split(split_tsv)
-    test_idx = role_indices(panel, split, ["test"], split_tsv=split_tsv, h5=h5)
-    ref_idx = role_indices(panel, split, PANEL_ROLES, split_tsv=split_tsv, h5=h5)
-    if not len(test_idx) or not len(ref_idx):
-        raise InputError(split_tsv, f"need test and reference/validation samples, got {len(test_idx)} and {len(ref_idx)}")
-    a_idx = read_array_sites(array_sites_tsv, panel, h5)["idx"].to_numpy()
-
-    scored = np.ones(panel.n_variants, dtype=bool)
-    scored[a_idx] = False
-    sites = np.flatnonzero(scored)
-    log.info("%s: scoring %d of %d sites (%d on the array) in %d test samples; panel = %d samples",
-             method, len(sites), panel.n_variants, len(a_idx), len(test_idx), len(ref_idx))
-
-    hap = panel.hap[sites]
-    truth = hap[:, test_idx, :].sum(axis=2, dtype=np.int8)
-    panel_af = panel_alt_frequency(hap, ref_idx)
-    del hap
-
+    panel, sites, test_idx, truth, panel_af = _held_out_truth(h5, split_tsv, array_sites_tsv, method)
     seconds = _read_seconds(runtime_json, method)
     dosage, gt = read_imputed(imputed_vcf, panel.pos[sites], panel.samples[test_idx].tolist(),
                               ref=panel.ref[sites], alt=panel.alt[sites], contig=None)
@@ -368,6 +396,37 @@ def evaluate_method(
     log.info("%s: aggregate r2 %.4f [%.4f, %.4f] over %d sites, %.1f s", method, all_row["r2"],
              all_row["r2_lo"], all_row["r2_hi"], all_row["n_sites"], seconds)
     return table
+
+
+def compare_methods(h5: str | os.PathLike, split_tsv: str | os.PathLike, array_sites_tsv: str | os.PathLike,
+                    vcf_a: str | os.PathLike, vcf_b: str | os.PathLike, *, bins: Sequence[float], n_boot: int = 1000,
+                    seed: int = 0) -> pd.DataFrame:
+    """:func:`paired_r2_difference` of two imputed VCFs of the test samples (``a`` minus ``b``), on the sites and
+    truth :func:`evaluate_method` scores."""
+    panel, sites, test_idx, truth, panel_af = _held_out_truth(h5, split_tsv, array_sites_tsv, "paired comparison")
+    dosages = [read_imputed(vcf, panel.pos[sites], panel.samples[test_idx].tolist(), ref=panel.ref[sites],
+                            alt=panel.alt[sites], contig=None)[0] for vcf in (vcf_a, vcf_b)]
+    return paired_r2_difference(truth, *dosages, panel_af, bins=bins, n_boot=n_boot, seed=seed)
+
+
+def _held_out_truth(h5, split_tsv, array_sites_tsv, what: str):
+    """What scoring compares against: ``(panel, scored sites, test sample indices, truth ALT counts (sites, test
+    samples) int8, reference-panel ALT frequency)``; the scored sites are every site not on the array."""
+    panel = read_panel(h5)
+    split = read_split(split_tsv)
+    test_idx = role_indices(panel, split, ["test"], split_tsv=split_tsv, h5=h5)
+    ref_idx = role_indices(panel, split, PANEL_ROLES, split_tsv=split_tsv, h5=h5)
+    if not len(test_idx) or not len(ref_idx):
+        raise InputError(split_tsv, f"need test and reference/validation samples, got {len(test_idx)} and {len(ref_idx)}")
+    a_idx = read_array_sites(array_sites_tsv, panel, h5)["idx"].to_numpy()
+    scored = np.ones(panel.n_variants, dtype=bool)
+    scored[a_idx] = False
+    sites = np.flatnonzero(scored)
+    log.info("%s: scoring %d of %d sites (%d on the array) in %d test samples; panel = %d samples",
+             what, len(sites), panel.n_variants, len(a_idx), len(test_idx), len(ref_idx))
+    hap = panel.hap[sites]
+    truth = hap[:, test_idx, :].sum(axis=2, dtype=np.int8)
+    return panel, sites, test_idx, truth, panel_alt_frequency(hap, ref_idx)
 
 
 def _read_seconds(runtime_json: str | os.PathLike, method: str) -> float:

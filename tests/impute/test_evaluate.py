@@ -12,7 +12,7 @@ import pytest
 
 from omicslm.errors import InputError
 from omicslm.impute import evaluate as ev
-from omicslm.impute.evaluate import combine_tables, evaluate_method, score
+from omicslm.impute.evaluate import combine_tables, compare_methods, evaluate_method, paired_r2_difference, score
 from omicslm.impute.imputed_vcf import read_imputed
 from omicslm.impute.layout import FORMAT_VERSION, TYPE_NAMES
 from omicslm.impute.plot import plot_r2_by_maf
@@ -163,6 +163,30 @@ def test_bootstrap_sufficient_statistics_match_naive_resampling():
     np.testing.assert_allclose(fast, naive, rtol=1e-10)
 
 
+def test_paired_difference_matches_each_score_and_its_interval_separates_a_clear_gap():
+    rng = np.random.default_rng(2)
+    n_sites, n_samp = 80, 40
+    af = rng.uniform(0.02, 0.98, n_sites)  # both codings: sites above .5 are flipped to the minor allele
+    truth = rng.binomial(2, af[:, None], size=(n_sites, n_samp)).astype(np.int8)
+    good = np.clip(truth + rng.normal(0, 0.2, size=truth.shape), 0, 2)
+    bad = np.clip(truth + rng.normal(0, 0.8, size=truth.shape), 0, 2)
+    diff = paired_r2_difference(truth, good, bad, af, bins=BINS, n_boot=300, seed=1)
+    for dosage, col in ((good, "r2_a"), (bad, "r2_b")):
+        single = score(truth, dosage, np.rint(dosage).astype(np.int8), af, bins=BINS, n_boot=0)
+        np.testing.assert_allclose(diff[col], single["r2"], rtol=1e-12)  # same rows, same r2 (NaN where empty)
+    assert diff["bin"].tolist() == score(truth, good, truth, af, bins=BINS, n_boot=0)["bin"].tolist()
+    row = diff.set_index("bin").loc["all"]
+    assert row["diff"] == pytest.approx(row["r2_a"] - row["r2_b"]) and 0 < row["diff_lo"] < row["diff"] < row["diff_hi"]
+    # the same imputation on both sides: a zero difference, in every replicate
+    same = paired_r2_difference(truth, good, good, af, bins=BINS, n_boot=50, seed=1).set_index("bin").loc["all"]
+    assert same["diff"] == 0 and same["diff_lo"] == 0 and same["diff_hi"] == 0
+    # the pairing: a small systematic gap is resolved though the two methods' own intervals overlap
+    near = np.clip(good + rng.normal(0, 0.05, size=truth.shape), 0, 2)
+    paired = paired_r2_difference(truth, good, near, af, bins=BINS, n_boot=300, seed=1).set_index("bin").loc["all"]
+    own = score(truth, near, truth, af, bins=BINS, n_boot=300, seed=1).set_index("bin").loc["all"]
+    assert paired["r2_a"] < own["r2_hi"] and paired["diff_lo"] > 0
+
+
 def test_score_rejects_bad_input():
     t = np.zeros((2, 3), dtype=np.int8)
     with pytest.raises(ValueError, match="share one 2-D shape"):
@@ -310,6 +334,10 @@ def test_evaluate_method_end_to_end(tmp_path, panel_files):
     df2 = evaluate_method(p["h5"], p["split"], p["array"], floor, _runtime(tmp_path / "rt2.json", "af_floor", 0.1),
                           tmp_path / "eval" / "floor.tsv", method="af_floor", bins=[0.0, 0.05, 0.5], n_boot=30, seed=0)
     assert _row(df2, "all")["r2"] < 0.5
+    paired = compare_methods(p["h5"], p["split"], p["array"], perfect, floor, bins=[0.0, 0.05, 0.5], n_boot=30,
+                             seed=0).set_index("bin")
+    assert paired.loc["all", "r2_a"] == pytest.approx(1.0)
+    assert paired.loc["all", "r2_b"] == pytest.approx(_row(df2, "all")["r2"])
 
     combined = combine_tables([out, tmp_path / "eval" / "floor.tsv"], tmp_path / "results" / "impute_eval.tsv")
     assert combined["method"].tolist().count("perfect") == len(df)
