@@ -77,6 +77,16 @@ def test_second_run_does_nothing(workdir):
     assert "Nothing to be done" in res.stdout + res.stderr
 
 
+def test_editing_one_variant_retrains_it_alone_and_enabled_false_leaves_one_out(workdir):
+    cfg = write_config(workdir / "variants.yaml", {"impute": {"model": {"variants": {
+        "ragbert_meanpool": {"pooling": "mean", "dropout": 0.2}, "ragbert_noretrieval": {"enabled": False}}}}})
+    jobs = planned_jobs(snakemake(workdir, TARGET, "-n", configs=[cfg]))
+    assert set(jobs) == {"impute_train", "impute_ragbert", "impute_evaluate", "impute_eval", "impute_plot", "impute_all"}
+    assert jobs["impute_train"] == jobs["impute_ragbert"] == jobs["impute_evaluate"] == 1  # ragbert_meanpool alone
+    res = snakemake(workdir, "-n", "--summary", "results/impute_eval.tsv", configs=[cfg])
+    assert "ragbert_noretrieval" not in res.stdout  # left out of the table's inputs
+
+
 def test_changing_bins_reruns_only_the_evaluation(workdir):
     cfg = write_config(workdir / "bins.yaml", {"impute": {"evaluate": {"maf_bins": [0.0, 0.02, 0.1, 0.5]}}})
     jobs = planned_jobs(snakemake(workdir, TARGET, "-n", configs=[cfg]))

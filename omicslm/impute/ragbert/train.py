@@ -69,13 +69,15 @@ def resolve_variant(model_block: dict, variant: str) -> dict:
 
     Overrides replace top-level keys; a mapping override (e.g. ``loss: {focal_gamma: 2}``)
     updates that mapping key by key. Selection keys (``enabled``, ``variants``,
-    ``resources``, ``threads``) are dropped: they do not change the model.
+    ``resources``, ``threads``) are dropped, and so is a variant's own ``enabled``: they do not change the model.
     """
     variants = model_block.get("variants") or {}
     if variant not in variants:
         raise ValueError(f"unknown model variant {variant!r}; config impute.model.variants has {sorted(variants)}")
     resolved = {k: copy.deepcopy(v) for k, v in model_block.items() if k not in _NON_MODEL_KEYS}
     for key, value in (variants[variant] or {}).items():
+        if key == "enabled":  # whether the workflow runs the variant, not a model key
+            continue
         if isinstance(value, dict) and isinstance(resolved.get(key), dict):
             resolved[key].update(value)
         else:

@@ -135,6 +135,37 @@ def test_genotype_outputs_formulas():
     assert info["R2"][0] == pytest.approx(np.var([1.1, 1.0]) / (2 * 0.525 * 0.475), rel=1e-5)
 
 
+def _genotype_outputs_numpy(p):
+    """The formulas of genotype_outputs, written out in numpy (float64)."""
+    p = np.clip(p.astype(np.float64), 0.0, 1.0)
+    p1, p2 = p[..., 0], p[..., 1]
+    ds = p1 + p2
+    gp = np.stack([(1 - p1) * (1 - p2), p1 * (1 - p2) + p2 * (1 - p1), p1 * p2], axis=-1)
+    af = ds.mean(axis=1) / 2
+    expected = 2 * af * (1 - af)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r2 = np.where(expected > 0, ds.var(axis=1) / expected, 0.0)
+    return (p >= 0.5).astype(np.int8), ds, gp, af, np.clip(r2, 0, 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_genotype_outputs_compiled_equals_the_formulas(dtype):
+    rng = np.random.default_rng(0)
+    p = rng.random((300, 41, 2)).astype(dtype)
+    p[:50] = (p[:50] > 0.5)  # certain sites (monomorphic ones among them: R2 0)
+    p[50:60] = 0.0
+    p[60, 3, 1], p[61, 0, 0], p[62, 5, 1] = -0.01, 1.02, np.nan  # clipped; NaN kept for the writer to refuse
+    hap, ds, gp, info = genotype_outputs(p, threads=2)
+    want_hap, want_ds, want_gp, want_af, want_r2 = _genotype_outputs_numpy(p)
+    np.testing.assert_array_equal(hap, want_hap)
+    assert ds.dtype == gp.dtype == info["AF"].dtype == info["R2"].dtype == np.float32
+    np.testing.assert_allclose(ds, want_ds.astype(np.float32), rtol=1e-7, atol=1e-7)
+    np.testing.assert_allclose(gp, want_gp.astype(np.float32), rtol=1e-7, atol=1e-7)
+    np.testing.assert_allclose(info["AF"], want_af.astype(np.float32), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(info["R2"], want_r2.astype(np.float32), rtol=1e-5, atol=1e-6)
+    assert np.isnan(ds[62, 5]) and np.isnan(info["AF"][62]) and (info["R2"][50:60] == 0).all()
+
+
 def test_ablation_trains_without_retrieval(inputs, tmp_path):
     model = copy.deepcopy(MODEL)
     model["train"]["max_epochs"] = 1
@@ -226,10 +257,11 @@ def test_k_larger_than_panel_is_a_clear_error_before_training(inputs, tmp_path):
 
 
 def test_resolve_variant_applies_overrides():
-    block = {**MODEL, "variants": {"a": {"pooling": "mean", "loss": {"focal_gamma": 2.0}}, "b": None}}
+    block = {**MODEL, "variants": {"a": {"pooling": "mean", "loss": {"focal_gamma": 2.0}, "enabled": True}, "b": None}}
     a = resolve_variant(block, "a")
     assert a["pooling"] == "mean" and a["loss"]["focal_gamma"] == 2.0 and a["loss"]["allele"] == 1.0
     assert "variants" not in a and "resources" not in a and MODEL["loss"]["focal_gamma"] == 0.0
+    assert "enabled" not in a  # whether the workflow runs a variant is not a model key
     assert resolve_variant(block, "b")["pooling"] == "attention"
     with pytest.raises(ValueError, match="unknown model variant 'c'"):
         resolve_variant(block, "c")
