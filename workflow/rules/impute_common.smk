@@ -9,7 +9,18 @@ MODEL_TRAINING = {k: v for k, v in IMPUTE_MODEL.items() if not k.startswith("pre
 # what only imputation with a trained model reads: its rerun key
 MODEL_PREDICT = {f"impute.model.{k}": v for k, v in IMPUTE_MODEL.items() if k.startswith("predict_")}
 IMPUTE_BASELINES = IMPUTE["baselines"]
-MODEL_VARIANTS = list(IMPUTE_MODEL["variants"]) if IMPUTE_MODEL["enabled"] else []
+# a variant with enabled: false is left out (a preset merged over config.yaml cannot remove a key)
+MODEL_VARIANTS = ([v for v, spec in IMPUTE_MODEL["variants"].items() if (spec or {}).get("enabled", True)]
+                  if IMPUTE_MODEL["enabled"] else [])
+
+
+def model_training(variant):
+    """What ``variant`` is trained with: the model block with that variant's overrides alone among the variants, so
+    editing (or switching off) another variant retrains nothing here."""
+    spec = {k: v for k, v in (IMPUTE_MODEL["variants"][variant] or {}).items() if k != "enabled"}
+    return {**MODEL_TRAINING, "variants": {variant: spec}}
+
+
 MODEL_RESOURCES = IMPUTE_MODEL["resources"]
 # the validation r² bins of the model: its own, else the evaluation's
 MODEL_VAL_MAF_BINS = IMPUTE_MODEL["val_maf_bins"] or IMPUTE["evaluate"]["maf_bins"]
@@ -70,7 +81,7 @@ IMPUTE_SETTINGS = {
                              "impute.baselines.seed": IMPUTE_BASELINES["seed"]},
     "impute_beagle": {"impute.baselines.beagle_ne": IMPUTE_BASELINES["beagle_ne"],
                       "impute.baselines.seed": IMPUTE_BASELINES["seed"]},
-    **{f"impute_train/{v}": {"impute.model": MODEL_TRAINING, "impute.model.val_maf_bins": MODEL_VAL_MAF_BINS}
+    **{f"impute_train/{v}": {"impute.model": model_training(v), "impute.model.val_maf_bins": MODEL_VAL_MAF_BINS}
        for v in MODEL_VARIANTS},
     **{f"impute_ragbert/{v}": {**MODEL_PREDICT, "impute.model.train.device": IMPUTE_MODEL["train"]["device"]} for v in MODEL_VARIANTS},
     **{f"impute_evaluate/{m}": {"impute.evaluate": IMPUTE["evaluate"]} for m in IMPUTE_METHODS},
@@ -270,7 +281,7 @@ IMPUTE_SETTINGS.update({
     **{f"impute_targets_ref_split/{c}": {"impute.split.validation_fraction": IMPUTE["split"]["validation_fraction"],
                                          "impute.split.seed": IMPUTE["split"]["seed"]} for c in TARGET_CHROMOSOMES},
     **{f"impute_targets_ref_windows/{c}": {"impute.windows": IMPUTE["windows"]} for c in TARGET_CHROMOSOMES},
-    **{f"impute_targets_train/{v}": {"impute.model": MODEL_TRAINING, "impute.model.val_maf_bins": MODEL_VAL_MAF_BINS}
+    **{f"impute_targets_train/{v}": {"impute.model": model_training(v), "impute.model.val_maf_bins": MODEL_VAL_MAF_BINS}
        for v in TARGET_MODELS},
     "impute_targets_plot": {"impute.targets.r2_along": IMPUTE_TARGETS["r2_along"], "snps_only": TARGETS_SNPS_ONLY},
 })

@@ -26,7 +26,7 @@ rule impute_train:
         runtime=f"{IMPUTE_DIR}/{{variant}}/model/train_runtime.json",
     params:
         made_with=lambda wc: impute_made_with(f"impute_train/{wc.variant}"),  # rerun key: read by no script (settings_above)
-        model=MODEL_TRAINING,
+        model=lambda wc: model_training(wc.variant),
         maf_bins=MODEL_VAL_MAF_BINS,
         work_dir=f"{IMPUTE_DIR}/{{variant}}/model_work",
     threads: IMPUTE_MODEL["threads"]

@@ -89,7 +89,7 @@ rule impute_targets_train:
         runtime=f"{TARGETS_DIR}/model/{{variant}}/train_runtime.json",
     params:
         made_with=lambda wc: impute_made_with(f"impute_targets_train/{wc.variant}"),  # rerun key: read by no script (settings_above)
-        model=MODEL_TRAINING,
+        model=lambda wc: model_training(wc.variant),
         maf_bins=MODEL_VAL_MAF_BINS,
         work_dir=f"{TARGETS_DIR}/model/{{variant}}/work",
     threads: IMPUTE_MODEL["threads"]
