@@ -222,27 +222,18 @@ def retrieve_windows(
         inverse[perm] = np.arange(n_panel)
         scale = np.float32(1.0) if weights is None else np.sqrt(weights[w])
         queries = np.ascontiguousarray(query_hap[sites].T * scale, dtype=np.float32)
-        back = None
-        if exclude is None:
-            # queries with the same alleles at these sites have the same neighbours: search each once
-            # (targets share haplotypes: the scale set's 1,068 are about 630 distinct per window)
-            distinct, back = np.unique(queries, axis=0, return_inverse=True)
-            if len(distinct) < len(queries):
-                queries = distinct
-            else:
-                back = None
         if kind == "exact" and plain_in_a_row < 3:
             found = grouped_search(panel_hap[sites], scale, inverse, queries, k, exclude)
             if found is not None:
-                out[w] = found if back is None else found[back.ravel()]
+                out[w] = found
                 plain_in_a_row = 0
                 continue
             plain_in_a_row += 1  # a panel whose vectors are all distinct here is so in the next windows too
         vectors = np.ascontiguousarray(panel_hap[sites][:, perm].T * scale, dtype=np.float32)
         index = build_index(vectors, ivf_min_haplotypes=ivf_min_haplotypes, nlist=nlist, nprobe=nprobe)
         ex = None if exclude is None else inverse[exclude]
-        ids = perm[search(index, queries, k, ex)]
-        out[w] = ids if back is None else ids[back.ravel()]
+        ids = search(index, queries, k, ex)
+        out[w] = perm[ids]
     return out
 
 

@@ -152,35 +152,3 @@ def test_the_grouped_search_is_used_where_the_panel_repeats_itself():
     assert grouped_search(cols[:, np.arange(200) % 50], np.float32(1.0), np.arange(200), q, 3, None) is not None
     assert grouped_search(np.vstack([cols, np.eye(50, dtype=np.int8)]), np.float32(1.0), rank,
                           np.hstack([q, np.zeros((5, 50), np.float32)]), 3, None) is None  # all distinct: plain search
-
-
-@pytest.mark.parametrize("grouped", [True, False])
-def test_queries_with_the_same_alleles_are_searched_once_and_answered_alike(grouped, monkeypatch):
-    # targets share haplotypes: each distinct query vector of a window is searched once and its answer copied;
-    # the answers are those of searching each query alone (the tie-breaking permutation depends on the seed only)
-    import omicslm.impute.ragbert.retrieval as R
-
-    if not grouped:
-        monkeypatch.setattr(R, "GROUPED_MAX_FRACTION", 0.0)
-    rng = np.random.default_rng(4)
-    founders = (rng.random((30, 10)) < 0.4).astype(np.int8)
-    panel = founders[:, rng.integers(0, 10, 200)]
-    query = np.repeat(panel[:, rng.integers(0, 200, 6)], 3, axis=1)  # 6 distinct queries, 3 copies each
-    query[0, 1] ^= 1  # one copy differs at one site
-    windows = np.array([[0, 15], [15, 30]])
-    sites = window_query_sites(windows, np.arange(0, 30, 2), flank_sites=6)
-    weights = window_site_weights(windows, sites, decay_sites=3.0)
-    calls = []
-    search = R.search if not grouped else R.grouped_search
-
-    def counted(*args):
-        calls.append(len(args[3] if grouped else args[1]))
-        return search(*args)
-
-    monkeypatch.setattr(R, "grouped_search" if grouped else "search", counted)
-    opts = dict(k=5, weights=weights, ivf_min_haplotypes=10_000, nlist=4, nprobe=4, seed=2, threads=1)
-    together = retrieve_windows(panel, query, sites, **opts)
-    assert max(calls) <= 7  # the 18 queries are at most 7 distinct vectors in a window
-    alone = np.concatenate([retrieve_windows(panel, query[:, [q]], sites, **opts) for q in range(18)], axis=1)
-    np.testing.assert_array_equal(together, alone)
-    np.testing.assert_array_equal(together[:, 3], together[:, 5])  # copies of one haplotype
