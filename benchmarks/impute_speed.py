@@ -60,8 +60,9 @@ def measured(code: str, *, process_wall: list | None = None, **kwargs) -> tuple[
 
 
 OURS = """
-if args["network"]:
-    import transformers  # the network's library, imported on demand: loaded before the clock, as the other imports are
+if args["network"]:  # the network's libraries, imported on demand: loaded before the clock, as the other imports are
+    import torch
+    from transformers import BertConfig, BertModel
 from omicslm.impute.ragbert.predict import impute_ragbert
 print(impute_ragbert(args["h5"], args["split"], args["targets"], args["windows"], args["best"], args["out"],
                      args["runtime"], method=args["variant"], batch_size=args["batch_size"], threads=args["threads"],
