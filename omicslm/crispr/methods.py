@@ -16,6 +16,7 @@ def check_stack_methods(methods: dict) -> None:
             raise ValueError(f"crispr method {name} (kind stack) needs a non-empty `members` list")
         for m in members:
             if m not in methods:
-                raise ValueError(f"crispr method {name}: member {m!r} is not a method in crispr.models.methods")
+                raise ValueError(f"crispr method {name}: member {m!r} is not an (enabled) method in "
+                                 "crispr.models.methods")
             if methods[m].get("kind") == "stack":
                 raise ValueError(f"crispr method {name}: member {m!r} is itself a stack; stack trained methods only")

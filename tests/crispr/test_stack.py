@@ -159,7 +159,7 @@ def test_stack_input_errors(tmp_path):
 
 @pytest.mark.parametrize("methods, message", [
     ({"s": {"kind": "stack", "members": []}}, "non-empty `members`"),
-    ({"s": {"kind": "stack", "members": ["cnn"]}}, "member 'cnn' is not a method"),
+    ({"s": {"kind": "stack", "members": ["cnn"]}}, r"member 'cnn' is not an \(enabled\) method"),
     ({"a": {"kind": "cnn"}, "s": {"kind": "stack", "members": ["a"]}, "t": {"kind": "stack", "members": ["s"]}},
      "member 's' is itself a stack"),
 ])

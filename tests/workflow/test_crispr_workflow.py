@@ -43,6 +43,17 @@ def test_dry_run_plans_every_step_once_per_method(workdir, fast_config):
                     "crispr_stack": 1, "crispr_eval": 1, "crispr_plot": 1}
 
 
+def test_a_method_with_enabled_false_is_left_out_but_not_a_stack_member(tmp_path, fast_config):
+    fewer = write_config(tmp_path / "fewer.yaml", {"crispr": {"models": {"methods": {
+        "lora_r16": {"kind": "lora", "enabled": False}, "cnn_gbm_stack": {"kind": "stack", "enabled": False}}}}})
+    jobs = planned_jobs(snakemake(tmp_path, "-n", *TARGETS, configs=[fast_config, fewer]))
+    assert jobs["crispr_train"] == 6 and "crispr_stack" not in jobs
+    member = write_config(tmp_path / "member.yaml", {"crispr": {"models": {"methods": {
+        "gbm": {"kind": "gbm", "enabled": False}}}}})
+    res = snakemake(tmp_path, "-n", *TARGETS, configs=[fast_config, member], check=False)
+    assert res.returncode != 0 and "member 'gbm' is not an (enabled) method" in res.stdout + res.stderr
+
+
 def test_full_run_writes_the_eval_table(workdir, fast_config):
     snakemake(workdir, *TARGETS, configs=[fast_config], timeout=600)
     table = pd.read_csv(workdir / "results/crispr_eval.tsv", sep="\t")

@@ -7,6 +7,12 @@ from omicslm.crispr.methods import ENCODER_KINDS, check_stack_methods
 
 CRISPR = config["crispr"]
 CRISPR_DIR = "results/crispr"
+# a method with enabled: false is left out (a preset merged over config.yaml cannot remove a key); from here on
+# crispr.models.methods holds the enabled methods, without the key (it does not change what a method trains)
+CRISPR["models"]["methods"] = {m: {k: v for k, v in spec.items() if k != "enabled"}
+                               for m, spec in CRISPR["models"]["methods"].items() if spec.get("enabled", True)}
+if not CRISPR["models"]["methods"]:
+    raise ValueError("config crispr.models.methods: every method has enabled: false")
 CRISPR_METHODS = list(CRISPR["models"]["methods"])
 # "stack" methods blend the predictions of trained ones (rule crispr_stack); all others are trained (crispr_train)
 CRISPR_STACKED = [m for m, s in CRISPR["models"]["methods"].items() if s["kind"] == "stack"]
