@@ -11,13 +11,13 @@ import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import numba
 import numpy as np
 import pysam
 from numba import njit, prange
 
 from omicslm.io.atomic import atomic_indexed
 from omicslm.io.bgzf import ParallelBGZFWriter
+from omicslm.io.threads import set_numba_threads
 
 _GT_PHASED = np.array(["0|0", "0|1", "1|0", "1|1"])
 _GT_UNPHASED = np.array(["0/0", "0/1", "0/1", "1/1"])  # what an array genotype call gives: no haplotype order
@@ -87,7 +87,7 @@ def write_vcf(
             f"shape mismatch: {n_var} variants x {n_samp} samples in haplotypes, "
             f"{len(positions)} positions, {len(samples)} sample names"
         )
-    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))  # _fill_fields' threads
+    set_numba_threads(threads)  # _fill_fields' threads
     header, fmt_str = _header_lines(contig, samples, source=source, info_header=info_header,
                                     dosages=dosages is not None, genotype_probs=genotype_probs is not None,
                                     hap_dosages=hap_dosages is not None)

@@ -28,9 +28,10 @@ torch code.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import njit, prange
+
+from omicslm.io.threads import set_numba_threads
 
 # float sums may be reassociated (vectorised) and products contracted; NaN and infinity keep their meaning
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
@@ -317,7 +318,7 @@ def slots_alt_prob_cpu(panel_hap: np.ndarray, query_hap: np.ndarray, obs_idx: np
     slots of negligible posterior (0: read every slot).
     """
     if threads is not None:
-        numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+        set_numba_threads(threads)
     n_var, n_q = query_hap.shape
     panel_hap = np.ascontiguousarray(panel_hap, dtype=np.int8)
     n_panel = panel_hap.shape[1]

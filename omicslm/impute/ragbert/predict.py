@@ -13,7 +13,6 @@ import json
 import logging
 import time
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numba
@@ -28,6 +27,7 @@ from omicslm.impute.ragbert.model_config import ModelConfig
 from omicslm.impute.ragbert.windows import file_sha1, panel_fingerprint, read_windows, window_data
 from omicslm.impute.split import read_split, role_indices
 from omicslm.io.runtime import write_runtime
+from omicslm.io.threads import set_numba_threads
 from omicslm.io.vcf import write_vcf
 from omicslm.train.checkpoint_files import read_checkpoint_config
 
@@ -230,7 +230,7 @@ def genotype_outputs(p: np.ndarray, *, threads: int | None = None
     if p.ndim != 3 or p.shape[2] != 2:
         raise ValueError(f"haplotype ALT probabilities must be (variants, samples, 2), got shape {p.shape}")
     if threads is not None:
-        numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+        set_numba_threads(threads)
     n_var, n_samp = p.shape[:2]
     hap = np.empty((n_var, n_samp, 2), dtype=np.int8)
     ds = np.empty((n_var, n_samp), dtype=np.float32)
