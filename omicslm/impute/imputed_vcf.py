@@ -1,8 +1,10 @@
-"""Read any method's imputed VCF (Beagle, minimac4, omicslm) as dosage and genotype matrices.
+"""Imputed VCFs: ours written from haplotype ALT probabilities, and any method's read back.
 
-Rows follow the requested positions and columns the requested samples, whatever order the
-file holds them in, so every method is scored against the truth with the same code
-(:mod:`omicslm.impute.evaluate`).
+:func:`write_imputed_vcf` writes our imputation (GT, DS, GP, HDS; INFO AF, R2, IMP / TYPED) from per-haplotype
+ALT probabilities, whose fields :func:`genotype_outputs` derives. :func:`read_imputed` reads any method's imputed
+VCF (Beagle, minimac4, omicslm) as dosage and genotype matrices: rows follow the requested positions and columns
+the requested samples, whatever order the file holds them in, so every method is scored against the truth with
+the same code (:mod:`omicslm.impute.evaluate`).
 """
 
 from __future__ import annotations
@@ -11,10 +13,14 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+import numba
 import numpy as np
 from tqdm import tqdm
 
 from omicslm.errors import InputError
+from omicslm.impute.layout import Panel
+from omicslm.io.threads import set_numba_threads
+from omicslm.io.vcf import write_vcf
 
 #: cyvcf2 ``gt_types`` code for a missing genotype (with ``gts012=True``).
 _GT_UNKNOWN = 3
@@ -155,3 +161,97 @@ def _unfilled_error(vcf, filled: np.ndarray, seen_alleles: dict, positions: np.n
         problem = (f"scored position is absent from the imputed VCF "
                    f"({int((~filled).sum())} of {len(positions)} requested positions missing)")
     return InputError(vcf, problem, record=f"{contig or 'pos'}:{positions[i]}")
+
+
+def write_imputed_vcf(out_vcf, panel: Panel, samples: list[str], p: np.ndarray, observed: np.ndarray, *,
+                      method: str, threads: int = 1) -> None:
+    """Every panel site from haplotype ALT probabilities ``p`` (n_variants, n_samples, 2); ``observed``: the target's
+    own (array) sites, flagged TYPED, the others IMP."""
+    hap, ds, gp, info = genotype_outputs(p, threads=threads)
+    info["IMP"] = ~observed
+    info["TYPED"] = observed.copy()
+    write_vcf(out_vcf, contig=panel.contig, positions=panel.pos, ref=panel.ref, alt=panel.alt, samples=samples,
+              haplotypes=hap, dosages=ds, genotype_probs=gp, hap_dosages=np.clip(p, 0.0, 1.0), info=info,
+              source=f"omicslm {method}", threads=threads,
+              info_header=[
+                  '##INFO=<ID=AF,Number=A,Type=Float,Description="Mean imputed ALT allele frequency">',
+                  '##INFO=<ID=R2,Number=1,Type=Float,Description="Estimated imputation r2: var(DS)/(2AF(1-AF))">',
+                  '##INFO=<ID=IMP,Number=0,Type=Flag,Description="Imputed marker (not in the target\'s array)">',
+                  '##INFO=<ID=TYPED,Number=0,Type=Flag,Description="Typed marker: the target\'s own phased genotypes">',
+              ])
+
+
+def genotype_outputs(p: np.ndarray, *, threads: int | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Best-guess haplotypes, dosage, genotype probabilities and INFO from haplotype ALT probabilities.
+
+    Parameters
+    ----------
+    p : ndarray, float, shape (n_variants, n_samples, 2)
+        Clipped to [0, 1]; a NaN stays NaN (the VCF writer refuses it, naming the record).
+    threads : int, optional
+        CPU threads of the compiled loop over variants (None: numba's current number).
+
+    Returns
+    -------
+    hap : int8 (n_variants, n_samples, 2) per-haplotype argmax (phased GT)
+    ds : float32 (n_variants, n_samples) ``p1 + p2``
+    gp : float32 (n_variants, n_samples, 3) ``(1-p1)(1-p2), p1(1-p2) + p2(1-p1), p1 p2``
+    info : {"AF": mean ALT dosage / 2, "R2": var(DS) / (2 AF (1 - AF)) clipped to [0, 1]
+        (minimac's Rsq estimate: 1 when dosages are as spread as true genotypes would be;
+        0 at sites imputed monomorphic)}
+
+    Every value is computed in float64 and stored as float32, in one compiled pass per variant.
+    """
+    p = np.asarray(p)
+    if p.ndim != 3 or p.shape[2] != 2:
+        raise ValueError(f"haplotype ALT probabilities must be (variants, samples, 2), got shape {p.shape}")
+    if threads is not None:
+        set_numba_threads(threads)
+    n_var, n_samp = p.shape[:2]
+    hap = np.empty((n_var, n_samp, 2), dtype=np.int8)
+    ds = np.empty((n_var, n_samp), dtype=np.float32)
+    gp = np.empty((n_var, n_samp, 3), dtype=np.float32)
+    af = np.empty(n_var, dtype=np.float32)
+    r2 = np.empty(n_var, dtype=np.float32)
+    p = np.ascontiguousarray(p, dtype=p.dtype if p.dtype in (np.float32, np.float64) else np.float64)
+    _genotype_fields(p, hap, ds, gp, af, r2)
+    return hap, ds, gp, {"AF": af, "R2": r2}
+
+
+@numba.njit(cache=True, inline="always")
+def _unit(x: float) -> float:
+    """``x`` clipped to [0, 1]; NaN stays NaN (comparisons with NaN are false)."""
+    if x < 0.0:
+        return 0.0
+    if x > 1.0:
+        return 1.0
+    return x
+
+
+@numba.njit(parallel=True, cache=True)
+def _genotype_fields(p, hap, ds, gp, af, r2):
+    """:func:`genotype_outputs` into its arrays, one variant per iteration (float64 arithmetic)."""
+    n_var, n_samp = p.shape[0], p.shape[1]
+    for v in numba.prange(n_var):
+        total = 0.0
+        for j in range(n_samp):
+            a = _unit(np.float64(p[v, j, 0]))
+            b = _unit(np.float64(p[v, j, 1]))
+            d = a + b
+            ds[v, j] = d
+            gp[v, j, 0] = (1.0 - a) * (1.0 - b)
+            gp[v, j, 1] = a * (1.0 - b) + b * (1.0 - a)
+            gp[v, j, 2] = a * b
+            hap[v, j, 0] = 1 if a >= 0.5 else 0
+            hap[v, j, 1] = 1 if b >= 0.5 else 0
+            total += d
+        mean = total / n_samp if n_samp > 0 else np.nan
+        spread = 0.0
+        for j in range(n_samp):
+            e = _unit(np.float64(p[v, j, 0])) + _unit(np.float64(p[v, j, 1])) - mean
+            spread += e * e
+        freq = mean / 2.0
+        expected = 2.0 * freq * (1.0 - freq)
+        af[v] = freq
+        r2[v] = _unit(spread / n_samp / expected) if expected > 0.0 else 0.0

@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numba
 import numpy as np
 from tqdm import tqdm
 
 from omicslm.errors import InputError
+from omicslm.impute.imputed_vcf import write_imputed_vcf
 from omicslm.impute.layout import Panel, read_panel
 from omicslm.impute.ragbert.batches import WindowData, panel_site_stats
 from omicslm.impute.ragbert.composite import copying_device
@@ -27,8 +27,6 @@ from omicslm.impute.ragbert.model_config import ModelConfig
 from omicslm.impute.ragbert.windows import file_sha1, panel_fingerprint, read_windows, window_data
 from omicslm.impute.split import read_split, role_indices
 from omicslm.io.runtime import write_runtime
-from omicslm.io.threads import set_numba_threads
-from omicslm.io.vcf import write_vcf
 from omicslm.train.checkpoint_files import read_checkpoint_config
 
 if TYPE_CHECKING:
@@ -204,82 +202,6 @@ def load_model(checkpoint_dir, panel: Panel) -> tuple[RagBert | None, dict]:
     return model, config
 
 
-def genotype_outputs(p: np.ndarray, *, threads: int | None = None
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    """Best-guess haplotypes, dosage, genotype probabilities and INFO from haplotype ALT probabilities.
-
-    Parameters
-    ----------
-    p : ndarray, float, shape (n_variants, n_samples, 2)
-        Clipped to [0, 1]; a NaN stays NaN (the VCF writer refuses it, naming the record).
-    threads : int, optional
-        CPU threads of the compiled loop over variants (None: numba's current number).
-
-    Returns
-    -------
-    hap : int8 (n_variants, n_samples, 2) per-haplotype argmax (phased GT)
-    ds : float32 (n_variants, n_samples) ``p1 + p2``
-    gp : float32 (n_variants, n_samples, 3) ``(1-p1)(1-p2), p1(1-p2) + p2(1-p1), p1 p2``
-    info : {"AF": mean ALT dosage / 2, "R2": var(DS) / (2 AF (1 - AF)) clipped to [0, 1]
-        (minimac's Rsq estimate: 1 when dosages are as spread as true genotypes would be;
-        0 at sites imputed monomorphic)}
-
-    Every value is computed in float64 and stored as float32, in one compiled pass per variant.
-    """
-    p = np.asarray(p)
-    if p.ndim != 3 or p.shape[2] != 2:
-        raise ValueError(f"haplotype ALT probabilities must be (variants, samples, 2), got shape {p.shape}")
-    if threads is not None:
-        set_numba_threads(threads)
-    n_var, n_samp = p.shape[:2]
-    hap = np.empty((n_var, n_samp, 2), dtype=np.int8)
-    ds = np.empty((n_var, n_samp), dtype=np.float32)
-    gp = np.empty((n_var, n_samp, 3), dtype=np.float32)
-    af = np.empty(n_var, dtype=np.float32)
-    r2 = np.empty(n_var, dtype=np.float32)
-    p = np.ascontiguousarray(p, dtype=p.dtype if p.dtype in (np.float32, np.float64) else np.float64)
-    _genotype_fields(p, hap, ds, gp, af, r2)
-    return hap, ds, gp, {"AF": af, "R2": r2}
-
-
-@numba.njit(cache=True, inline="always")
-def _unit(x: float) -> float:
-    """``x`` clipped to [0, 1]; NaN stays NaN (comparisons with NaN are false)."""
-    if x < 0.0:
-        return 0.0
-    if x > 1.0:
-        return 1.0
-    return x
-
-
-@numba.njit(parallel=True, cache=True)
-def _genotype_fields(p, hap, ds, gp, af, r2):
-    """:func:`genotype_outputs` into its arrays, one variant per iteration (float64 arithmetic)."""
-    n_var, n_samp = p.shape[0], p.shape[1]
-    for v in numba.prange(n_var):
-        total = 0.0
-        for j in range(n_samp):
-            a = _unit(np.float64(p[v, j, 0]))
-            b = _unit(np.float64(p[v, j, 1]))
-            d = a + b
-            ds[v, j] = d
-            gp[v, j, 0] = (1.0 - a) * (1.0 - b)
-            gp[v, j, 1] = a * (1.0 - b) + b * (1.0 - a)
-            gp[v, j, 2] = a * b
-            hap[v, j, 0] = 1 if a >= 0.5 else 0
-            hap[v, j, 1] = 1 if b >= 0.5 else 0
-            total += d
-        mean = total / n_samp if n_samp > 0 else np.nan
-        spread = 0.0
-        for j in range(n_samp):
-            e = _unit(np.float64(p[v, j, 0])) + _unit(np.float64(p[v, j, 1])) - mean
-            spread += e * e
-        freq = mean / 2.0
-        expected = 2.0 * freq * (1.0 - freq)
-        af[v] = freq
-        r2[v] = _unit(spread / n_samp / expected) if expected > 0.0 else 0.0
-
-
 def _check_genetic_map(config: dict, checkpoint_dir, genetic_map, *, copying: bool, contig: str | None = None) -> None:
     """InputError unless ``genetic_map`` is the map (or lack of one) the copying model was trained with on
     ``contig`` (a checkpoint trained across contigs records one map per contig)."""
@@ -336,24 +258,6 @@ def _target_populations(targets_vcf, panel: Panel, samples: list[str], panel_idx
         log.info("inferred populations of %d targets: %s", int((~known).sum()),
                  ", ".join(f"{panel.populations[i]} {c}" for i, c in enumerate(counts) if c))
     return pops
-
-
-def _write_imputed_vcf(out_vcf, panel: Panel, samples: list[str], p: np.ndarray, observed: np.ndarray, *,
-                       method: str, threads: int = 1) -> None:
-    """Every panel site from haplotype ALT probabilities ``p`` (n_variants, n_samples, 2); ``observed``: the target's
-    own (array) sites, flagged TYPED, the others IMP."""
-    hap, ds, gp, info = genotype_outputs(p, threads=threads)
-    info["IMP"] = ~observed
-    info["TYPED"] = observed.copy()
-    write_vcf(out_vcf, contig=panel.contig, positions=panel.pos, ref=panel.ref, alt=panel.alt, samples=samples,
-              haplotypes=hap, dosages=ds, genotype_probs=gp, hap_dosages=np.clip(p, 0.0, 1.0), info=info,
-              source=f"omicslm {method}", threads=threads,
-              info_header=[
-                  '##INFO=<ID=AF,Number=A,Type=Float,Description="Mean imputed ALT allele frequency">',
-                  '##INFO=<ID=R2,Number=1,Type=Float,Description="Estimated imputation r2: var(DS)/(2AF(1-AF))">',
-                  '##INFO=<ID=IMP,Number=0,Type=Flag,Description="Imputed marker (not in the target\'s array)">',
-                  '##INFO=<ID=TYPED,Number=0,Type=Flag,Description="Typed marker: the target\'s own phased genotypes">',
-              ])
 
 
 def _target_queries(targets_vcf, panel: Panel, panel_idx: np.ndarray, *, skip_absent: bool, populations: bool):
@@ -461,7 +365,7 @@ def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_
                              cpu_bf16=cpu_bf16, skip_confident=skip_confident)
     p = p.reshape(panel.n_variants, len(samples), 2)
     p[site_idx] = target_hap  # array sites carry their observed alleles
-    _write_imputed_vcf(out_vcf, panel, samples, p, observed, method=method, threads=threads)
+    write_imputed_vcf(out_vcf, panel, samples, p, observed, method=method, threads=threads)
     seconds = time.perf_counter() - started
     _record_runtime(runtime_json, train_runtime_json, method=method, seconds=seconds, threads=threads, device=dev)
     log.info("%s: imputed %d samples x %d sites in %.1f s on %s", method, len(samples), panel.n_variants, seconds, dev)
