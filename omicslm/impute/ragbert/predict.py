@@ -56,15 +56,6 @@ def predict_alt_prob(model: RagBert, data: WindowData, *, batch_size: int, devic
     """
     import torch
 
-    with torch.no_grad():
-        return _predict_alt_prob(model, data, batch_size=batch_size, device=device, amp=amp, cpu_bf16=cpu_bf16,
-                                 desc=desc, skip_confident=skip_confident)
-
-
-def _predict_alt_prob(model: RagBert, data: WindowData, *, batch_size: int, device: torch.device, amp: bool,
-                      cpu_bf16: bool, desc: str, skip_confident: float) -> np.ndarray:
-    import torch
-
     from omicslm.train.device import inference_autocast, to_device
 
     was_training = model.training
@@ -90,7 +81,7 @@ def _predict_alt_prob(model: RagBert, data: WindowData, *, batch_size: int, devi
                       mininterval=5, leave=False):
         sites = batch["sites"].numpy()
         hap = batch["hap"].numpy()
-        with inference_autocast(device, amp=amp, cpu_bf16=cpu_bf16):
+        with torch.no_grad(), inference_autocast(device, amp=amp, cpu_bf16=cpu_bf16):
             out = model(to_device(batch, device))
         p = torch.softmax(out["allele_logits"].float(), dim=-1)[..., 1].cpu().numpy()
         ok = sites >= 0
@@ -285,6 +276,21 @@ def _record_runtime(runtime_json, train_runtime_json, *, method: str, seconds: f
     write_runtime(runtime_json, method=method, seconds=seconds, threads=threads, **extra)
 
 
+def _imputation_device(model: RagBert | None, device: str, threads: int):
+    """Where the imputation runs, with ``model`` (if any) moved there and torch on ``threads`` threads; the copying
+    model alone (None) imports no torch unless it may run on CUDA (:func:`copying_device`)."""
+    if model is None:
+        return copying_device(device)
+    import torch
+
+    from omicslm.train.device import pick_device
+
+    torch.set_num_threads(max(1, int(threads)))
+    dev = pick_device(device)
+    model.to(dev)
+    return dev
+
+
 def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_vcf, runtime_json, *, method: str,
                    batch_size: int, threads: int = 1, device: str = "auto", train_runtime_json=None,
                    genetic_map=None, skip_absent: bool = False, cpu_bf16: bool = False,
@@ -337,16 +343,7 @@ def impute_ragbert(h5, split_tsv, targets_vcf, windows_tsv, checkpoint_dir, out_
     panel_idx = role_indices(panel, split, ["reference", "validation"])
     model, config = load_model(checkpoint_dir, panel)
     mcfg = ModelConfig.from_dict(config["model"])
-    if model is None:  # the copying model alone: no torch unless it may run on CUDA
-        dev = copying_device(device)
-    else:
-        import torch
-
-        from omicslm.train.device import pick_device
-
-        torch.set_num_threads(max(1, int(threads)))
-        dev = pick_device(device)
-        model.to(dev)
+    dev = _imputation_device(model, device, threads)
     cfg = config["options"]
     _check_genetic_map(config, checkpoint_dir, genetic_map, copying=mcfg.copying, contig=panel.contig)
     site_idx, target_hap, samples, observed, query_pop, query_hap = _target_queries(
