@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 BLOCK_INPUT = 0xFF00   # uncompressed bytes per block (htslib's): its deflated form always fits in 64 KiB
@@ -35,7 +36,8 @@ class ParallelBGZFWriter:
     """File-like BGZF writer: ``write`` bytes, ``close`` (or leave the ``with`` block) to finish with the EOF block.
 
     Bytes are gathered until ``batch_blocks`` blocks' worth, which are then deflated on ``threads`` threads and
-    written in order. ``threads=1`` deflates in the calling thread.
+    written in order. The caller goes on while they deflate: up to two batches are in flight, so laying out the
+    next records overlaps the deflating of the last ones. ``threads=1`` deflates in the calling thread.
     """
 
     def __init__(self, path, *, threads: int = 1, level: int = LEVEL, batch_blocks: int = 64):
@@ -46,6 +48,8 @@ class ParallelBGZFWriter:
         self._pending: list[bytes] = []
         self._pending_len = 0
         self._batch = batch_blocks * BLOCK_INPUT
+        self._in_flight: deque = deque()  # futures of deflated blocks, in file order
+        self._max_in_flight = 2 * max(1, batch_blocks)
 
     def write(self, data: bytes) -> int:
         self._pending.append(bytes(data))
@@ -60,12 +64,15 @@ class ParallelBGZFWriter:
         chunks = [buf[i * BLOCK_INPUT:(i + 1) * BLOCK_INPUT] for i in range(n_full)]
         rest = buf[n_full * BLOCK_INPUT:]
         self._pending, self._pending_len = ([rest], len(rest)) if rest else ([], 0)
-        if self._pool is not None and len(chunks) > 1:
-            blocks = self._pool.map(lambda c: deflate_block(c, self._level), chunks)
-        else:
-            blocks = (deflate_block(c, self._level) for c in chunks)
-        for block in blocks:
-            self._fh.write(block)
+        if self._pool is None:
+            for c in chunks:
+                self._fh.write(deflate_block(c, self._level))
+            return
+        for c in chunks:
+            self._in_flight.append(self._pool.submit(deflate_block, c, self._level))
+        # write what is done, in order; wait only while more than two batches are in flight (or at the end)
+        while self._in_flight and (final or len(self._in_flight) > self._max_in_flight or self._in_flight[0].done()):
+            self._fh.write(self._in_flight.popleft().result())
 
     def close(self) -> None:
         if self._fh.closed:
