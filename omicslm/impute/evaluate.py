@@ -239,10 +239,7 @@ def score(truth: np.ndarray, dosage: np.ndarray, gt: np.ndarray, panel_af: np.nd
     panel_af = np.asarray(panel_af, dtype=np.float64)
     edges = np.asarray(bins, dtype=np.float64)
     _check_score_inputs(truth, dosage, gt, panel_af, edges)
-    flip = panel_af > 0.5
-    truth = np.where(flip[:, None], 2 - truth, truth).astype(np.int8)
-    gt = np.where(flip[:, None], 2 - gt, gt).astype(np.int8)
-    dosage = np.where(flip[:, None], 2.0 - dosage, dosage)
+    truth, gt, dosage = _minor_coded(panel_af, truth.astype(np.int8), gt.astype(np.int8), dosage)
     maf = np.minimum(panel_af, 1.0 - panel_af)
     stats = _site_stats(truth, dosage)
     rows = []
@@ -279,8 +276,7 @@ def paired_r2_difference(truth: np.ndarray, dosage_a: np.ndarray, dosage_b: np.n
     for dosage in (dosage_a, dosage_b):
         dosage = np.asarray(dosage, dtype=np.float64)
         _check_score_inputs(truth, dosage, truth, panel_af, edges)
-        flip = (panel_af > 0.5)[:, None]
-        stats.append(_site_stats(np.where(flip, 2 - truth, truth), np.where(flip, 2.0 - dosage, dosage)))
+        stats.append(_site_stats(*_minor_coded(panel_af, truth, dosage)))
     maf = np.minimum(panel_af, 1.0 - panel_af)
     rows = []
     for r, (label, _, _, sel) in enumerate(_score_groups(edges, maf, (panel_af == 0) | (panel_af == 1))):
@@ -296,6 +292,13 @@ def paired_r2_difference(truth: np.ndarray, dosage_a: np.ndarray, dosage_b: np.n
         rows.append({"bin": label, "n_sites": int(sel.sum()), "r2_a": r2_a, "r2_b": r2_b, "diff": r2_a - r2_b,
                      "diff_lo": lo, "diff_hi": hi})
     return pd.DataFrame(rows)
+
+
+def _minor_coded(panel_af: np.ndarray, *counts: np.ndarray) -> list[np.ndarray]:
+    """ALT counts or dosages (sites x samples) recoded to the panel-minor allele: ``2 - x`` at sites with
+    ``panel_af > 0.5``, each array keeping its dtype."""
+    flip = (np.asarray(panel_af) > 0.5)[:, None]
+    return [np.where(flip, 2 - x, x).astype(x.dtype, copy=False) for x in counts]
 
 
 def _check_score_inputs(truth, dosage, gt, panel_af, edges) -> None:
