@@ -59,10 +59,10 @@ def embed_cells(counts_h5ad, checkpoint_dir, training_tokens, out_h5ad, *, model
     adata = read_ingested(counts_h5ad)
     adata = adata[adata.obs_names.get_indexer(cells)].copy()
     adata.obsm["X_omicslm"] = emb.astype(np.float32)
-    adata.obsm["X_pca"] = scanpy_embedding(counts_h5ad, cells, n_components=pca_components, hvg_genes=hvg_genes,
+    adata.obsm["X_pca"] = scanpy_embedding(adata, cells, n_components=pca_components, hvg_genes=hvg_genes,
                                            seed=seed)
     if scvi and scvi.get("enabled", True):
-        adata.obsm["X_scvi"], _ = scvi_embeddings(counts_h5ad, cells, n_latent=int(scvi["n_latent"]),
+        adata.obsm["X_scvi"], _ = scvi_embeddings(adata, cells, n_latent=int(scvi["n_latent"]),
                                                   max_epochs=int(scvi["max_epochs"]), seed=seed, threads=threads)
     adata.uns["omicslm"] = {"model": model_name, "checkpoint": str(checkpoint_dir),
                             "genes_not_in_vocab": int(tok["genes_not_in_vocab"]),

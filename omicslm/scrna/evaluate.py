@@ -60,21 +60,32 @@ def label_metrics(train_emb: np.ndarray, train_labels, test_emb: np.ndarray, tes
     return {"knn_accuracy": acc, "ari": float(adjusted_rand_score(y_te, clusters))}
 
 
-def pca_embeddings(counts_h5ad, cells_train, cells_test, *, n_components: int, seed: int):
-    """PCA (fit on the training cells) of log1p(counts / total * 1e4); returns (train, test) embeddings."""
-    from sklearn.decomposition import PCA
-
+def _counts_and_rows(counts, *cell_lists):
+    """The ingested AnnData (``counts``: a ``counts.h5ad`` path, or the AnnData :func:`read_ingested` gave) and the
+    row of each named cell, one array per list; an error names the source when a cell is missing."""
     from omicslm.scrna.ingest import read_ingested
 
-    adata = read_ingested(counts_h5ad)
+    adata = read_ingested(counts) if isinstance(counts, (str, os.PathLike)) else counts
     index = pd.Index(np.asarray(adata.obs_names, dtype=str))
+    rows = [index.get_indexer(np.asarray(cells, dtype=str)) for cells in cell_lists]
+    if any((r < 0).any() for r in rows):
+        source = counts if isinstance(counts, (str, os.PathLike)) else "the count matrix"
+        raise ValueError(f"{source}: tokenized cells missing from the count matrix")
+    return adata, rows
+
+
+def pca_embeddings(counts_h5ad, cells_train, cells_test, *, n_components: int, seed: int):
+    """PCA (fit on the training cells) of log1p(counts / total * 1e4); returns (train, test) embeddings.
+
+    ``counts_h5ad``, here and in :func:`scanpy_embedding` and :func:`scvi_embeddings`: an ingested ``counts.h5ad``,
+    or the AnnData :func:`~omicslm.scrna.ingest.read_ingested` read from it (one read for several peers)."""
+    from sklearn.decomposition import PCA
+
+    adata, (tr, te) = _counts_and_rows(counts_h5ad, cells_train, cells_test)
     X = adata.X.astype(np.float64)
     totals = np.asarray(X.sum(axis=1)).ravel()
     X = X.multiply((EXPR_TARGET_SUM / np.maximum(totals, 1.0))[:, None]).tocsr()
     X.data = np.log1p(X.data)
-    tr, te = index.get_indexer(cells_train), index.get_indexer(cells_test)
-    if (tr < 0).any() or (te < 0).any():
-        raise ValueError(f"{counts_h5ad}: tokenized cells missing from the count matrix")
     n = max(1, min(n_components, len(tr) - 1, X.shape[1] - 1))
     pca = PCA(n_components=n, random_state=seed).fit(X[tr].toarray())
     return pca.transform(X[tr].toarray()), pca.transform(X[te].toarray())
@@ -88,13 +99,7 @@ def scanpy_embedding(counts_h5ad, cells, *, n_components: int, hvg_genes: int, s
     """
     import scanpy as sc
 
-    from omicslm.scrna.ingest import read_ingested
-
-    adata = read_ingested(counts_h5ad)
-    index = pd.Index(np.asarray(adata.obs_names, dtype=str))
-    rows = index.get_indexer(np.asarray(cells, dtype=str))
-    if (rows < 0).any():
-        raise ValueError(f"{counts_h5ad}: tokenized cells missing from the count matrix")
+    adata, (rows,) = _counts_and_rows(counts_h5ad, cells)
     adata = lognorm_hvg(adata[rows], hvg_genes)
     n = max(1, min(n_components, adata.n_obs - 1, adata.n_vars - 1))
     sc.pp.pca(adata, n_comps=n, random_state=seed)
@@ -116,16 +121,9 @@ def scvi_embeddings(counts_h5ad, cells_train, cells_test=None, *, n_latent: int,
 
     import scvi
 
-    from omicslm.scrna.ingest import read_ingested
-
     for name in ("scvi", "lightning", "lightning.pytorch", "pytorch_lightning"):
         _logging.getLogger(name).setLevel(_logging.WARNING)
-    adata = read_ingested(counts_h5ad)
-    index = pd.Index(np.asarray(adata.obs_names, dtype=str))
-    tr = index.get_indexer(np.asarray(cells_train, dtype=str))
-    te = index.get_indexer(np.asarray([] if cells_test is None else cells_test, dtype=str))
-    if (tr < 0).any() or (te < 0).any():
-        raise ValueError(f"{counts_h5ad}: tokenized cells missing from the count matrix")
+    adata, (tr, te) = _counts_and_rows(counts_h5ad, cells_train, [] if cells_test is None else cells_test)
     scvi.settings.seed = seed
     torch.set_num_threads(max(1, int(threads)))
     train = adata[tr].copy()
@@ -185,6 +183,9 @@ def evaluate_baselines(tokens: dict[str, str], counts_h5ad, out_tsv, *, dataset:
                                  split=split, cells=len(eval_rows), **summarize(scores, n_bins)))
                 log.info("%s %s %s %s: masked NLL %.4f", dataset, binning, split, method, rows[-1]["masked_loss"])
     if data is not None and data.meta["has_labels"]:
+        from omicslm.scrna.ingest import read_ingested
+
+        counts_h5ad = read_ingested(counts_h5ad)  # read once for the three peers
         cells, train, test = data.cells, data.rows("train"), data.rows("test")
         emb_tr, emb_te = pca_embeddings(counts_h5ad, cells["cell"].to_numpy()[train], cells["cell"].to_numpy()[test],
                                         n_components=pca_components, seed=seed)
