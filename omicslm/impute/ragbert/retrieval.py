@@ -216,6 +216,7 @@ def retrieve_windows(
     rng = np.random.default_rng(seed)
     kind = "exact" if n_panel < ivf_min_haplotypes else "IVF"
     plain_in_a_row = 0  # windows in a row where the grouped search would not pay: after 3 it is not tried again
+    packed = PackedSites(panel_hap, np.unique(np.concatenate(query_sites))) if kind == "exact" else None
     for w, sites in enumerate(tqdm(query_sites, desc=f"retrieval ({kind}, K={k})", unit=" windows", mininterval=5)):
         perm = rng.permutation(n_panel)
         inverse = np.empty_like(perm)
@@ -223,7 +224,12 @@ def retrieve_windows(
         scale = np.float32(1.0) if weights is None else np.sqrt(weights[w])
         queries = np.ascontiguousarray(query_hap[sites].T * scale, dtype=np.float32)
         if kind == "exact" and plain_in_a_row < 3:
-            found = grouped_search(panel_hap[sites], scale, inverse, queries, k, exclude)
+            run = packed.run(sites)
+            if run is None:
+                found = grouped_search(panel_hap[sites], scale, inverse, queries, k, exclude)
+            else:  # the window's sites are a run of the packed ones: its keys and vectors are byte slices
+                found = _grouped_search(packed.keys(*run), lambda first, r=run: packed.alleles(first, *r), scale,
+                                        inverse, queries, k, exclude)
             if found is not None:
                 out[w] = found
                 plain_in_a_row = 0
@@ -235,6 +241,42 @@ def retrieve_windows(
         ids = search(index, queries, k, ex)
         out[w] = perm[ids]
     return out
+
+
+class PackedSites:
+    """The panel's alleles at a sorted set of sites, 8 sites to a byte per haplotype (``np.packbits`` order).
+
+    A window's query sites are a run of the array sites, so its grouping keys and the alleles of the haplotypes
+    that stand for each group are slices of these bytes: nothing of the whole panel is copied per window.
+    """
+
+    def __init__(self, panel_hap: np.ndarray, sites: np.ndarray):
+        self.sites = np.asarray(sites, dtype=np.int64)
+        self.bits = np.packbits(np.ascontiguousarray(panel_hap[self.sites].T), axis=1)  # (n_panel, bytes)
+
+    def run(self, sites: np.ndarray) -> tuple[int, int] | None:
+        """``(start, stop)`` with ``self.sites[start:stop]`` equal to ``sites`` (sorted), or None."""
+        if len(sites) == 0:
+            return None
+        start = int(np.searchsorted(self.sites, sites[0]))
+        stop = start + len(sites)
+        if stop > len(self.sites) or not np.array_equal(self.sites[start:stop], sites):
+            return None
+        return start, stop
+
+    def keys(self, start: int, stop: int) -> np.ndarray:
+        """(n_panel, bytes) uint8: each haplotype's alleles at sites ``start:stop``, the bits of the sites outside
+        cleared, so two haplotypes share a key exactly when they share those alleles."""
+        b0, b1 = start // 8, (stop + 7) // 8
+        out = np.array(self.bits[:, b0:b1], order="C")
+        out[:, 0] &= np.uint8(0xFF >> (start - 8 * b0))                 # the first bits are the first sites
+        out[:, -1] &= np.uint8((0xFF << (8 * b1 - stop)) & 0xFF)
+        return out
+
+    def alleles(self, columns: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """(len(columns), stop - start) uint8: the alleles of those panel columns at sites ``start:stop``."""
+        b0, b1 = start // 8, (stop + 7) // 8
+        return np.unpackbits(self.bits[columns, b0:b1], axis=1)[:, start - 8 * b0:stop - 8 * b0]
 
 
 GROUPED_MAX_FRACTION = 0.8  # distinct allele vectors / panel haplotypes above which the plain search is cheaper
@@ -265,8 +307,15 @@ def grouped_search(cols: np.ndarray, scale, rank: np.ndarray, queries: np.ndarra
     exclude : ndarray, int, shape (n_queries, m), optional
         Panel columns each query must not get back.
     """
-    n_panel = cols.shape[1]
     packed = np.ascontiguousarray(np.packbits(cols, axis=0).T)  # (n_panel, bytes): one key per haplotype
+    return _grouped_search(packed, lambda first: cols[:, first].T, scale, rank, queries, k, exclude)
+
+
+def _grouped_search(packed: np.ndarray, alleles_of, scale, rank: np.ndarray, queries: np.ndarray, k: int,
+                    exclude: np.ndarray | None) -> np.ndarray | None:
+    """:func:`grouped_search` from each haplotype's alleles at the query sites packed into a byte key
+    (``packed``, (n_panel, bytes), C order) and ``alleles_of(columns)``, their alleles ((len, n_sites) 0/1)."""
+    n_panel = packed.shape[0]
     keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
     _, first, group = np.unique(keys, return_index=True, return_inverse=True)
     n_u = len(first)
@@ -275,8 +324,8 @@ def grouped_search(cols: np.ndarray, scale, rank: np.ndarray, queries: np.ndarra
     group = group.ravel()
     members = np.lexsort((rank, group)).astype(np.int64)  # haplotypes by group, then rank
     offsets = np.searchsorted(group[members], np.arange(n_u + 1)).astype(np.int64)
-    index = faiss.IndexFlatL2(cols.shape[0])
-    index.add(np.ascontiguousarray(cols[:, first].T * scale, dtype=np.float32))
+    index = faiss.IndexFlatL2(queries.shape[1])
+    index.add(np.ascontiguousarray(alleles_of(first) * scale, dtype=np.float32))
     ex = np.full((len(queries), 0), -1, dtype=np.int64) if exclude is None else np.asarray(exclude, dtype=np.int64)
     _check_k(k, n_panel, ex.shape[1])
     rank = np.asarray(rank, dtype=np.int64)

@@ -152,3 +152,25 @@ def test_the_grouped_search_is_used_where_the_panel_repeats_itself():
     assert grouped_search(cols[:, np.arange(200) % 50], np.float32(1.0), np.arange(200), q, 3, None) is not None
     assert grouped_search(np.vstack([cols, np.eye(50, dtype=np.int8)]), np.float32(1.0), rank,
                           np.hstack([q, np.zeros((5, 50), np.float32)]), 3, None) is None  # all distinct: plain search
+
+
+def test_packed_sites_give_a_runs_keys_and_alleles_whatever_its_byte_alignment():
+    # retrieval slices each window's grouping keys and representatives' alleles out of the panel packed once; a
+    # key must hold the run's alleles and nothing of the sites beside it in its first and last bytes
+    from omicslm.impute.ragbert.retrieval import PackedSites
+
+    rng = np.random.default_rng(4)
+    panel = (rng.random((60, 30)) < 0.5).astype(np.int8)
+    sites = np.sort(rng.choice(60, 37, replace=False))
+    packed = PackedSites(panel, sites)
+    for start, stop in [(0, 37), (3, 4), (5, 13), (9, 16), (8, 16), (13, 37), (1, 2)]:
+        run = sites[start:stop]
+        assert packed.run(run) == (start, stop)
+        alleles = panel[run].T  # (n_panel, n_sites)
+        np.testing.assert_array_equal(packed.alleles(np.arange(30), start, stop), alleles)
+        np.testing.assert_array_equal(packed.alleles(np.array([7, 2]), start, stop), alleles[[7, 2]])
+        keys = packed.keys(start, stop)
+        same_key = (keys[:, None, :] == keys[None, :, :]).all(axis=-1)
+        np.testing.assert_array_equal(same_key, (alleles[:, None, :] == alleles[None, :, :]).all(axis=-1))
+    assert packed.run(sites[[0, 2]]) is None         # not a run of the packed sites
+    assert packed.run(np.array([sites[-1] + 1])) is None
